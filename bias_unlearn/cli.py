@@ -1,0 +1,21 @@
+"""Shared behaviour of the entry points: known input errors end with one clear line, not a traceback."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from bias_unlearn.data.records import DataError
+from bias_unlearn.models.loading import ModelLoadError
+from bias_unlearn.offline import OfflineAssetError
+
+log = logging.getLogger("bias_unlearn")
+USER_ERRORS = (DataError, ModelLoadError, OfflineAssetError, ValueError)
+
+
+def run_cli(job, cfg):
+    try:
+        return job(cfg)
+    except USER_ERRORS as err:
+        log.debug("traceback", exc_info=True)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,65 @@
+"""Normalised records, one type per benchmark, and the error every loader raises on bad input."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BIAS_TYPES = ("gender", "profession", "race", "religion")
+STEREOSET_KINDS = ("intrasentence", "intersentence")
+
+
+class DataError(ValueError):
+    """Bad benchmark input; the message names the file, the row and the field."""
+
+    def __init__(self, source: str, message: str, row: int | None = None, field: str | None = None):
+        where = source
+        if row is not None:
+            where += f", row {row}"
+        if field is not None:
+            where += f", field {field!r}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class StereoSetExample:
+    id: str
+    kind: str  # "intrasentence" (context holds BLANK) or "intersentence" (sentences follow the context)
+    target: str
+    bias_type: str
+    context: str
+    stereotype: str
+    anti_stereotype: str
+    unrelated: str
+
+
+@dataclass(frozen=True)
+class CrowsPair:
+    id: str
+    bias_type: str
+    sent_more: str  # the more stereotypical sentence
+    sent_less: str
+
+
+@dataclass(frozen=True)
+class BBQItem:
+    id: str
+    category: str
+    context: str
+    question: str
+    options: tuple[str, ...]
+    label: int  # index of the correct option
+    context_condition: str  # "ambig" or "disambig"
+    # Per option: "stereotyped", "other" or "unknown" (from the original metadata); None where the source lacks it.
+    option_roles: tuple[str, ...] | None
+    polarity: str | None  # "neg" or "nonneg"; None without metadata
+
+
+def require(row: dict, field: str, source: str, index: int, kind: type = str):
+    """Fetch a required, non-empty field of a raw row or raise a DataError naming it."""
+    if field not in row or row[field] is None:
+        raise DataError(source, "missing field", index, field)
+    value = row[field]
+    if not isinstance(value, kind):
+        raise DataError(source, f"expected {kind.__name__}, got {type(value).__name__}", index, field)
+    if isinstance(value, str) and not value.strip():
+        raise DataError(source, "empty value", index, field)
+    return value

