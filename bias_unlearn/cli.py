@@ -5,11 +5,12 @@ import logging
 import sys
 
 from bias_unlearn.data.records import DataError
+from bias_unlearn.errors import ConfigError
 from bias_unlearn.models.loading import ModelLoadError
 from bias_unlearn.offline import OfflineAssetError
 
 log = logging.getLogger("bias_unlearn")
-USER_ERRORS = (DataError, ModelLoadError, OfflineAssetError, ValueError)
+USER_ERRORS = (ConfigError, DataError, ModelLoadError, OfflineAssetError)
 
 
 def run_cli(job, cfg):

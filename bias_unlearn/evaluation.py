@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bias_unlearn.data.sources import load_eval_benchmarks
+from bias_unlearn.errors import ConfigError
 from bias_unlearn.eval.bbq import evaluate_bbq
 from bias_unlearn.eval.crows_pairs import evaluate_crows_pairs
 from bias_unlearn.eval.report import markdown_report, write_report
@@ -23,7 +24,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+        raise ConfigError(f"device {device!r} requested but CUDA is not available")
     return device
 
 
@@ -39,7 +40,7 @@ def load_policy(model_cfg: DictConfig, device: str, adapter: str | None = None):
 
 def make_scorer(model, tokenizer, scoring_cfg: DictConfig, progress: bool = True) -> SentenceScorer:
     if scoring_cfg.mode not in SCORE_MODES:
-        raise ValueError(f"scoring.mode {scoring_cfg.mode!r} is not one of {SCORE_MODES}")
+        raise ConfigError(f"scoring.mode {scoring_cfg.mode!r} is not one of {SCORE_MODES}")
     return SentenceScorer(model, tokenizer, int(scoring_cfg.batch_size), scoring_cfg.start,
                           bool(scoring_cfg.share_prefix), progress)
 
@@ -65,7 +66,7 @@ def run_evaluation(cfg: DictConfig) -> dict:
     device = resolve_device(cfg.device)
     benchmarks = load_eval_benchmarks(cfg.data, list(cfg.benchmarks))
     if cfg.split not in ("train", "dev", "test", "all"):
-        raise ValueError(f"split {cfg.split!r} is not one of train, dev, test, all")
+        raise ConfigError(f"split {cfg.split!r} is not one of train, dev, test, all")
     model, tokenizer = load_policy(cfg.model, device, cfg.get("adapter"))
     scorer = make_scorer(model, tokenizer, cfg.scoring)
     start = time.perf_counter()

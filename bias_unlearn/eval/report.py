@@ -59,7 +59,46 @@ def markdown_report(results: dict, meta: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def before_after_table(before: dict | None, after: dict | None, kind: str = "intrasentence") -> str:
+    """Per-domain SS, LMS and ICAT before and after training, with N, targets and the SS 95% interval."""
+    domains = (after or before or {}).get(kind, {})
+    rows = []
+    for domain in domains:
+        b = (before or {}).get(kind, {}).get(domain, {})
+        a = (after or {}).get(kind, {}).get(domain, {})
+        m = a or b
+        ci_b, ci_a = b.get("ss_ci95", [None, None]), a.get("ss_ci95", [None, None])
+        rows.append([domain, str(m["n"]), str(m["n_targets"]), _f(b.get("ss")), f"[{_f(ci_b[0])}, {_f(ci_b[1])}]",
+                     _f(a.get("ss")), f"[{_f(ci_a[0])}, {_f(ci_a[1])}]", _f(b.get("lms")), _f(a.get("lms")),
+                     _f(a["lms"] - b["lms"]) if a and b else "n/a", _f(b.get("icat")), _f(a.get("icat"))])
+    return _table(["domain", "N", "targets", "SS before", "95% CI", "SS after", "95% CI", "LMS before", "LMS after",
+                   "delta LMS", "ICAT before", "ICAT after"], rows)
+
+
+def training_report(before: dict | None, after: dict | None, summary: dict) -> str:
+    parts = ["# BiasUnlearn run", ""]
+    for key in ("model", "adapter", "adapter_from", "steps", "stopped_early_at", "train_seconds", "wall_seconds",
+                "scoring"):
+        parts.append(f"- {key}: {summary.get(key)}")
+    kinds = list((after or before or {}).keys())
+    for kind in kinds:
+        parts += ["", f"## StereoSet {kind}, test split (before / after)", "", before_after_table(before, after, kind)]
+    events = summary.get("swap_events") or []
+    parts += ["", "## Swaps", ""]
+    parts += [f"- step {e['step']}: {'swap' if e['swapped'] else 'swap back'} {e['bias_type']} "
+              f"(dev SS {e['dev_ss']:.2f})" for e in events] or ["- none"]
+    history = summary.get("dev_history") or []
+    if history:
+        header = ["step", *[k for k in history[0] if k != "step"]]
+        parts += ["", "## Dev SS over steps", "",
+                  _table(header, [[str(h["step"]), *[_f(h.get(k)) for k in header[1:]]] for h in history])]
+    return "\n".join(parts) + "\n"
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write through a temporary file, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -69,6 +108,6 @@ def write_report(out_dir: str | Path, results: dict, meta: dict, stem: str = "re
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    _atomic_write(json_path, json.dumps({"meta": meta, "results": results}, indent=2, default=str))
-    _atomic_write(md_path, markdown_report(results, meta))
+    write_text(json_path, json.dumps({"meta": meta, "results": results}, indent=2, default=str))
+    write_text(md_path, markdown_report(results, meta))
     return json_path, md_path

@@ -13,6 +13,8 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from bias_unlearn.errors import ConfigError
+
 SCORE_MODES = ("mean", "sum")
 START_MODES = ("prepend", "legacy")
 
@@ -33,7 +35,7 @@ class Score:
             return self.logprob
         if mode == "mean":
             return self.logprob / max(self.n_tokens, 1)
-        raise ValueError(f"unknown score mode {mode!r}; expected one of {SCORE_MODES}")
+        raise ConfigError(f"unknown score mode {mode!r}; expected one of {SCORE_MODES}")
 
 
 def start_token_id(tokenizer) -> int:
@@ -76,7 +78,7 @@ def score_requests(model, requests: Sequence[Request], batch_size: int = 32, pad
                    progress: bool = False, desc: str = "scoring") -> list[Score]:
     """Score every request; results come back in the order of ``requests``."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     for i, req in enumerate(requests):
         if len(req.context) + len(req.continuation) < 2 or not req.continuation:
             raise ValueError(f"request {i} has nothing to score: context {len(req.context)} tokens, "
@@ -129,7 +131,7 @@ def score_groups(model, groups: Sequence[Sequence[Request]], batch_size: int = 3
     only after the BLANK): the shared tokens go through the model once, and every option's remaining tokens
     continue from the prefix's key/value cache. Results match ``score_requests`` up to float rounding."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     seqs = [[r.context + r.continuation for r in group] for group in groups]
     for g, group in enumerate(groups):
         if not group:
@@ -233,7 +235,7 @@ class SentenceScorer:
     def __init__(self, model, tokenizer, batch_size: int = 32, start: str = "prepend", share_prefix: bool = True,
                  progress: bool = False):
         if start not in START_MODES:
-            raise ValueError(f"unknown start mode {start!r}; expected one of {START_MODES}")
+            raise ConfigError(f"unknown start mode {start!r}; expected one of {START_MODES}")
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.start, self.share_prefix, self.progress = batch_size, start, share_prefix, progress
         self.start_id = start_token_id(tokenizer)
@@ -269,7 +271,7 @@ class SentenceScorer:
             self._first_token = first_token_logprobs(self.model, self.start_id)
         singles = [len(ids) == 1 for g in encoded for ids in g]
         if any(singles):
-            raise ValueError("legacy start mode cannot score one-token sentences; use start=prepend")
+            raise ConfigError("legacy start mode cannot score one-token sentences; use start=prepend")
         rest = self.score([[Request((), ids) for ids in g] for g in encoded], desc)
         return [[Score(float(self._first_token[ids[0]]) + s.logprob, s.n_tokens + 1) for ids, s in zip(g, r)]
                 for g, r in zip(encoded, rest)]

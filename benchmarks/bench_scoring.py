@@ -1,0 +1,119 @@
+"""Scoring speed: our batched, prefix-sharing scorer against a batch-size-1 reference, on the same model and rows.
+
+    python benchmarks/bench_scoring.py [--n 300] [--model-dir DIR] [--threads 2]
+
+Prints one table: sentences/s, executed GFLOP/s (decoder matmuls + LM head, padding included, attention-score
+FLOPs left out), its fraction of this machine's measured fp32 matmul peak, the speed-up over batch size 1, and
+the largest difference of a sentence score (mean token log-prob) from the reference (must stay below 1e-4).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from bias_unlearn.data.bbq import load_bbq
+from bias_unlearn.data.stereoset import load_stereoset
+from bias_unlearn.eval.bbq import bbq_prompt
+from bias_unlearn.eval.scoring import SentenceScorer
+from bias_unlearn.models.loading import load_model
+
+OPTIONS = ("stereotype", "anti_stereotype", "unrelated")
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+class FlopCounter:
+    """Counts tokens entering the decoder and positions reaching the LM head, via forward hooks."""
+
+    def __init__(self, model):
+        self.decoder_params = sum(p.numel() for n, p in model.named_parameters()
+                                  if "layers." in n or ".h." in n)
+        head = model.get_output_embeddings()
+        self.head_flops_per_position = 2 * head.weight.numel()
+        self.tokens = self.positions = 0
+        model.get_input_embeddings().register_forward_hook(self._on_embed)
+        head.register_forward_hook(self._on_head)
+
+    def _on_embed(self, module, args, output):
+        self.tokens += output.shape[0] * output.shape[1]
+
+    def _on_head(self, module, args, output):
+        self.positions += output.shape[0] * output.shape[1]
+
+    def reset(self):
+        self.tokens = self.positions = 0
+
+    @property
+    def gflop(self) -> float:
+        return (2 * self.decoder_params * self.tokens + self.head_flops_per_position * self.positions) / 1e9
+
+
+def workloads(n: int) -> dict:
+    stereo = load_stereoset("offline")
+    intra = [ex for ex in stereo if ex.kind == "intrasentence"][:n]
+    inter = [ex for ex in stereo if ex.kind == "intersentence"][:n]
+    bbq = load_bbq("offline")[: max(n // 3, 1)]
+    return {
+        f"StereoSet intra (N={len(intra)})": ("sentences", [[getattr(ex, o) for o in OPTIONS] for ex in intra]),
+        f"StereoSet inter (N={len(inter)})": ("continuations",
+                                              [(ex.context, [getattr(ex, o) for o in OPTIONS]) for ex in inter]),
+        f"BBQ (N={len(bbq)})": ("continuations", [(bbq_prompt(it), list(it.options)) for it in bbq]),
+    }
+
+
+def run(scorer: SentenceScorer, counter: FlopCounter, kind: str, groups) -> tuple[list, float, float]:
+    counter.reset()
+    start = time.perf_counter()
+    scores = getattr(scorer, kind)(groups)
+    # compared as the benchmarks use them: mean token log-probability
+    return [s.value("mean") for g in scores for s in g], time.perf_counter() - start, counter.gflop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=300, help="examples per workload")
+    parser.add_argument("--model-dir", default=None, help="a local model directory (default: the offline model)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tokenizer = (load_model("local", args.model_dir) if args.model_dir
+                        else load_model("offline", "smollm2-135m-instruct"))
+    counter = FlopCounter(model)
+    peak = matmul_peak_gflops()
+    scorers = {
+        "reference (batch 1, whole sequences)": SentenceScorer(model, tokenizer, 1, share_prefix=False),
+        f"batched (batch {args.batch_size}, length-sorted)": SentenceScorer(model, tokenizer, args.batch_size,
+                                                                           share_prefix=False),
+        f"ours (batch {args.batch_size}, shared prefixes)": SentenceScorer(model, tokenizer, args.batch_size),
+    }
+    print(f"model: {type(model).__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; "
+          f"threads: {torch.get_num_threads()}; measured fp32 matmul peak: {peak:.1f} GFLOP/s")
+    header = ["workload", "scorer", "sequences", "seconds", "seq/s", "GFLOP", "GFLOP/s", "% of peak", "speed-up",
+              "max |diff|"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for name, (kind, groups) in workloads(args.n).items():
+        reference, ref_time = None, None
+        for label, scorer in scorers.items():
+            scores, seconds, gflop = run(scorer, counter, kind, groups)
+            if reference is None:
+                reference, ref_time = scores, seconds
+            diff = max(abs(a - b) for a, b in zip(scores, reference))
+            assert diff < 1e-4, f"{label} disagrees with the reference by {diff}"
+            print(f"| {name} | {label} | {len(scores)} | {seconds:.1f} | {len(scores) / seconds:.1f} | {gflop:.0f} | "
+                  f"{gflop / seconds:.1f} | {100 * gflop / seconds / peak:.0f}% | {ref_time / seconds:.2f}x | "
+                  f"{diff:.1e} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

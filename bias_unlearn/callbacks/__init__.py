@@ -1,0 +1,5 @@
+from bias_unlearn.callbacks.adapter_checkpoint import AdapterCheckpoint
+from bias_unlearn.callbacks.balance_stopping import BalancedStereotypeStopping
+from bias_unlearn.callbacks.swapping import DynamicSwapping
+
+__all__ = ["AdapterCheckpoint", "BalancedStereotypeStopping", "DynamicSwapping"]

@@ -1,0 +1,71 @@
+"""The LightningDataModule: chunked forget / retain / KL training stream, and the dev split for validation."""
+from __future__ import annotations
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from bias_unlearn.data.records import BIAS_TYPES, DataError
+from bias_unlearn.errors import ConfigError
+from bias_unlearn.data.splits import StereoSetSplit
+from bias_unlearn.data.unlearning import ChunkStream, build_sequences
+
+
+def _as_list(batch):
+    return batch
+
+
+class UnlearningDataModule(L.LightningDataModule):
+    """Builds the streams from a StereoSet split; ``swap`` flips one bias type's forget and retain roles.
+
+    ``train_kinds``: which StereoSet sentence types train (intrasentence, intersentence); the dev split is scored
+    on intrasentence examples, as the paper's early stopping does.
+    """
+
+    def __init__(self, split: StereoSetSplit, tokenizer, forget_batch: int = 4, retain_batch: int = 28,
+                 kl_batch: int = 28, adversarial_fraction: float = 0.25, train_kinds=("intrasentence",),
+                 dev_kinds=("intrasentence",), dev_batch: int = 64, seed: int = 0):
+        super().__init__()
+        if forget_batch < 1:
+            raise ConfigError(f"data: forget_batch must be >= 1, got {forget_batch}")
+        if retain_batch <= forget_batch:
+            raise ConfigError(f"data: the retain batch ({retain_batch}) must be larger than the forget batch "
+                             f"({forget_batch}): BiasUnlearn's data chunk is 1 : n with n > 1")
+        if kl_batch < 0:
+            raise ConfigError(f"data: kl_batch must be >= 0, got {kl_batch}")
+        self.split, self.tokenizer = split, tokenizer
+        self.batch_sizes = {"forget": forget_batch, "retain": retain_batch, "kl": kl_batch}
+        self.adversarial_fraction, self.seed = adversarial_fraction, seed
+        self.train_kinds, self.dev_kinds, self.dev_batch = tuple(train_kinds), tuple(dev_kinds), dev_batch
+        self.swapped: set[str] = set()
+        self.train_examples = [ex for ex in split.train if ex.kind in self.train_kinds]
+        self.dev_examples = [ex for ex in split.dev if ex.kind in self.dev_kinds]
+        for name, examples in (("train", self.train_examples), ("dev", self.dev_examples)):
+            present = {ex.bias_type for ex in examples}
+            missing = [bt for bt in BIAS_TYPES if bt not in present]
+            if missing:
+                raise DataError(f"{name} split", f"no {'/'.join(self.train_kinds if name == 'train' else self.dev_kinds)}"
+                                f" examples of bias type(s) {missing}")
+        self.sequences = build_sequences(self.train_examples, tokenizer, adversarial_fraction, seed)
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else 0
+        self.stream: ChunkStream | None = None
+
+    @property
+    def dev_targets(self) -> list[tuple[str, str]]:
+        return sorted({(ex.bias_type, ex.target) for ex in self.dev_examples})
+
+    def swap(self, bias_type: str, swapped: bool) -> None:
+        """Set whether ``bias_type`` forgets its anti-stereotypes (swapped) or its stereotypes (normal)."""
+        if bias_type not in BIAS_TYPES:
+            raise ConfigError(f"unknown bias type {bias_type!r}")
+        (self.swapped.add if swapped else self.swapped.discard)(bias_type)
+
+    def train_dataloader(self) -> DataLoader:
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        # Every rank draws its own chunks; the swap state is shared by reference, so workers must stay in-process.
+        self.stream = ChunkStream(self.sequences, self.batch_sizes, self.pad_id, self.swapped, seed=self.seed + rank)
+        return DataLoader(self.stream, batch_size=None, num_workers=0)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.dev_examples, batch_size=self.dev_batch, shuffle=False, collate_fn=_as_list)
+

@@ -1,0 +1,153 @@
+"""Training data for bias unlearning: tokenised forget / retain / KL sequences and the chunked stream over them.
+
+Per bias type there are two sets: ``stereo`` (the stereotype sentences plus the adversarial slice of that type's
+anti-stereotypes) and ``anti`` (all anti-stereotype sentences). Normally ``stereo`` is forgotten and ``anti``
+retained; a swapped type trades the roles. KL sequences are the unrelated sentences. Every sequence carries a loss
+mask over its continuation: for intersentence examples the sentence after the context, for intrasentence examples
+the filled-in word and everything after it.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch.utils.data import IterableDataset
+
+from bias_unlearn.data.records import BIAS_TYPES, DataError, StereoSetExample
+from bias_unlearn.eval.scoring import start_token_id
+
+ROLES = ("forget", "retain", "kl")
+
+
+@dataclass(frozen=True)
+class TrainSequence:
+    key: str  # unique per sequence: the reference log-prob cache is keyed by it
+    bias_type: str
+    ids: tuple[int, ...]
+    loss_mask: tuple[int, ...]  # 1 where the token carries the loss (same length as ids)
+
+
+def continuation_start(example: StereoSetExample, sentence: str) -> int:
+    """Character offset in an intrasentence ``sentence`` where the filled word begins (the text before BLANK)."""
+    prefix = example.context.split("BLANK", 1)[0].rstrip()
+    return len(prefix) if sentence.lower().startswith(prefix.lower()) else 0
+
+
+def tokenize_sentence(tokenizer, start_id: int, example: StereoSetExample, sentence: str,
+                      whole: bool = False) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(ids, loss_mask) of one sentence with the start token first. ``whole`` puts the loss on every real token
+    (the KL sequences); otherwise only the continuation carries it."""
+    if example.kind == "intersentence":
+        context = tokenizer(example.context, add_special_tokens=False)["input_ids"]
+        cont = tokenizer(" " + sentence.strip(), add_special_tokens=False)["input_ids"]
+        ids = [start_id, *context, *cont]
+        mask = [0] + [int(whole)] * len(context) + [1] * len(cont)
+        return tuple(ids), tuple(mask)
+    enc = tokenizer(sentence, add_special_tokens=False, return_offsets_mapping=True)
+    cut = 0 if whole else continuation_start(example, sentence)
+    mask = [1 if end > cut else 0 for _, end in enc["offset_mapping"]]
+    return (start_id, *enc["input_ids"]), (0, *mask)
+
+
+def build_sequences(examples: Sequence[StereoSetExample], tokenizer, adversarial_fraction: float = 0.25,
+                    seed: int = 0) -> dict:
+    """{"stereo": {type: [...]}, "anti": {type: [...]}, "kl": [...]} from the train split.
+
+    The adversarial slice (``adversarial_fraction`` of each type's anti-stereotypes, seeded) joins that type's
+    ``stereo`` set; those sentences stay in ``anti`` too, as in the paper.
+    """
+    if not 0 <= adversarial_fraction < 1:
+        raise DataError("loss.adversarial_fraction", f"{adversarial_fraction} must lie in [0, 1)")
+    start_id = start_token_id(tokenizer)
+    sets: dict = {"stereo": {}, "anti": {}, "kl": []}
+    for bias_type in BIAS_TYPES:
+        typed = [ex for ex in examples if ex.bias_type == bias_type]
+        if not typed:
+            raise DataError("train split", f"bias type {bias_type!r} has no training examples")
+        stereo, anti = [], []
+        for ex in typed:
+            for role, sentence, out in (("s", ex.stereotype, stereo), ("a", ex.anti_stereotype, anti)):
+                ids, mask = tokenize_sentence(tokenizer, start_id, ex, sentence)
+                if not any(mask):
+                    raise DataError("train split", f"example {ex.id}: no token left to carry the loss", field=role)
+                out.append(TrainSequence(f"{ex.id}:{role}", bias_type, ids, mask))
+            ids, mask = tokenize_sentence(tokenizer, start_id, ex, ex.unrelated, whole=True)
+            sets["kl"].append(TrainSequence(f"{ex.id}:u", bias_type, ids, mask))
+        n_adv = round(adversarial_fraction * len(anti))
+        adversarial = random.Random(f"{seed}:{bias_type}:adv").sample(anti, n_adv)
+        sets["stereo"][bias_type] = stereo + adversarial
+        sets["anti"][bias_type] = anti
+    return sets
+
+
+def collate(seqs: Sequence[TrainSequence], pad_id: int) -> dict:
+    """Right-padded batch; ``loss_mask`` is shifted to the frame of next-token predictions (B, T-1)."""
+    width = max(len(s.ids) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(seqs), width), dtype=torch.long)
+    loss_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s.ids)] = torch.tensor(s.ids)
+        attention[i, : len(s.ids)] = 1
+        loss_mask[i, : len(s.ids)] = torch.tensor(s.loss_mask)
+    return {"input_ids": ids, "attention_mask": attention, "loss_mask": loss_mask[:, 1:],
+            "keys": [s.key for s in seqs], "bias_types": [s.bias_type for s in seqs]}
+
+
+class CyclingPool:
+    """Endless reshuffled passes over one list of sequences (its own seeded RNG)."""
+
+    def __init__(self, items: list, seed: str):
+        self.items, self.rng = list(items), random.Random(seed)
+        self.order: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def take(self) -> object:
+        if not self.order:
+            self.order = list(range(len(self.items)))
+            self.rng.shuffle(self.order)
+        return self.items[self.order.pop()]
+
+
+class ChunkStream(IterableDataset):
+    """Yields one chunk per step: a forget batch, a larger retain batch and a KL batch.
+
+    The forget role sets the epoch (its pools' total size / forget batch chunks); retain and KL cycle. Each item
+    of a role's batch comes from one of that role's pools, picked in proportion to pool size, so a swap only
+    reassigns two pools: nothing is rebuilt and the other types' streams continue where they were.
+    """
+
+    def __init__(self, sets: dict, batch_sizes: dict[str, int], pad_id: int, swapped: set[str], seed: int = 0):
+        self.pools = {(name, bt): CyclingPool(seqs, f"{seed}:{name}:{bt}")
+                      for name in ("stereo", "anti") for bt, seqs in sets[name].items()}
+        self.kl_pool = CyclingPool(sets["kl"], f"{seed}:kl")
+        self.bias_types = sorted(sets["stereo"])
+        self.batch_sizes, self.pad_id, self.swapped = batch_sizes, pad_id, swapped
+        self.rng = random.Random(f"{seed}:roles")
+
+    def role_pools(self, role: str) -> list[CyclingPool]:
+        """The pools that feed ``role`` under the current swap state."""
+        forget_set = {bt: "anti" if bt in self.swapped else "stereo" for bt in self.bias_types}
+        if role == "forget":
+            return [self.pools[(forget_set[bt], bt)] for bt in self.bias_types]
+        return [self.pools[("stereo" if forget_set[bt] == "anti" else "anti", bt)] for bt in self.bias_types]
+
+    def draw(self, role: str) -> list[TrainSequence]:
+        n = self.batch_sizes[role]
+        if role == "kl":
+            return [self.kl_pool.take() for _ in range(n)]
+        pools = self.role_pools(role)
+        picks = self.rng.choices(pools, weights=[len(p) for p in pools], k=n)
+        return [pool.take() for pool in picks]
+
+    def __len__(self) -> int:
+        return max(1, math.ceil(sum(len(p) for p in self.role_pools("forget")) / self.batch_sizes["forget"]))
+
+    def __iter__(self) -> Iterator[dict]:
+        for _ in range(len(self)):
+            yield {role: collate(self.draw(role), self.pad_id) for role in ROLES if self.batch_sizes[role] > 0}
