@@ -55,7 +55,8 @@ def lora_model(model, lora_cfg: DictConfig):
     from peft import LoraConfig, get_peft_model
 
     targets = lora_cfg.target_modules
-    targets = targets if isinstance(targets, str) else list(targets)
+    # PEFT reads a plain string as a regex over full module names; only its "all-linear" shorthand stays a string.
+    targets = targets if targets == "all-linear" else [targets] if isinstance(targets, str) else list(targets)
     config = LoraConfig(r=int(lora_cfg.r), lora_alpha=int(lora_cfg.alpha), lora_dropout=float(lora_cfg.dropout),
                         target_modules=targets, task_type="CAUSAL_LM")
     return get_peft_model(model, config)

@@ -1,0 +1,89 @@
+from collections import Counter
+
+import pytest
+
+from bias_unlearn.data.datamodule import UnlearningDataModule
+from bias_unlearn.data.records import BIAS_TYPES, DataError, StereoSetExample
+from bias_unlearn.data.splits import split_by_target
+from bias_unlearn.data.stereoset import load_stereoset
+from bias_unlearn.data.unlearning import build_sequences, tokenize_sentence
+from bias_unlearn.errors import ConfigError
+from conftest import make_tokenizer
+
+
+@pytest.fixture
+def split(stereoset_jsonl):
+    return split_by_target(load_stereoset("local", str(stereoset_jsonl)), seed=0, fractions=(0.5, 0.25, 0.25))
+
+
+def _decoded(tokenizer, ids, mask):
+    return [t for t, m in zip(tokenizer.convert_ids_to_tokens(list(ids)), mask) if m]
+
+
+@pytest.mark.parametrize("style", ["gpt2", "llama"])
+def test_loss_covers_the_continuation_only(style):
+    tok = make_tokenizer(style)
+    start = tok.bos_token_id if style == "llama" else tok.eos_token_id
+    intra = StereoSetExample("1", "intrasentence", "nurse", "profession", "The nurse was BLANK today .",
+                             "The nurse was caring today .", "The nurse was cruel today .", "The nurse was blue today .")
+    ids, mask = tokenize_sentence(tok, start, intra, intra.stereotype)
+    assert ids[0] == start and len(ids) == len(mask)  # the tokenizer's own start token, exactly once
+    assert _decoded(tok, ids, mask) == ["caring", "today", "."]
+    inter = StereoSetExample("2", "intersentence", "nurse", "profession", "I met the nurse yesterday .",
+                             "They were very caring .", "They were very cruel .", "The fox is far away .")
+    ids, mask = tokenize_sentence(tok, start, inter, inter.stereotype)
+    assert _decoded(tok, ids, mask) == ["They", "were", "very", "caring", "."]
+    ids, mask = tokenize_sentence(tok, start, inter, inter.unrelated, whole=True)
+    assert mask[0] == 0 and all(mask[1:])
+
+
+def test_adversarial_fraction_is_stratified_per_type(split):
+    tok = make_tokenizer("llama")
+    train = [ex for ex in split.train if ex.kind == "intrasentence"]
+    sets = build_sequences(train, tok, adversarial_fraction=0.5, seed=1)
+    for bt in BIAS_TYPES:
+        n = sum(ex.bias_type == bt for ex in train)
+        adv = [s for s in sets["stereo"][bt] if s.key.endswith(":a")]
+        assert len(sets["anti"][bt]) == n and len(adv) == round(0.5 * n)
+        assert {s.key for s in adv} <= {s.key for s in sets["anti"][bt]}  # they stay in the retain set too
+    none = build_sequences(train, tok, adversarial_fraction=0.0)
+    assert all(not s.key.endswith(":a") for bt in BIAS_TYPES for s in none["stereo"][bt])
+
+
+def test_chunks_have_configured_sizes_and_cycle(split):
+    tok = make_tokenizer("llama")
+    dm = UnlearningDataModule(split, tok, forget_batch=2, retain_batch=5, kl_batch=3, adversarial_fraction=0.25)
+    loader = dm.train_dataloader()
+    chunks = list(loader)
+    forget_total = sum(len(v) for v in dm.sequences["stereo"].values())
+    assert len(chunks) == -(-forget_total // 2)  # the forget stream sets the epoch
+    for chunk in chunks:
+        assert [chunk[r]["input_ids"].shape[0] for r in ("forget", "retain", "kl")] == [2, 5, 3]
+        assert chunk["forget"]["loss_mask"].shape[1] == chunk["forget"]["input_ids"].shape[1] - 1
+    retain_seen = Counter(k for c in chunks for k in c["retain"]["keys"])
+    anti_total = sum(len(v) for v in dm.sequences["anti"].values())
+    assert 5 * len(chunks) > anti_total and len(retain_seen) == anti_total  # retain cycles through all of it
+    assert all(k.endswith(":s") or k.endswith(":a") for c in chunks for k in c["forget"]["keys"])
+    assert all(k.endswith(":a") for c in chunks for k in c["retain"]["keys"])
+
+
+def test_swap_flips_one_type_only(split):
+    tok = make_tokenizer("llama")
+    dm = UnlearningDataModule(split, tok, forget_batch=4, retain_batch=8, kl_batch=2)
+    loader = dm.train_dataloader()
+    dm.swap("gender", True)
+    forget = [(bt, k) for _ in range(3) for c in loader
+              for bt, k in zip(c["forget"]["bias_types"], c["forget"]["keys"])]
+    assert all(k.endswith(":a") for bt, k in forget if bt == "gender")  # gender now forgets anti-stereotypes
+    assert any(k.endswith(":s") for bt, k in forget if bt != "gender")
+    dm.swap("gender", False)
+    assert dm.swapped == set()
+
+
+def test_bad_batch_sizes_and_missing_type(split):
+    tok = make_tokenizer("llama")
+    with pytest.raises(ConfigError, match="must be larger than the forget batch"):
+        UnlearningDataModule(split, tok, forget_batch=4, retain_batch=4)
+    split.train = [ex for ex in split.train if ex.bias_type != "religion"]
+    with pytest.raises(DataError, match="religion"):
+        UnlearningDataModule(split, tok)
