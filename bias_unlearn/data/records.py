@@ -1,7 +1,9 @@
 """Normalised records, one type per benchmark, and the error every loader raises on bad input."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Iterator
 
 BIAS_TYPES = ("gender", "profession", "race", "religion")
 STEREOSET_KINDS = ("intrasentence", "intersentence")
@@ -63,3 +65,17 @@ def require(row: dict, field: str, source: str, index: int, kind: type = str):
     if isinstance(value, str) and not value.strip():
         raise DataError(source, "empty value", index, field)
     return value
+
+
+def iter_jsonl(text: str, source: str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; a line that is not a JSON object is a DataError."""
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(source, f"not valid JSON ({err.msg})", lineno) from None
+        if not isinstance(row, dict):
+            raise DataError(source, "expected a JSON object", lineno)
+        yield lineno, row

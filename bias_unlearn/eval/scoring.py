@@ -111,13 +111,13 @@ def shared_prefix_length(seqs: Sequence[tuple[int, ...]]) -> int:
 
 
 def _plan_batches(lengths: list[int], sizes: list[int], widths: list[int], batch_size: int) -> list[list[int]]:
-    """Groups batched by equal prefix length (so the prefix pass needs no padding), at most ``batch_size``
-    sequences a batch, ordered by the width of their suffixes so that the suffix pass pads little."""
+    """At most ``batch_size`` sequences a batch; units sorted by prefix length, then suffix width, so that both
+    passes pad little."""
     order = sorted(range(len(lengths)), key=lambda g: (lengths[g], widths[g]))
     batches: list[list[int]] = []
     for g in order:
         last = batches[-1] if batches else None
-        if last and lengths[last[0]] == lengths[g] and sum(sizes[k] for k in last) + sizes[g] <= batch_size:
+        if last and sum(sizes[k] for k in last) + sizes[g] <= batch_size:
             last.append(g)
         else:
             batches.append([g])
@@ -158,7 +158,7 @@ def score_groups(model, groups: Sequence[Sequence[Request]], batch_size: int = 3
     unit_results: list[list[Score]] = [[] for _ in units]
     try:
         for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
-            _score_batch(model, batch, unit_reqs, unit_seqs, lengths[batch[0]], pad_id, device, unit_results)
+            _score_batch(model, batch, unit_reqs, unit_seqs, lengths, pad_id, device, unit_results)
     finally:
         model.train(was_training)
     results: list[list[Score | None]] = [[None] * len(group) for group in groups]
@@ -168,51 +168,64 @@ def score_groups(model, groups: Sequence[Sequence[Request]], batch_size: int = 3
     return results  # type: ignore[return-value]
 
 
-def _score_batch(model, batch, groups, seqs, length, pad_id, device, results) -> None:
-    firsts = [[max(len(r.context), 1) for r in groups[g]] for g in batch]
-    # Only the prefix positions some option scores need logits (contexts are conditioning, not scored).
-    keep = length - min(min(f) for f in firsts) + 1
-    prefix = torch.tensor([seqs[g][0][:length] for g in batch], device=device)
-    out = model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True,
-                logits_to_keep=min(max(keep, 1), length))
-    logits = out.logits.float()  # (B, keep, V): predictions for positions length-keep+1 .. length
+def _score_batch(model, batch, groups, seqs, lengths, pad_id, device, results) -> None:
+    """Prefix pass (left-padded, positions counted from each row's first real token) with a key/value cache,
+    then one suffix pass for every option continuing from its group's cached prefix."""
+    lens = [lengths[u] for u in batch]
+    width_p = max(lens)
+    firsts = [[max(len(r.context), 1) for r in groups[u]] for u in batch]
+    prefix = torch.full((len(batch), width_p), pad_id, dtype=torch.long)
+    prefix_mask = torch.zeros((len(batch), width_p), dtype=torch.long)
+    for b, u in enumerate(batch):
+        prefix[b, width_p - lens[b]:] = torch.tensor(seqs[u][0][: lens[b]])
+        prefix_mask[b, width_p - lens[b]:] = 1
+    prefix, prefix_mask = prefix.to(device), prefix_mask.to(device)
+    positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+    # Logits only for the prefix positions some option scores (contexts condition, they are not scored).
+    keep = max(max(lens[b] - min(min(f), lens[b]) + 1 for b, f in enumerate(firsts)), 1)
+    out = model(input_ids=prefix, attention_mask=prefix_mask, position_ids=positions, use_cache=True,
+                logits_to_keep=keep)
+    logits = out.logits.float()  # (B, keep, V); kept index j predicts padded position width_p - keep + j + 1
     lse = torch.logsumexp(logits, dim=-1)
-    kept_from = length - logits.shape[1] + 1  # first position predicted by the kept logits
-    rows = [b for b, g in enumerate(batch) for _ in groups[g]]
-    suffixes = [seq[length:] for g in batch for seq in seqs[g]]
-    next_lp = logits[rows, -1].gather(-1, torch.tensor([[s[0]] for s in suffixes], device=device)).squeeze(-1) \
-        - lse[rows, -1]
+    rows = [b for b, u in enumerate(batch) for _ in groups[u]]
+    suffixes = [seq[lens[b]:] for b, u in enumerate(batch) for seq in seqs[u]]
+    first_ids = torch.tensor([[s[0]] for s in suffixes], device=device)
+    next_lp = (logits[rows, -1].gather(-1, first_ids).squeeze(-1) - lse[rows, -1]).cpu()
     prefix_lp = None
-    if logits.shape[1] > 1:
-        targets = prefix[:, kept_from:].unsqueeze(-1)
+    if keep > 1:
+        targets = prefix[:, width_p - keep + 1:].unsqueeze(-1)
         prefix_lp = (logits[:, :-1].gather(-1, targets).squeeze(-1) - lse[:, :-1]).cpu()
     suffix_lp = torch.zeros((len(rows), 0))
-    width = max(len(s) for s in suffixes)
-    if width > 1:
+    width_s = max(len(s) for s in suffixes)
+    if width_s > 1:
+        row_index = torch.tensor(rows, device=device)
         cache = out.past_key_values
-        cache.reorder_cache(torch.tensor(rows, device=device))
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), length + width), dtype=torch.long)
-        mask[:, :length] = 1
+        cache.reorder_cache(row_index)
+        ids = torch.full((len(rows), width_s), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width_s), dtype=torch.long)
         for n, s in enumerate(suffixes):
             ids[n, : len(s)] = torch.tensor(s)
-            mask[n, length: length + len(s)] = 1
+            mask[n, : len(s)] = 1
         ids, mask = ids.to(device), mask.to(device)
-        cont = model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=False)
+        start = torch.tensor([lens[b] for b in rows], device=device).unsqueeze(-1)
+        cont = model(input_ids=ids, attention_mask=torch.cat([prefix_mask[row_index], mask], dim=-1),
+                     position_ids=start + torch.arange(width_s, device=device), past_key_values=cache,
+                     use_cache=False)
         suffix_lp = token_logprobs_from_logits(cont.logits, ids).cpu()
-    next_lp = next_lp.cpu()
     n = 0
-    for b, g in enumerate(batch):
-        for first, seq in zip(firsts[b], seqs[g]):
+    for b, u in enumerate(batch):
+        length = lens[b]
+        for first, seq in zip(firsts[b], seqs[u]):
             total = 0.0
             if prefix_lp is not None and first < length:
-                total += float(prefix_lp[b, max(first - kept_from, 0):].sum())
+                # real position p sits at kept index p - 1 - length + keep
+                total += float(prefix_lp[b, first - 1 - length + keep:].sum())
             if first <= length:
                 total += float(next_lp[n])
             tail = len(seq) - length - 1  # suffix tokens after the first, at positions length+1 ..
             lo = max(first - length - 1, 0)
             total += float(suffix_lp[n, lo:tail].sum()) if tail > lo else 0.0
-            results[g].append(Score(total, len(seq) - first))
+            results[u].append(Score(total, len(seq) - first))
             n += 1
 
 
