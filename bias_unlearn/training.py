@@ -123,6 +123,8 @@ def run_training(cfg: DictConfig) -> dict:
 
     # The adapter that is evaluated and delivered: the best (or last) dev checkpoint, else the final weights.
     chosen = checkpoint.dirpath / cfg.eval.adapter
+    if not (chosen / "adapter_model.safetensors").exists():
+        chosen = checkpoint.dirpath / "last"  # no dev checkpoint met the bar for best
     if trainer.is_global_zero:
         shutil.rmtree(out_dir / "adapter", ignore_errors=True)
         if (chosen / "adapter_model.safetensors").exists():

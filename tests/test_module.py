@@ -141,3 +141,14 @@ def test_early_stopping_rule_and_threshold_validation():
 def test_bad_loss_configs(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         LossConfig(**kwargs)
+
+
+def test_best_checkpoint_respects_lms_drop(tmp_path):
+    from bias_unlearn.callbacks.adapter_checkpoint import AdapterCheckpoint
+
+    cb = AdapterCheckpoint(str(tmp_path), max_lms_drop=2.0)
+    history = [{"gender": 60, "profession": 60, "race": 60, "religion": 60, "lms": 90.0}]
+    balanced_but_broken = {"gender": 50, "profession": 50, "race": 50, "religion": 50, "lms": 87.5}
+    assert not cb.is_better(balanced_but_broken, history)
+    assert cb.is_better({**balanced_but_broken, "lms": 88.5}, history)
+    assert AdapterCheckpoint(str(tmp_path), max_lms_drop=None).is_better(balanced_but_broken, history)

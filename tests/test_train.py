@@ -110,3 +110,17 @@ def test_empty_bias_type_in_train_split(tmp_path, tiny_model_dir):
     path.write_text("\n".join(json.dumps(r) for r in rows))
     proc = _train(tmp_path / "run", tiny_model_dir, path, "train.kinds=[intrasentence]")
     assert proc.returncode == 2 and "religion" in proc.stderr
+
+
+def test_run_report_notebook_executes(tmp_path, tiny_model_dir, stereoset_jsonl, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    out = tmp_path / "run"
+    assert _train(out, tiny_model_dir, stereoset_jsonl).returncode == 0
+    monkeypatch.setenv("BIAS_UNLEARN_RUN", str(out))
+    notebook = nbformat.read(ROOT / "notebooks" / "run_report.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not any(o.get("output_type") == "error" for o in outputs)
+    assert any("| overall |" in str(o.get("data", {}).get("text/markdown", "")) for o in outputs)

@@ -1,7 +1,8 @@
 """Adapter checkpoints in standard PEFT format, with the swap state and dev scores beside them.
 
 ``last/`` is replaced atomically after every dev evaluation (a run stopped by Ctrl-C keeps its last complete
-checkpoint); ``best/`` holds the adapter whose dev SS was closest to balance (the smallest max_t |SS_t - 50|).
+checkpoint); ``best/`` holds the adapter whose dev SS was closest to balance (the smallest max_t |SS_t - 50|)
+among those whose dev LMS stayed within ``max_lms_drop`` of the model's dev LMS before training.
 """
 from __future__ import annotations
 
@@ -36,10 +37,16 @@ def save_adapter(model, directory: Path, state: dict, state_dict: dict | None = 
 
 
 class AdapterCheckpoint(L.Callback):
-    def __init__(self, dirpath: str, save_best: bool = True):
+    def __init__(self, dirpath: str, save_best: bool = True, max_lms_drop: float | None = 2.0):
         self.dirpath = Path(dirpath)
-        self.save_best = save_best
+        self.save_best, self.max_lms_drop = save_best, max_lms_drop
         self.best: dict | None = None
+
+    def is_better(self, entry: dict, history: list[dict]) -> bool:
+        """Closer to balance than the best so far, and (if a limit is set) LMS not fallen too far."""
+        if self.max_lms_drop is not None and history and entry["lms"] < history[0]["lms"] - self.max_lms_drop:
+            return False
+        return self.best is None or imbalance(entry) < imbalance(self.best)
 
     def state(self, trainer, pl_module) -> dict:
         swapping = next((cb for cb in trainer.callbacks if hasattr(cb, "events")), None)
@@ -59,7 +66,7 @@ class AdapterCheckpoint(L.Callback):
             state = self.state(trainer, pl_module)
             save_adapter(pl_module.model, self.dirpath / "last", state, weights)
             entry = pl_module.dev_history[-1]
-            if self.save_best and (self.best is None or imbalance(entry) < imbalance(self.best)):
+            if self.save_best and self.is_better(entry, pl_module.dev_history):
                 self.best = entry
                 save_adapter(pl_module.model, self.dirpath / "best", state, weights)
         trainer.strategy.barrier()
