@@ -124,3 +124,12 @@ def test_run_report_notebook_executes(tmp_path, tiny_model_dir, stereoset_jsonl,
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not any(o.get("output_type") == "error" for o in outputs)
     assert any("| overall |" in str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
+def test_experiments_compose(experiment):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"])
+    assert cfg.trainer.max_steps > 0 and cfg.train.retain_batch > cfg.train.forget_batch
+    if experiment.startswith("paper_"):
+        assert cfg.model.name == experiment[len("paper_"):] and cfg.train.retain_batch == 28
