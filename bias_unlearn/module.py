@@ -14,18 +14,20 @@ from bias_unlearn.eval.metrics import StereoSetMetric
 from bias_unlearn.eval.scoring import SentenceScorer, token_logprobs_from_logits
 from bias_unlearn.eval.stereoset import stereoset_sentence_scores
 
-FORGET_LOSSES = ("npo", "ga")
+# The loss on the forget stream: BiasUnlearn's NPO, gradient ascent, plain cross-entropy (the SFT baseline learns
+# the stereotype stream too) or DPO (rejected = forget batch, chosen = its paired retain batch).
+FORGET_LOSSES = ("npo", "ga", "ce", "dpo")
 
 
 @dataclass
 class LossConfig:
     """The objective a1 * forget + a2 * retain + a3 * KL (METHOD.md)."""
 
-    forget: str = "npo"  # npo | ga
+    forget: str = "npo"  # npo | ga | ce | dpo
     forget_weight: float = 0.4
     retain_weight: float = 0.4
     kl_weight: float = 0.2
-    beta: float = 0.1  # NPO temperature
+    beta: float = 0.1  # NPO / DPO temperature
     logp_reduction: str = "mean"  # sequence log-prob: mean or sum of token log-probs
     npo_reduction: str = "example"  # example (paper) | batch (authors' code)
 
@@ -122,22 +124,32 @@ class BiasUnlearnModule(L.LightningModule):
         """Each term and the weighted total for one chunk (forget, retain and KL batches)."""
         cfg = self.loss_cfg
         weights = {"forget": cfg.forget_weight, "retain": cfg.retain_weight, "kl": cfg.kl_weight}
-        roles = [role for role, w in weights.items() if w > 0]
+        needed = {"forget": cfg.forget_weight > 0, "retain": cfg.retain_weight > 0 or cfg.forget == "dpo",
+                  "kl": cfg.kl_weight > 0}
+        roles = [role for role in ("forget", "retain", "kl") if needed[role]]
         logits = dict(zip(roles, self.policy_logits([chunk[role] for role in roles])))
+        token_logp = {role: token_logprobs_from_logits(logits[role], chunk[role]["input_ids"])
+                      for role in ("forget", "retain") if role in logits}
         terms: dict[str, torch.Tensor] = {}
-        if "forget" in logits:
+        if cfg.forget_weight > 0:
             batch = chunk["forget"]
-            logp = token_logprobs_from_logits(logits["forget"], batch["input_ids"])
-            seq_logp = losses.sequence_logp(logp, batch["loss_mask"], cfg.logp_reduction)
-            if cfg.forget == "npo":
-                terms["forget"] = losses.npo_loss(seq_logp, self.reference_logp(batch), cfg.beta, cfg.npo_reduction)
+            if cfg.forget == "ce":
+                terms["forget"] = losses.cross_entropy_loss(token_logp["forget"], batch["loss_mask"])
             else:
-                terms["forget"] = losses.gradient_ascent_loss(seq_logp)
-        if "retain" in logits:
-            batch = chunk["retain"]
-            logp = token_logprobs_from_logits(logits["retain"], batch["input_ids"])
-            terms["retain"] = losses.cross_entropy_loss(logp, batch["loss_mask"])
-        if "kl" in logits:
+                seq_logp = losses.sequence_logp(token_logp["forget"], batch["loss_mask"], cfg.logp_reduction)
+                if cfg.forget == "npo":
+                    terms["forget"] = losses.npo_loss(seq_logp, self.reference_logp(batch), cfg.beta,
+                                                      cfg.npo_reduction)
+                elif cfg.forget == "ga":
+                    terms["forget"] = losses.gradient_ascent_loss(seq_logp)
+                else:  # dpo: the retain batch holds each forget sentence's partner (paired chunks)
+                    chosen = chunk["retain"]
+                    chosen_logp = losses.sequence_logp(token_logp["retain"], chosen["loss_mask"], cfg.logp_reduction)
+                    terms["forget"] = losses.dpo_loss(chosen_logp, seq_logp, self.reference_logp(chosen),
+                                                      self.reference_logp(batch), cfg.beta)
+        if cfg.retain_weight > 0:
+            terms["retain"] = losses.cross_entropy_loss(token_logp["retain"], chunk["retain"]["loss_mask"])
+        if cfg.kl_weight > 0:
             batch = chunk["kl"]
             with self.reference() as ref:
                 ref_logits = self._forward(ref, batch)

@@ -1,4 +1,4 @@
-"""Figures: dev SS per bias type over training steps (the paper's Figure 4), with swaps marked."""
+"""Figures: dev SS per bias type over steps (the paper's Figure 4), loss terms (Figure 3), before/after bars."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,5 +34,86 @@ def plot_dev_curves(history: list[dict], swap_events: list[dict], threshold: flo
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    fig.clf()
+    return path
+
+
+def plot_sweep_dev_curves(histories: dict[str, list[dict]], path: Path) -> Path | None:
+    """Dev SS over steps, one panel per bias type (and overall), one line per run (the paper's Figure 4)."""
+    if not any(histories.values()):
+        return None
+    plt = _pyplot()
+    domains = ("overall", *BIAS_TYPES)
+    fig, axes = plt.subplots(1, len(domains), figsize=(3.2 * len(domains), 3.4), sharey=True)
+    for ax, domain in zip(axes, domains):
+        for name, history in histories.items():
+            points = [(h["step"], h[domain]) for h in history if h.get(domain) is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", ms=3, lw=1.2, label=name)
+        ax.axhline(50, color="black", lw=0.8)
+        ax.set_title(domain)
+        ax.set_xlabel("step")
+    axes[0].set_ylabel("dev SS")
+    axes[-1].legend(fontsize=7)
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_loss_terms(curves: dict[str, dict[str, list[tuple[int, float]]]], path: Path) -> Path | None:
+    """Each run's loss terms (forget, retain, KL, total) over steps, one panel per run (the paper's Figure 3)."""
+    curves = {name: terms for name, terms in curves.items() if terms}
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.4 * len(curves), 3.2), squeeze=False)
+    for ax, (name, terms) in zip(axes[0], curves.items()):
+        for term, points in sorted(terms.items()):
+            ax.plot(*zip(*points), lw=1.0, label=term)
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("loss")
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_before_after(rows: list[dict], path: Path) -> Path | None:
+    """Test SS per bias type: the base model's bars beside each run's, with the unbiased line at 50."""
+    rows = [r for r in rows if r["status"] == "ok" and r.get("ss_overall") is not None]
+    if not rows:
+        return None
+    plt = _pyplot()
+    domains = ("overall", *BIAS_TYPES)
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(domains) * len(rows) * 0.5), 4))
+    for i, row in enumerate(rows):
+        values = [row.get(f"ss_{d}", float("nan")) for d in domains]
+        ax.bar([x + i * width for x in range(len(domains))], values, width, label=row["run"])
+    ax.axhline(50, color="black", lw=0.8)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(domains))], domains)
+    ax.set_ylabel("test SS")
+    ax.set_ylim(30, 80)
+    ax.legend(fontsize=7, ncol=2)
+    path = _save(fig, path)
     plt.close(fig)
     return path

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
 LOSSES = sorted(p.stem for p in (ROOT / "conf" / "loss").glob("*.yaml"))
 TRAINERS = sorted(p.stem for p in (ROOT / "conf" / "trainer").glob("*.yaml"))
+METHODS = sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -24,6 +25,24 @@ def test_every_model_and_loss_composes(model, loss):
         assert cfg.trainer.max_steps == 150 and cfg.train.retain_batch == 8
     else:
         assert cfg.trainer.max_steps == 1000 and cfg.train.retain_batch == 28
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_composes_and_validates(method):
+    from bias_unlearn.training import validate_config
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"method={method}"])
+    loss, _ = validate_config(cfg)
+    assert cfg.method.name == method
+    baseline = method in ("cda", "sft", "dpo", "ga", "npo")
+    assert cfg.callbacks.swapping.enabled is not baseline  # only BiasUnlearn and its ablations swap
+    assert cfg.train.paired == (method in ("sft", "dpo"))
+    expected = {"bias_unlearn": ("npo", 0.4, 0.4, 0.2), "cda": ("npo", 0.0, 1.0, 0.0), "sft": ("ce", 0.5, 0.5, 0.0),
+                "dpo": ("dpo", 1.0, 0.0, 0.0), "ga": ("ga", 1.0, 0.0, 0.0), "npo": ("npo", 1.0, 0.0, 0.0),
+                "no_retain": ("npo", 0.4, 0.0, 0.2), "no_kl": ("npo", 0.4, 0.4, 0.0), "no_adv": ("npo", 0.4, 0.4, 0.2)}
+    assert (loss.forget, loss.forget_weight, loss.retain_weight, loss.kl_weight) == expected[method]
+    assert (cfg.loss.adversarial_fraction > 0) == (method in ("bias_unlearn", "no_retain", "no_kl"))
 
 
 @pytest.mark.parametrize("trainer", TRAINERS)
@@ -94,6 +113,9 @@ def test_two_job_multirun(tmp_path, tiny_model_dir, stereoset_jsonl):
     ("callbacks.early_stopping.threshold=50", "threshold must lie in (0, 50)"),
     ("loss=nonexistent", "Could not find 'loss/nonexistent'"),
     ("model=gpt5", "Could not find 'model/gpt5'"),
+    ("method=rlhf", "Could not find 'method/rlhf'"),
+    ("loss.forget=dpo", "needs train.paired=true"),
+    ("method=dpo loss.adversarial_fraction=0.25", "needs loss.adversarial_fraction=0"),
 ])
 def test_bad_settings_stop_before_any_work(tmp_path, tiny_model_dir, stereoset_jsonl, override, message):
     out = tmp_path / "run"
@@ -131,5 +153,10 @@ def test_experiments_compose(experiment):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}"])
     assert cfg.trainer.max_steps > 0 and cfg.train.retain_batch > cfg.train.forget_batch
+    if experiment in ("methods", "ablations"):  # versioned grids: the sweep's methods live in the config
+        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+            hydra_cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        methods = hydra_cfg.hydra.sweeper.params.method.split(",")
+        assert set(methods) <= set(METHODS) and cfg.grid_version == 1 and cfg.eval.crows_pairs
     if experiment.startswith("paper_"):
         assert cfg.model.name == experiment[len("paper_"):] and cfg.train.retain_batch == 28

@@ -82,7 +82,7 @@ def test_swap_flips_one_type_only(split):
 
 def test_bad_batch_sizes_and_missing_type(split):
     tok = make_tokenizer("llama")
-    with pytest.raises(ConfigError, match="must be larger than the forget batch"):
+    with pytest.raises(ConfigError, match="must be larger than train.forget_batch"):
         UnlearningDataModule(split, tok, forget_batch=4, retain_batch=4)
     split.train = [ex for ex in split.train if ex.bias_type != "religion"]
     with pytest.raises(DataError, match="religion"):

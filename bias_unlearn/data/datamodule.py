@@ -10,6 +10,22 @@ from bias_unlearn.data.splits import StereoSetSplit
 from bias_unlearn.data.unlearning import ChunkStream, build_sequences
 
 
+def check_chunk(forget_batch: int, retain_batch: int, kl_batch: int, paired: bool = False,
+                adversarial_fraction: float = 0.0) -> None:
+    """The chunk rules: 1 : n with n > 1 (BiasUnlearn), or 1 : 1 pairs of each example's two sentences (DPO, SFT)."""
+    if forget_batch < 1:
+        raise ConfigError(f"train.forget_batch must be >= 1, got {forget_batch}")
+    if kl_batch < 0:
+        raise ConfigError(f"train.kl_batch must be >= 0, got {kl_batch}")
+    if paired:  # the retain batch is the forget batch's partners: its size is the forget batch's
+        if adversarial_fraction:
+            raise ConfigError("train.paired needs loss.adversarial_fraction=0: an adversarial forget sentence would "
+                              "be paired with its own stereotype")
+    elif retain_batch <= forget_batch:
+        raise ConfigError(f"train.retain_batch ({retain_batch}) must be larger than train.forget_batch "
+                          f"({forget_batch}): BiasUnlearn's data chunk is 1 : n with n > 1")
+
+
 def _as_list(batch):
     return batch
 
@@ -23,18 +39,12 @@ class UnlearningDataModule(L.LightningDataModule):
 
     def __init__(self, split: StereoSetSplit, tokenizer, forget_batch: int = 4, retain_batch: int = 28,
                  kl_batch: int = 28, adversarial_fraction: float = 0.25, train_kinds=("intrasentence",),
-                 dev_kinds=("intrasentence",), dev_batch: int = 64, seed: int = 0):
+                 dev_kinds=("intrasentence",), dev_batch: int = 64, seed: int = 0, paired: bool = False):
         super().__init__()
-        if forget_batch < 1:
-            raise ConfigError(f"data: forget_batch must be >= 1, got {forget_batch}")
-        if retain_batch <= forget_batch:
-            raise ConfigError(f"data: the retain batch ({retain_batch}) must be larger than the forget batch "
-                             f"({forget_batch}): BiasUnlearn's data chunk is 1 : n with n > 1")
-        if kl_batch < 0:
-            raise ConfigError(f"data: kl_batch must be >= 0, got {kl_batch}")
+        check_chunk(forget_batch, retain_batch, kl_batch, paired, adversarial_fraction)
         self.split, self.tokenizer = split, tokenizer
-        self.batch_sizes = {"forget": forget_batch, "retain": retain_batch, "kl": kl_batch}
-        self.adversarial_fraction, self.seed = adversarial_fraction, seed
+        self.batch_sizes = {"forget": forget_batch, "retain": forget_batch if paired else retain_batch, "kl": kl_batch}
+        self.adversarial_fraction, self.seed, self.paired = adversarial_fraction, seed, paired
         self.train_kinds, self.dev_kinds, self.dev_batch = tuple(train_kinds), tuple(dev_kinds), dev_batch
         self.swapped: set[str] = set()
         self.train_examples = [ex for ex in split.train if ex.kind in self.train_kinds]
@@ -63,7 +73,8 @@ class UnlearningDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank = self.trainer.global_rank if self.trainer is not None else 0
         # Every rank draws its own chunks; the swap state is shared by reference, so workers must stay in-process.
-        self.stream = ChunkStream(self.sequences, self.batch_sizes, self.pad_id, self.swapped, seed=self.seed + rank)
+        self.stream = ChunkStream(self.sequences, self.batch_sizes, self.pad_id, self.swapped, seed=self.seed + rank,
+                                  paired=self.paired)
         return DataLoader(self.stream, batch_size=None, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:

@@ -1,7 +1,8 @@
 """Training data for bias unlearning: tokenised forget / retain / KL sequences and the chunked stream over them.
 
 Per bias type there are two sets: ``stereo`` (the stereotype sentences plus the adversarial slice of that type's
-anti-stereotypes) and ``anti`` (all anti-stereotype sentences). Normally ``stereo`` is forgotten and ``anti``
+anti-stereotypes) and ``anti`` (all anti-stereotype sentences); ``partner`` maps each sentence to the other sentence
+of its example (paired chunks: DPO's chosen / rejected, SFT's 1 : 1). Normally ``stereo`` is forgotten and ``anti``
 retained; a swapped type trades the roles. KL sequences are the unrelated sentences. Every sequence carries a loss
 mask over its continuation: for intersentence examples the sentence after the context, for intrasentence examples
 the filled-in word and everything after it.
@@ -54,7 +55,7 @@ def tokenize_sentence(tokenizer, start_id: int, example: StereoSetExample, sente
 
 def build_sequences(examples: Sequence[StereoSetExample], tokenizer, adversarial_fraction: float = 0.25,
                     seed: int = 0) -> dict:
-    """{"stereo": {type: [...]}, "anti": {type: [...]}, "kl": [...]} from the train split.
+    """{"stereo": {type: [...]}, "anti": {type: [...]}, "kl": [...], "partner": {key: seq}} from the train split.
 
     The adversarial slice (``adversarial_fraction`` of each type's anti-stereotypes, seeded) joins that type's
     ``stereo`` set; those sentences stay in ``anti`` too, as in the paper.
@@ -62,7 +63,7 @@ def build_sequences(examples: Sequence[StereoSetExample], tokenizer, adversarial
     if not 0 <= adversarial_fraction < 1:
         raise DataError("loss.adversarial_fraction", f"{adversarial_fraction} must lie in [0, 1)")
     start_id = start_token_id(tokenizer)
-    sets: dict = {"stereo": {}, "anti": {}, "kl": []}
+    sets: dict = {"stereo": {}, "anti": {}, "kl": [], "partner": {}}
     for bias_type in BIAS_TYPES:
         typed = [ex for ex in examples if ex.bias_type == bias_type]
         if not typed:
@@ -74,6 +75,7 @@ def build_sequences(examples: Sequence[StereoSetExample], tokenizer, adversarial
                 if not any(mask):
                     raise DataError("train split", f"example {ex.id}: no token left to carry the loss", field=role)
                 out.append(TrainSequence(f"{ex.id}:{role}", bias_type, ids, mask))
+            sets["partner"][stereo[-1].key], sets["partner"][anti[-1].key] = anti[-1], stereo[-1]
             ids, mask = tokenize_sentence(tokenizer, start_id, ex, ex.unrelated, whole=True)
             sets["kl"].append(TrainSequence(f"{ex.id}:u", bias_type, ids, mask))
         n_adv = round(adversarial_fraction * len(anti))
@@ -119,16 +121,19 @@ class ChunkStream(IterableDataset):
 
     The forget role sets the epoch (its pools' total size / forget batch chunks); retain and KL cycle. Each item
     of a role's batch comes from one of that role's pools, picked in proportion to pool size, so a swap only
-    reassigns two pools: nothing is rebuilt and the other types' streams continue where they were.
+    reassigns two pools: nothing is rebuilt and the other types' streams continue where they were. ``paired``: the
+    retain batch is the forget batch's partners (each example's other sentence), row for row.
     """
 
-    def __init__(self, sets: dict, batch_sizes: dict[str, int], pad_id: int, swapped: set[str], seed: int = 0):
+    def __init__(self, sets: dict, batch_sizes: dict[str, int], pad_id: int, swapped: set[str], seed: int = 0,
+                 paired: bool = False):
         self.pools = {(name, bt): CyclingPool(seqs, f"{seed}:{name}:{bt}")
                       for name in ("stereo", "anti") for bt, seqs in sets[name].items()}
         self.kl_pool = CyclingPool(sets["kl"], f"{seed}:kl")
         self.bias_types = sorted(sets["stereo"])
         self.batch_sizes, self.pad_id, self.swapped = batch_sizes, pad_id, swapped
         self.rng = random.Random(f"{seed}:roles")
+        self.paired, self.partner = paired, sets.get("partner", {})
 
     def role_pools(self, role: str) -> list[CyclingPool]:
         """The pools that feed ``role`` under the current swap state."""
@@ -150,4 +155,6 @@ class ChunkStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         for _ in range(len(self)):
-            yield {role: collate(self.draw(role), self.pad_id) for role in ROLES if self.batch_sizes[role] > 0}
+            drawn = {role: self.draw(role) for role in ("forget", "kl") if self.batch_sizes[role] > 0}
+            drawn["retain"] = [self.partner[s.key] for s in drawn["forget"]] if self.paired else self.draw("retain")
+            yield {role: collate(drawn[role], self.pad_id) for role in ROLES if role in drawn}

@@ -75,14 +75,31 @@ def before_after_table(before: dict | None, after: dict | None, kind: str = "int
                    "delta LMS", "ICAT before", "ICAT after"], rows)
 
 
-def training_report(before: dict | None, after: dict | None, summary: dict) -> str:
-    parts = ["# BiasUnlearn run", ""]
-    for key in ("model", "adapter", "adapter_from", "steps", "stopped_early_at", "train_seconds", "wall_seconds",
+def crows_before_after_table(before: dict | None, after: dict | None) -> str:
+    """% of pairs where the more stereotypical sentence is likelier (mean mode; 50 is unbiased)."""
+    rows = []
+    for domain, values in (after or before or {}).items():
+        b, a = (before or {}).get(domain, {}), (after or {}).get(domain, {})
+        rows.append([domain, str(values["n"]), _f(b.get("pct_stereotype_mean")), _f(a.get("pct_stereotype_mean"))])
+    return _table(["bias type", "N", "% stereo before", "% stereo after"], rows)
+
+
+def training_report(before: dict | None, after: dict | None, summary: dict, crows: dict | None = None) -> str:
+    parts = [f"# {summary.get('method', 'BiasUnlearn')} run", ""]
+    for key in ("method", "model", "adapter", "adapter_from", "steps", "stopped_early_at", "train_seconds", "wall_seconds",
                 "scoring"):
         parts.append(f"- {key}: {summary.get(key)}")
     kinds = list((after or before or {}).keys())
     for kind in kinds:
         parts += ["", f"## StereoSet {kind}, test split (before / after)", "", before_after_table(before, after, kind)]
+    crows = crows or {}
+    if crows.get("before") or crows.get("after"):
+        parts += ["", "## CrowS-Pairs (before / after)", "", crows_before_after_table(crows.get("before"),
+                                                                                      crows.get("after"))]
+    if summary.get("generations"):
+        from bias_unlearn.eval.generation import generation_table
+
+        parts += ["", "## Greedy completions (base / debiased)", "", generation_table(summary["generations"])]
     events = summary.get("swap_events") or []
     parts += ["", "## Swaps", ""]
     parts += [f"- step {e['step']}: {'swap' if e['swapped'] else 'swap back'} {e['bias_type']} "

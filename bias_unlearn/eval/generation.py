@@ -1,0 +1,42 @@
+"""Generation check: greedy completions of bias-sensitive prompts by the base model and the debiased model.
+
+Scores say how much the likelihoods moved; a few completions side by side show what the model now says.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+@torch.no_grad()
+def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
+    enc = tokenizer(prompt, return_tensors="pt").to(model.device)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def compare_generations(policy, tokenizer, prompts: Sequence[str], max_new_tokens: int = 20) -> list[dict]:
+    """[{prompt, base, debiased}]: the base is the PEFT policy with its adapter disabled (the same weights)."""
+    was_training = policy.training
+    policy.eval()
+    rows = []
+    try:
+        for prompt in prompts:
+            with policy.disable_adapter():
+                base = greedy_completion(policy, tokenizer, prompt, max_new_tokens)
+            rows.append({"prompt": prompt, "base": base,
+                         "debiased": greedy_completion(policy, tokenizer, prompt, max_new_tokens)})
+    finally:
+        policy.train(was_training)
+    return rows
+
+
+def generation_table(rows: list[dict]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| prompt | base model | debiased model |", "|---|---|---|"]
+    lines += [f"| {cell(r['prompt'])} | {cell(r['base'])} | {cell(r['debiased'])} |" for r in rows]
+    return "\n".join(lines)

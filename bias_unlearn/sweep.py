@@ -1,0 +1,215 @@
+"""Sweep reports: read every run of a multirun directory and compare them in one table (markdown + CSV + JSON).
+
+A run is a sub-directory written by ``train.py`` (Hydra multirun). A run without a readable ``report.json`` (it
+crashed, was interrupted or is still running) stays in the table with its status, never silently dropped.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bias_unlearn.data.records import BIAS_TYPES
+from bias_unlearn.eval.report import write_text
+
+KIND = "intrasentence"
+
+
+@dataclass
+class Run:
+    name: str
+    path: Path
+    status: str  # ok | failed: <why> | no after-evaluation
+    report: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def method(self) -> str:
+        return (self.report.get("summary") or {}).get("method", "?")
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and not path.name.startswith(".") and any(
+        (path / name).exists() for name in (".hydra", "config.yaml", "report.json"))
+
+
+def read_run(path: Path) -> Run:
+    report_path = path / "report.json"
+    if not report_path.exists():
+        return Run(path.name, path, "failed: no report.json (crashed, interrupted or still running)")
+    try:
+        report = json.loads(report_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return Run(path.name, path, f"failed: unreadable report.json ({exc})")
+    if not isinstance(report, dict) or "summary" not in report:
+        return Run(path.name, path, "failed: report.json has no summary")
+    if not (report.get("after") or {}).get(KIND):
+        return Run(path.name, path, "no after-evaluation", report)
+    return Run(path.name, path, "ok", report)
+
+
+def collect_runs(sweep_dir: str | Path) -> list[Run]:
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"sweep directory {sweep_dir} does not exist")
+    runs = [read_run(p) for p in sorted(sweep_dir.iterdir(), key=_run_order) if is_run_dir(p)]
+    if not runs:
+        raise FileNotFoundError(f"{sweep_dir} holds no run directories (expected train.py multirun outputs)")
+    return runs
+
+
+def _run_order(path: Path):
+    head = path.name.split("_", 1)[0]
+    return (int(head), path.name) if head.isdigit() else (math.inf, path.name)
+
+
+# Columns: (key, header, best rule). Rules: "balance" = closest to 50, "max" = largest.
+def columns() -> list[tuple[str, str, str | None]]:
+    cols = [("ss_overall", "SS overall", "balance"), ("ss_ci95", "SS 95% CI", None)]
+    cols += [(f"ss_{bt}", f"SS {bt}", "balance") for bt in BIAS_TYPES]
+    cols += [("lms", "LMS", "max"), ("delta_lms", "delta LMS", "max"), ("icat", "ICAT", "max"),
+             ("crows", "CrowS % stereo", "balance"), ("n", "N (targets)", None), ("steps", "steps", None)]
+    return cols
+
+
+def stereoset_row(result: dict) -> dict:
+    domains = result[KIND]
+    overall = domains["overall"]
+    row = {"ss_overall": overall["ss"], "ss_ci95": overall.get("ss_ci95"), "lms": overall["lms"],
+           "icat": overall["icat"], "n": f"{overall['n']} ({overall['n_targets']})"}
+    row.update({f"ss_{bt}": domains[bt]["ss"] for bt in BIAS_TYPES if bt in domains})
+    return row
+
+
+def crows_overall(crows: dict | None) -> float | None:
+    if not crows:
+        return None
+    overall = crows.get("overall") or {}
+    return overall.get("pct_stereotype_mean")
+
+
+def comparison_rows(runs: list[Run]) -> list[dict]:
+    """One row for the base model (from the first run that scored it) and one per run."""
+    rows = []
+    base = next((r for r in runs if (r.report.get("before") or {}).get(KIND)), None)
+    if base is not None:
+        row = {"run": "base model", "method": "none", "status": "ok", **stereoset_row(base.report["before"]),
+               "crows": crows_overall((base.report.get("crows_pairs") or {}).get("before")), "steps": 0}
+        rows.append(row)
+    for run in runs:
+        row = {"run": run.name, "method": run.method, "status": run.status}
+        if run.ok:
+            summary = run.report["summary"]
+            row.update(stereoset_row(run.report["after"]), steps=summary.get("steps"),
+                       crows=crows_overall((run.report.get("crows_pairs") or {}).get("after")))
+            before = (run.report.get("before") or {}).get(KIND)
+            if before:
+                row["delta_lms"] = row["lms"] - before["overall"]["lms"]
+        rows.append(row)
+    mark_best(rows)
+    return rows
+
+
+def mark_best(rows: list[dict]) -> None:
+    """rows[i]["best"] = the columns in which run i is best among the trained runs (ties all marked)."""
+    for row in rows:
+        row["best"] = []
+    trained = [r for r in rows if r["status"] == "ok" and r["run"] != "base model"]
+    for key, _, rule in columns():
+        values = [(r, r.get(key)) for r in trained if isinstance(r.get(key), (int, float))]
+        values = [(r, v) for r, v in values if not math.isnan(v)]
+        if not rule or not values:
+            continue
+        score = (lambda v: -abs(v - 50)) if rule == "balance" else (lambda v: v)
+        top = max(score(v) for _, v in values)
+        for r, v in values:
+            if math.isclose(score(v), top, abs_tol=1e-9):
+                r["best"].append(key)
+
+
+def _fmt(key: str, value) -> str:
+    if value is None:
+        return "n/a"
+    if key == "ss_ci95":
+        finite = value and all(isinstance(v, (int, float)) and not math.isnan(v) for v in value)
+        return f"[{value[0]:.2f}, {value[1]:.2f}]" if finite else "n/a"
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:+.2f}" if key == "delta_lms" else f"{value:.2f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    cols = columns()
+    lines = ["| run | method | status | " + " | ".join(h for _, h, _ in cols) + " |",
+             "|---|---|---|" + "---|" * len(cols)]
+    for row in rows:
+        cells = []
+        for key, _, _ in cols:
+            text = _fmt(key, row.get(key)) if row["status"] == "ok" else ""
+            cells.append(f"**{text}**" if key in row["best"] else text)
+        lines.append(f"| {row['run']} | {row['method']} | {row['status']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def csv_text(rows: list[dict]) -> str:
+    cols = columns()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["run", "method", "status", *[k for k, _, _ in cols if k != "ss_ci95"], "ss_ci95_low",
+                     "ss_ci95_high", "best_in"])
+    for row in rows:
+        ci = row.get("ss_ci95") or [None, None]
+        values = [row.get(k) for k, _, _ in cols if k != "ss_ci95"]
+        writer.writerow([row["run"], row["method"], row["status"], *["" if v is None else v for v in values],
+                         "" if ci[0] is None else ci[0], "" if ci[1] is None else ci[1], " ".join(row["best"])])
+    return buffer.getvalue()
+
+
+def loss_curves(run: Run) -> dict[str, list[tuple[int, float]]]:
+    """Loss terms over steps from the run's CSV log (logs/metrics.csv): {term: [(step, value)]}."""
+    path = run.path / "logs" / "metrics.csv"
+    curves: dict[str, list[tuple[int, float]]] = {}
+    if not path.exists():
+        return curves
+    with path.open() as handle:
+        for record in csv.DictReader(handle):
+            for key, value in record.items():
+                if key and key.startswith("train/") and value not in ("", None):
+                    curves.setdefault(key[len("train/"):], []).append((int(record["step"]), float(value)))
+    return curves
+
+
+def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> dict:
+    """comparison.{md,csv,json} and the figures in ``out_dir`` (default: the sweep directory)."""
+    from bias_unlearn.plots import plot_before_after, plot_loss_terms, plot_sweep_dev_curves
+
+    runs = collect_runs(sweep_dir)
+    out_dir = Path(out_dir or sweep_dir)
+    rows = comparison_rows(runs)
+    ok = [r for r in runs if r.ok]
+    figures = {
+        "dev_ss": plot_sweep_dev_curves({r.name: r.report["summary"].get("dev_history") or [] for r in ok},
+                                        out_dir / "sweep_dev_ss.png"),
+        "loss_terms": plot_loss_terms({r.name: loss_curves(r) for r in ok}, out_dir / "sweep_loss_terms.png"),
+        "before_after": plot_before_after(rows, out_dir / "sweep_before_after.png"),
+    }
+    failed = [r for r in runs if not r.ok]
+    markdown = "\n".join([
+        f"# Sweep {Path(sweep_dir).name}", "",
+        f"{len(ok)} of {len(runs)} runs finished. StereoSet {KIND} on the test split after training (the base model's "
+        "row: before). Best trained value per column in bold: SS and CrowS closest to 50, LMS, delta LMS and ICAT "
+        "highest.", "", markdown_table(rows), "",
+        *(["## Runs without results", ""] + [f"- {r.name}: {r.status}" for r in failed] + [""] if failed else []),
+        *[f"![{name}]({Path(p).name})" for name, p in figures.items() if p],
+    ]) + "\n"
+    write_text(out_dir / "comparison.md", markdown)
+    write_text(out_dir / "comparison.csv", csv_text(rows))
+    write_text(out_dir / "comparison.json", json.dumps({"rows": rows, "figures": {k: str(v) for k, v in
+                                                                                 figures.items() if v}}, indent=2))
+    return {"rows": rows, "markdown": markdown, "figures": figures, "runs": runs}

@@ -1,0 +1,139 @@
+"""Sweep reports: a synthetic sweep (with a failed, a corrupt and an unevaluated run), and a real tiny sweep of
+methods through train.py -m, report.py and the analysis notebook."""
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bias_unlearn.sweep import collect_runs, comparison_rows, write_sweep_report
+
+from conftest import FIXTURES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _stereoset(ss: dict, lms: float) -> dict:
+    domains = {d: {"ss": v, "lms": lms, "icat": lms * min(v, 100 - v) / 50, "n": 10, "n_targets": 2,
+                   "ss_ci95": [v - 3, v + 3]} for d, v in ss.items()}
+    return {"intrasentence": domains}
+
+
+def _write_run(path: Path, method: str, after_ss: dict | None, after_lms: float = 88.0, crows: float = 55.0):
+    (path / ".hydra").mkdir(parents=True)
+    before = _stereoset({"overall": 62.0, "gender": 60.0, "profession": 61.0, "race": 64.0, "religion": 58.0}, 90.0)
+    report = {"summary": {"method": method, "steps": 10,
+                          "dev_history": [{"step": 0, "overall": 62.0, "gender": 60.0, "profession": 61.0,
+                                           "race": 64.0, "religion": 58.0, "lms": 90.0},
+                                          {"step": 10, **(after_ss or {}), "lms": after_lms}]},
+              "before": before, "after": _stereoset(after_ss, after_lms) if after_ss else None,
+              "crows_pairs": {"before": {"overall": {"n": 5, "pct_stereotype_mean": 60.0}},
+                              "after": {"overall": {"n": 5, "pct_stereotype_mean": crows}} if after_ss else None}}
+    (path / "report.json").write_text(json.dumps(report))
+    (path / "logs").mkdir()
+    (path / "logs" / "metrics.csv").write_text("epoch,step,train/forget,train/retain,train/total\n"
+                                               "0,0,1.0,2.0,1.5\n0,1,1.2,1.8,1.5\n")
+
+
+@pytest.fixture
+def synthetic_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    _write_run(sweep / "0_method=bias_unlearn", "bias_unlearn",
+               {"overall": 51.0, "gender": 53.0, "profession": 49.5, "race": 50.5, "religion": 56.0}, 88.5, 52.0)
+    _write_run(sweep / "1_method=cda", "cda",
+               {"overall": 57.0, "gender": 50.2, "profession": 58.0, "race": 59.0, "religion": 57.0}, 89.5, 57.0)
+    (sweep / "2_method=dpo" / ".hydra").mkdir(parents=True)  # crashed before writing anything
+    _write_run(sweep / "3_method=sft", "sft", None)  # trained, never evaluated after
+    (sweep / "10_method=ga" / ".hydra").mkdir(parents=True)
+    (sweep / "10_method=ga" / "report.json").write_text('{"summary": {"method": "ga"')  # cut off mid-write
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    return sweep
+
+
+def test_report_keeps_failed_runs_and_marks_the_best(synthetic_sweep):
+    runs = collect_runs(synthetic_sweep)
+    assert [r.name for r in runs] == ["0_method=bias_unlearn", "1_method=cda", "2_method=dpo", "3_method=sft",
+                                      "10_method=ga"]
+    status = {r.name: r.status for r in runs}
+    assert status["0_method=bias_unlearn"] == "ok" and status["1_method=cda"] == "ok"
+    assert status["2_method=dpo"].startswith("failed: no report.json")
+    assert status["3_method=sft"] == "no after-evaluation"
+    assert status["10_method=ga"].startswith("failed: unreadable report.json")
+
+    rows = {r["run"]: r for r in comparison_rows(runs)}
+    assert rows["base model"]["ss_overall"] == 62.0 and rows["base model"]["best"] == []
+    bu, cda = rows["0_method=bias_unlearn"], rows["1_method=cda"]
+    assert bu["delta_lms"] == pytest.approx(-1.5) and cda["delta_lms"] == pytest.approx(-0.5)
+    assert set(bu["best"]) == {"ss_overall", "ss_profession", "ss_race", "ss_religion", "icat", "crows"}
+    assert set(cda["best"]) == {"ss_gender", "lms", "delta_lms"}
+
+
+def test_report_files_and_figures(synthetic_sweep):
+    result = write_sweep_report(synthetic_sweep)
+    markdown = (synthetic_sweep / "comparison.md").read_text()
+    assert "| 0_method=bias_unlearn | bias_unlearn | ok | **51.00** |" in markdown
+    assert "2_method=dpo: failed: no report.json" in markdown and "10_method=ga: failed" in markdown
+    rows = list(csv.DictReader(io.StringIO((synthetic_sweep / "comparison.csv").read_text())))
+    assert [r["run"] for r in rows] == ["base model", "0_method=bias_unlearn", "1_method=cda", "2_method=dpo",
+                                        "3_method=sft", "10_method=ga"]
+    assert rows[1]["ss_overall"] == "51.0" and "ss_overall" in rows[1]["best_in"] and rows[3]["ss_overall"] == ""
+    for name in ("sweep_dev_ss.png", "sweep_loss_terms.png", "sweep_before_after.png"):
+        assert (synthetic_sweep / name).stat().st_size > 5000
+    assert json.loads((synthetic_sweep / "comparison.json").read_text())["rows"][0]["run"] == "base model"
+    assert len(result["runs"]) == 5
+
+
+def test_report_command_on_a_missing_directory(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "report.py"), f"sweep_dir={tmp_path / 'nope'}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_methods_sweep_report_and_notebook(tmp_path, tiny_model_dir, stereoset_jsonl):
+    """train.py -m over four methods on a tiny model (CrowS-Pairs, cached base scores, generations), then report.py
+    and the sweep notebook on its outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "BIAS_UNLEARN_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "model=local", f"model.name_or_path={tiny_model_dir}",
+           "data.stereoset.source=local", f"data.stereoset.path={stereoset_jsonl}", "data.crows_pairs.source=local",
+           f"data.crows_pairs.path={FIXTURES / 'crows_pairs_anonymized.csv'}", "debug=fast", "trainer.accelerator=cpu",
+           "eval.before=true", "eval.crows_pairs=true", "eval.cache_before=true", "eval.generation.max_new_tokens=3",
+           "method=bias_unlearn,cda,sft,dpo", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1200, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list((tmp_path / "cache" / "before").glob("*.json"))) == 1  # the base model was scored once
+    reports = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/report.json"))]
+    assert [r["summary"]["method"] for r in reports] == ["bias_unlearn", "cda", "sft", "dpo"]
+    assert all(r["before"] == reports[0]["before"] for r in reports)
+    assert all(r["crows_pairs"]["after"]["overall"]["n"] > 0 for r in reports)
+    assert all(r["summary"]["swap_events"] == [] for r in reports[1:])  # baselines never swap
+    first = next(sweep.glob("0_*method=bias_unlearn*")).joinpath("report.md").read_text()
+    assert "## Greedy completions" in first and "The nurse walked into the room and" in first
+    assert "## CrowS-Pairs" in first
+
+    proc = subprocess.run([sys.executable, str(ROOT / "report.py"), f"sweep_dir={sweep}"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "4 of 4 runs finished" in proc.stdout
+    rows = list(csv.DictReader(io.StringIO((sweep / "comparison.csv").read_text())))
+    assert [r["method"] for r in rows] == ["none", "bias_unlearn", "cda", "sft", "dpo"]
+    assert all(r["crows"] != "" for r in rows)
+
+    notebook = nbformat.read(ROOT / "notebooks" / "sweep_report.ipynb", as_version=4)
+    os.environ["BIAS_UNLEARN_SWEEP"] = str(sweep)
+    try:
+        NotebookClient(notebook, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(ROOT)}}).execute()
+    finally:
+        del os.environ["BIAS_UNLEARN_SWEEP"]
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not any(o.get("output_type") == "error" for o in outputs)
+    assert any("method=cda" in str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+    assert any("image/png" in o.get("data", {}) for o in outputs)
