@@ -17,6 +17,7 @@ from bias_unlearn.training import lora_model
 
 from test_evaluate import data_overrides, run_evaluate  # noqa: F401  (data_overrides is a fixture)
 from test_models import _save_adapter
+from test_module import train_steps
 
 
 def _module(tiny, stereoset_jsonl, loss: LossConfig, paired: bool):
@@ -73,12 +74,7 @@ def test_dpo_is_ln2_at_initialisation_and_prefers_the_anti_stereotype_after_step
     module, chunk = _module(tiny, stereoset_jsonl, LossConfig(forget="dpo", forget_weight=1, retain_weight=0,
                                                               kl_weight=0, logp_reduction="sum"), True)
     assert module.compute_losses(chunk)["forget"].item() == pytest.approx(math.log(2), rel=1e-5)
-    optimizer = module.configure_optimizers()["optimizer"]
-    module.train()
-    for _ in range(3):
-        optimizer.zero_grad()
-        module.compute_losses(chunk)["total"].backward()
-        optimizer.step()
+    train_steps(module, chunk, 3)
     module.eval()
     assert module.compute_losses(chunk)["forget"].item() < math.log(2)  # margin chosen - rejected has grown
 
