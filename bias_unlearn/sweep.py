@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.eval.report import write_text
 
@@ -31,7 +33,15 @@ class Run:
 
     @property
     def method(self) -> str:
-        return (self.report.get("summary") or {}).get("method", "?")
+        """From the report, else from the run's saved config (a crashed run still names its method)."""
+        if "method" in (self.report.get("summary") or {}):
+            return self.report["summary"]["method"]
+        for config in (self.path / "config.yaml", self.path / ".hydra" / "config.yaml"):
+            try:
+                return str(OmegaConf.load(config).method.name)
+            except Exception:  # missing or unreadable config: the method stays unknown
+                continue
+        return "?"
 
 
 def is_run_dir(path: Path) -> bool:

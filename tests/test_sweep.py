@@ -47,6 +47,7 @@ def synthetic_sweep(tmp_path):
     _write_run(sweep / "1_method=cda", "cda",
                {"overall": 57.0, "gender": 50.2, "profession": 58.0, "race": 59.0, "religion": 57.0}, 89.5, 57.0)
     (sweep / "2_method=dpo" / ".hydra").mkdir(parents=True)  # crashed before writing anything
+    (sweep / "2_method=dpo" / ".hydra" / "config.yaml").write_text("method:\n  name: dpo\n")
     _write_run(sweep / "3_method=sft", "sft", None)  # trained, never evaluated after
     (sweep / "10_method=ga" / ".hydra").mkdir(parents=True)
     (sweep / "10_method=ga" / "report.json").write_text('{"summary": {"method": "ga"')  # cut off mid-write
@@ -64,6 +65,7 @@ def test_report_keeps_failed_runs_and_marks_the_best(synthetic_sweep):
     assert status["3_method=sft"] == "no after-evaluation"
     assert status["10_method=ga"].startswith("failed: unreadable report.json")
 
+    assert [r.method for r in runs] == ["bias_unlearn", "cda", "dpo", "sft", "?"]
     rows = {r["run"]: r for r in comparison_rows(runs)}
     assert rows["base model"]["ss_overall"] == 62.0 and rows["base model"]["best"] == []
     bu, cda = rows["0_method=bias_unlearn"], rows["1_method=cda"]
