@@ -78,6 +78,9 @@ def plot_sweep_dev_curves(histories: dict[str, list[dict]], path: Path) -> Path 
     return path
 
 
+TERM_COLOURS = {"forget": "tab:red", "retain": "tab:blue", "kl": "tab:green", "total": "black"}  # same in every panel
+
+
 def plot_loss_terms(curves: dict[str, dict[str, list[tuple[int, float]]]], path: Path) -> Path | None:
     """Each run's loss terms (forget, retain, KL, total) over steps, one panel per run (the paper's Figure 3)."""
     curves = {name: terms for name, terms in curves.items() if terms}
@@ -87,7 +90,7 @@ def plot_loss_terms(curves: dict[str, dict[str, list[tuple[int, float]]]], path:
     fig, axes = plt.subplots(1, len(curves), figsize=(3.4 * len(curves), 3.2), squeeze=False)
     for ax, (name, terms) in zip(axes[0], curves.items()):
         for term, points in sorted(terms.items()):
-            ax.plot(*zip(*points), lw=1.0, label=term)
+            ax.plot(*zip(*points), lw=1.0, label=term, color=TERM_COLOURS.get(term))
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
@@ -105,7 +108,7 @@ def plot_before_after(rows: list[dict], path: Path) -> Path | None:
     plt = _pyplot()
     domains = ("overall", *BIAS_TYPES)
     width = 0.8 / len(rows)
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(domains) * len(rows) * 0.5), 4))
+    fig, ax = plt.subplots(figsize=(min(14.0, max(7.0, 0.5 * len(domains) * len(rows))), 4))
     for i, row in enumerate(rows):
         values = [row.get(f"ss_{d}", float("nan")) for d in domains]
         ax.bar([x + i * width for x in range(len(domains))], values, width, label=row["run"])
