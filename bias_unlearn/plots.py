@@ -6,14 +6,28 @@ from pathlib import Path
 from bias_unlearn.data.records import BIAS_TYPES
 
 
-def plot_dev_curves(history: list[dict], swap_events: list[dict], threshold: float, path: Path) -> Path | None:
-    if not history:
-        return None
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_dev_curves(history: list[dict], swap_events: list[dict], threshold: float, path: Path) -> Path | None:
+    if not history:
+        return None
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [h["step"] for h in history]
     for domain in ("overall", *BIAS_TYPES):
@@ -30,30 +44,7 @@ def plot_dev_curves(history: list[dict], swap_events: list[dict], threshold: flo
     ax.set_ylabel("dev stereotype score (SS)")
     ax.set_title("Dev SS per bias type")
     ax.legend(fontsize=8, ncol=3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    fig.clf()
-    return path
+    return _save(fig, path)
 
 
 def plot_sweep_dev_curves(histories: dict[str, list[dict]], path: Path) -> Path | None:
@@ -73,9 +64,7 @@ def plot_sweep_dev_curves(histories: dict[str, list[dict]], path: Path) -> Path 
         ax.set_xlabel("step")
     axes[0].set_ylabel("dev SS")
     axes[-1].legend(fontsize=7)
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 TERM_COLOURS = {"forget": "tab:red", "retain": "tab:blue", "kl": "tab:green", "total": "black"}  # same in every panel
@@ -95,9 +84,7 @@ def plot_loss_terms(curves: dict[str, dict[str, list[tuple[int, float]]]], path:
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("loss")
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_before_after(rows: list[dict], path: Path) -> Path | None:
@@ -117,6 +104,4 @@ def plot_before_after(rows: list[dict], path: Path) -> Path | None:
     ax.set_ylabel("test SS")
     ax.set_ylim(30, 80)
     ax.legend(fontsize=7, ncol=2)
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

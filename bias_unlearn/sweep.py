@@ -80,12 +80,11 @@ def _run_order(path: Path):
 
 
 # Columns: (key, header, best rule). Rules: "balance" = closest to 50, "max" = largest.
-def columns() -> list[tuple[str, str, str | None]]:
-    cols = [("ss_overall", "SS overall", "balance"), ("ss_ci95", "SS 95% CI", None)]
-    cols += [(f"ss_{bt}", f"SS {bt}", "balance") for bt in BIAS_TYPES]
-    cols += [("lms", "LMS", "max"), ("delta_lms", "delta LMS", "max"), ("icat", "ICAT", "max"),
-             ("crows", "CrowS % stereo", "balance"), ("n", "N (targets)", None), ("steps", "steps", None)]
-    return cols
+COLUMNS: list[tuple[str, str, str | None]] = [
+    ("ss_overall", "SS overall", "balance"), ("ss_ci95", "SS 95% CI", None),
+    *[(f"ss_{bt}", f"SS {bt}", "balance") for bt in BIAS_TYPES],
+    ("lms", "LMS", "max"), ("delta_lms", "delta LMS", "max"), ("icat", "ICAT", "max"),
+    ("crows", "CrowS % stereo", "balance"), ("n", "N (targets)", None), ("steps", "steps", None)]
 
 
 def stereoset_row(result: dict) -> dict:
@@ -131,7 +130,7 @@ def mark_best(rows: list[dict]) -> None:
     for row in rows:
         row["best"] = []
     trained = [r for r in rows if r["status"] == "ok" and r["run"] != "base model"]
-    for key, _, rule in columns():
+    for key, _, rule in COLUMNS:
         values = [(r, r.get(key)) for r in trained if isinstance(r.get(key), (int, float))]
         values = [(r, v) for r, v in values if not math.isnan(v)]
         if not rule or not values:
@@ -155,12 +154,11 @@ def _fmt(key: str, value) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    cols = columns()
-    lines = ["| run | method | status | " + " | ".join(h for _, h, _ in cols) + " |",
-             "|---|---|---|" + "---|" * len(cols)]
+    lines = ["| run | method | status | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
+             "|---|---|---|" + "---|" * len(COLUMNS)]
     for row in rows:
         cells = []
-        for key, _, _ in cols:
+        for key, _, _ in COLUMNS:
             text = _fmt(key, row.get(key)) if row["status"] == "ok" else ""
             cells.append(f"**{text}**" if key in row["best"] else text)
         lines.append(f"| {row['run']} | {row['method']} | {row['status']} | " + " | ".join(cells) + " |")
@@ -168,14 +166,13 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def csv_text(rows: list[dict]) -> str:
-    cols = columns()
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["run", "method", "status", *[k for k, _, _ in cols if k != "ss_ci95"], "ss_ci95_low",
+    writer.writerow(["run", "method", "status", *[k for k, _, _ in COLUMNS if k != "ss_ci95"], "ss_ci95_low",
                      "ss_ci95_high", "best_in"])
     for row in rows:
         ci = row.get("ss_ci95") or [None, None]
-        values = [row.get(k) for k, _, _ in cols if k != "ss_ci95"]
+        values = [row.get(k) for k, _, _ in COLUMNS if k != "ss_ci95"]
         writer.writerow([row["run"], row["method"], row["status"], *["" if v is None else v for v in values],
                          "" if ci[0] is None else ci[0], "" if ci[1] is None else ci[1], " ".join(row["best"])])
     return buffer.getvalue()

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -197,10 +196,10 @@ def run_training(cfg: DictConfig) -> dict:
         "scoring": f"mode={cfg.scoring.mode}, start={cfg.scoring.start}", "loss": OmegaConf.to_container(cfg.loss),
         "generations": generations,
     }
+    before, after = before or {}, after or {}
+    report = {"summary": summary, "before": before.get("stereoset"), "after": after.get("stereoset"),
+              "crows_pairs": {"before": before.get("crows_pairs"), "after": after.get("crows_pairs")}}
     if trainer.is_global_zero:
-        report = {"summary": summary, "before": (before or {}).get("stereoset"),
-                  "after": (after or {}).get("stereoset"),
-                  "crows_pairs": {"before": (before or {}).get("crows_pairs"), "after": (after or {}).get("crows_pairs")}}
         write_text(out_dir / "report.json", json.dumps(report, indent=2, default=str))
         markdown = training_report(report["before"], report["after"], summary, report["crows_pairs"])
         write_text(out_dir / "report.md", markdown)
@@ -208,6 +207,4 @@ def run_training(cfg: DictConfig) -> dict:
                         out_dir / "dev_ss.png")
         print(markdown)
         log.info("report written to %s", out_dir / "report.md")
-    return {"before": (before or {}).get("stereoset"), "after": (after or {}).get("stereoset"),
-            "crows_pairs": {"before": (before or {}).get("crows_pairs"), "after": (after or {}).get("crows_pairs")},
-            "summary": summary}
+    return report
