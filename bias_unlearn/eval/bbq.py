@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from bias_unlearn.data.records import BBQItem
+from bias_unlearn.data.records import BBQ_LEFT_OUT_REASONS, BBQItem
 from bias_unlearn.eval.metrics import CONDITIONS, POLARITIES, ROLES, BBQMetric
-from bias_unlearn.eval.scoring import SentenceScorer
+from bias_unlearn.eval.scorer import SentenceScorer
 
 
 def bbq_prompt(item: BBQItem) -> str:
@@ -16,7 +16,7 @@ def bbq_prompt(item: BBQItem) -> str:
 def evaluate_bbq(scorer: SentenceScorer, items: Sequence[BBQItem], mode: str = "mean") -> dict:
     scores = scorer.continuations([(bbq_prompt(item), item.options) for item in items], desc="BBQ")
     categories = sorted({item.category for item in items})
-    rows = {"category": [], "condition": [], "correct": [], "role": [], "polarity": []}
+    rows = {"category": [], "condition": [], "correct": [], "role": [], "polarity": [], "reason": []}
     for item, item_scores in zip(items, scores):
         values = [s.value(mode) for s in item_scores]
         choice = max(range(len(values)), key=values.__getitem__)
@@ -25,6 +25,9 @@ def evaluate_bbq(scorer: SentenceScorer, items: Sequence[BBQItem], mode: str = "
         rows["correct"].append(int(choice == item.label))
         rows["role"].append(ROLES.index(item.option_roles[choice]) if item.option_roles else -1)
         rows["polarity"].append(POLARITIES.index(item.polarity) if item.polarity else -1)
+        # why the bias score leaves the item out (-1: it does not, or the loader gave no reason)
+        rows["reason"].append(BBQ_LEFT_OUT_REASONS.index(item.roles_issue)
+                              if item.roles_issue in BBQ_LEFT_OUT_REASONS else -1)
     metric = BBQMetric(categories)
     metric.update(**rows)
     return metric.compute()
