@@ -16,7 +16,7 @@ import torch
 from bias_unlearn.data.bbq import load_bbq
 from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.eval.bbq import bbq_prompt
-from bias_unlearn.eval.scoring import SentenceScorer
+from bias_unlearn.eval.scorer import SentenceScorer
 from bias_unlearn.models.loading import load_model
 
 OPTIONS = ("stereotype", "anti_stereotype", "unrelated")

@@ -29,7 +29,7 @@ def build(args):
     from bias_unlearn.data.stereoset import load_stereoset
     from bias_unlearn.models.loading import load_model
     from bias_unlearn.module import BiasUnlearnModule, LossConfig, OptimConfig
-    from bias_unlearn.training import lora_model
+    from bias_unlearn.models.lora import wrap_lora
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tokenizer = (load_model("local", args.model_dir, device=device) if args.model_dir
@@ -38,8 +38,8 @@ def build(args):
     dm = UnlearningDataModule(split, tokenizer, args.forget, args.retain, args.kl, 0.25, ["intrasentence"])
     reference = copy.deepcopy(model).eval() if args.variant == "authors" else None
     lora = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": args.targets}
-    policy = lora_model(model, OmegaConf.create(lora))
-    module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=1e-4), dm.dev_targets)
+    policy = wrap_lora(model, OmegaConf.create(lora))
+    module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=1e-4), dm.dev_examples)
     module.to(device).train()
     return module, dm, reference, device
 
@@ -56,7 +56,7 @@ def pad_to(batch: dict, length: int, pad_id: int) -> dict:
 
 def authors_losses(module, reference, chunk: dict) -> torch.Tensor:
     from bias_unlearn import losses
-    from bias_unlearn.eval.scoring import token_logprobs_from_logits
+    from bias_unlearn.logprobs import token_logprobs_from_logits
 
     cfg = module.loss_cfg
     f, r, k = chunk["forget"], chunk["retain"], chunk["kl"]

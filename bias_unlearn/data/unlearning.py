@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import IterableDataset
 
 from bias_unlearn.data.records import BIAS_TYPES, DataError, StereoSetExample
-from bias_unlearn.eval.scoring import start_token_id
+from bias_unlearn.logprobs import start_token_id
 
 ROLES = ("forget", "retain", "kl")
 

@@ -5,7 +5,7 @@ from typing import Sequence
 
 from bias_unlearn.data.records import CrowsPair
 from bias_unlearn.eval.metrics import CrowsPairsMetric
-from bias_unlearn.eval.scoring import SentenceScorer
+from bias_unlearn.eval.scorer import SentenceScorer
 
 
 def evaluate_crows_pairs(scorer: SentenceScorer, pairs: Sequence[CrowsPair]) -> dict:

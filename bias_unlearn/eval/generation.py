@@ -8,6 +8,8 @@ from typing import Sequence
 
 import torch
 
+from bias_unlearn.models.reference import evaluation_mode, reference_mode
+
 
 @torch.no_grad()
 def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
@@ -18,18 +20,14 @@ def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int) -> str
 
 
 def compare_generations(policy, tokenizer, prompts: Sequence[str], max_new_tokens: int = 20) -> list[dict]:
-    """[{prompt, base, debiased}]: the base is the PEFT policy with its adapter disabled (the same weights)."""
-    was_training = policy.training
-    policy.eval()
+    """[{prompt, base, debiased}]: the base is the training reference (the policy with its adapter disabled)."""
     rows = []
-    try:
-        for prompt in prompts:
-            with policy.disable_adapter():
-                base = greedy_completion(policy, tokenizer, prompt, max_new_tokens)
-            rows.append({"prompt": prompt, "base": base,
-                         "debiased": greedy_completion(policy, tokenizer, prompt, max_new_tokens)})
-    finally:
-        policy.train(was_training)
+    for prompt in prompts:
+        with reference_mode(policy):
+            base = greedy_completion(policy, tokenizer, prompt, max_new_tokens)
+        with evaluation_mode(policy):
+            debiased = greedy_completion(policy, tokenizer, prompt, max_new_tokens)
+        rows.append({"prompt": prompt, "base": base, "debiased": debiased})
     return rows
 
 

@@ -14,9 +14,9 @@ import torch
 from tqdm.auto import tqdm
 
 from bias_unlearn.errors import ConfigError
+from bias_unlearn.logprobs import token_logprobs, token_logprobs_from_logits
 
 SCORE_MODES = ("mean", "sum")
-START_MODES = ("prepend", "legacy")
 
 
 @dataclass(frozen=True)
@@ -36,25 +36,6 @@ class Score:
         if mode == "mean":
             return self.logprob / max(self.n_tokens, 1)
         raise ConfigError(f"unknown score mode {mode!r}; expected one of {SCORE_MODES}")
-
-
-def start_token_id(tokenizer) -> int:
-    """The tokenizer's BOS id, or EOS where it has none (GPT-2's <|endoftext|>)."""
-    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
-        if token_id is not None:
-            return int(token_id)
-    raise ValueError(f"tokenizer {type(tokenizer).__name__} has neither a BOS nor an EOS token to start sequences")
-
-
-def token_logprobs_from_logits(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """log p(input_ids[:, t] | ...) for t >= 1 from logits of shape (B, T, V), in fp32."""
-    logits = logits[:, :-1].float()
-    return logits.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-
-
-def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """log p(input_ids[:, t] | input_ids[:, :t]) for t >= 1, shape (B, T-1), in fp32."""
-    return token_logprobs_from_logits(model(input_ids=input_ids, attention_mask=attention_mask).logits, input_ids)
 
 
 def collate(requests: Sequence[Request], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -227,73 +208,3 @@ def _score_batch(model, batch, groups, seqs, lengths, pad_id, device, results) -
             total += float(suffix_lp[n, lo:tail].sum()) if tail > lo else 0.0
             results[u].append(Score(total, len(seq) - first))
             n += 1
-
-
-@torch.no_grad()
-def first_token_logprobs(model, start_id: int) -> torch.Tensor:
-    """log p(. | [start]) over the vocabulary: the legacy mode's score of every sentence's first token."""
-    device = next(model.parameters()).device
-    ids = torch.tensor([[start_id]], device=device)
-    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].float()
-    return torch.log_softmax(logits, dim=-1).cpu()
-
-
-class SentenceScorer:
-    """Scores groups of sentences or continuations with one model and tokenizer, per the options in SCORING.md.
-
-    ``share_prefix`` runs each group's common prefix once (the default); without it every sequence is scored
-    whole, in length-sorted right-padded batches.
-    """
-
-    def __init__(self, model, tokenizer, batch_size: int = 32, start: str = "prepend", share_prefix: bool = True,
-                 progress: bool = False):
-        if start not in START_MODES:
-            raise ConfigError(f"unknown start mode {start!r}; expected one of {START_MODES}")
-        self.model, self.tokenizer = model, tokenizer
-        self.batch_size, self.start, self.share_prefix, self.progress = batch_size, start, share_prefix, progress
-        self.start_id = start_token_id(tokenizer)
-        pad = tokenizer.pad_token_id
-        self.pad_id = int(pad) if pad is not None else self.start_id  # masked out, so any id works
-        self._first_token: torch.Tensor | None = None
-
-    def encode(self, text: str) -> tuple[int, ...]:
-        return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def score(self, groups: Sequence[Sequence[Request]], desc: str = "scoring") -> list[list[Score]]:
-        if self.share_prefix:
-            return score_groups(self.model, groups, self.batch_size, self.pad_id, self.progress, desc)
-        flat = score_requests(self.model, [r for g in groups for r in g], self.batch_size, self.pad_id,
-                              self.progress, desc)
-        out, k = [], 0
-        for group in groups:
-            out.append(flat[k: k + len(group)])
-            k += len(group)
-        return out
-
-    def sentences(self, groups: Sequence[Sequence[str]], desc: str = "sentences") -> list[list[Score]]:
-        """Scores of whole sentences from their first token (start token prepended, or the legacy two passes)."""
-        encoded = [[self.encode(t) for t in group] for group in groups]
-        for group, ids_group in zip(groups, encoded):
-            for text, ids in zip(group, ids_group):
-                if not ids:
-                    raise ValueError(f"sentence {text!r} encodes to no tokens")
-        if self.start == "prepend":
-            return self.score([[Request((self.start_id,), ids) for ids in g] for g in encoded], desc)
-        # legacy: the first token scored from a pass on [start] alone, the rest from a pass without it
-        if self._first_token is None:
-            self._first_token = first_token_logprobs(self.model, self.start_id)
-        singles = [len(ids) == 1 for g in encoded for ids in g]
-        if any(singles):
-            raise ConfigError("legacy start mode cannot score one-token sentences; use start=prepend")
-        rest = self.score([[Request((), ids) for ids in g] for g in encoded], desc)
-        return [[Score(float(self._first_token[ids[0]]) + s.logprob, s.n_tokens + 1) for ids, s in zip(g, r)]
-                for g, r in zip(encoded, rest)]
-
-    def continuations(self, groups: Sequence[tuple[str, Sequence[str]]],
-                      desc: str = "continuations") -> list[list[Score]]:
-        """Scores of each ``" " + option`` given ``[start] + context`` (the option carries its leading space)."""
-        requests = []
-        for context, options in groups:
-            ctx = (self.start_id, *self.encode(context))
-            requests.append([Request(ctx, self.encode(" " + option.strip())) for option in options])
-        return self.score(requests, desc)

@@ -5,7 +5,7 @@ from typing import Sequence
 
 from bias_unlearn.data.records import StereoSetExample
 from bias_unlearn.eval.metrics import StereoSetMetric
-from bias_unlearn.eval.scoring import SentenceScorer
+from bias_unlearn.eval.scorer import SentenceScorer
 
 _OPTIONS = ("stereotype", "anti_stereotype", "unrelated")
 

@@ -97,24 +97,3 @@ def load_model(source: str, name_or_path: str, dtype: str | None = "auto", devic
     model.to(device)
     model.eval()
     return model, tokenizer
-
-
-def load_adapter(model, adapter_path: str, trainable: bool = False):
-    """Wrap ``model`` with a saved PEFT LoRA adapter; fail clearly when it was trained for another architecture."""
-    from peft import PeftConfig, PeftModel
-
-    path = Path(adapter_path)
-    if not (path / "adapter_config.json").exists():
-        raise ModelLoadError(f"adapter directory {adapter_path!r} has no adapter_config.json (not a PEFT adapter)")
-    config = PeftConfig.from_pretrained(str(path))
-    module_names = {name.split(".")[-1] for name, _ in model.named_modules()}
-    targets = config.target_modules
-    targets = [targets] if isinstance(targets, str) else list(targets or [])
-    missing = [t for t in targets if t not in module_names and not any(n.endswith(t) for n in module_names)]
-    if missing:
-        raise ModelLoadError(f"adapter {adapter_path!r} targets modules {missing} that model "
-                             f"{type(model).__name__} does not have: it was trained for another architecture")
-    try:
-        return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise ModelLoadError(f"adapter {adapter_path!r} does not fit model {type(model).__name__}: {err}") from err

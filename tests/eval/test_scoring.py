@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from bias_unlearn.data.stereoset import load_stereoset
-from bias_unlearn.eval.scoring import Request, SentenceScorer, score_groups, score_requests, start_token_id
+from bias_unlearn.eval.scorer import SentenceScorer
+from bias_unlearn.eval.scoring import Request, score_groups, score_requests
+from bias_unlearn.logprobs import start_token_id
 from bias_unlearn.eval.stereoset import evaluate_stereoset, stereoset_sentence_scores
 from tests.helpers import make_tokenizer
 

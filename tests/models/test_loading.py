@@ -2,8 +2,9 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from bias_unlearn.eval.scoring import SentenceScorer
-from bias_unlearn.models.loading import ModelLoadError, load_adapter, load_model, resolve_dtype
+from bias_unlearn.eval.scorer import SentenceScorer
+from bias_unlearn.models.loading import ModelLoadError, load_model, resolve_dtype
+from bias_unlearn.models.lora import load_adapter
 from tests.helpers import make_model, make_tokenizer, save_random_adapter
 
 

@@ -1,0 +1,27 @@
+"""Small collectives for code that must make every rank take the same path (FSDP forwards are collectives)."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def _collective_device(device=None) -> torch.device:
+    """A device the default process group can reduce on: CUDA for NCCL, else the given device or the CPU."""
+    backend = str(dist.get_backend())
+    if device is not None and torch.device(device).type == "cuda":
+        return torch.device(device)
+    if "nccl" in backend and "gloo" not in backend and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def any_rank(flag: bool, device=None) -> bool:
+    """True when ``flag`` is True on any rank (an all-reduce MAX); the flag itself outside torch.distributed.
+
+    Every rank must call it at the same point: it is a collective.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return bool(flag)
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_collective_device(device))
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

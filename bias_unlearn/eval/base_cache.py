@@ -1,0 +1,51 @@
+"""The base model's scores, kept between runs (``eval.cache_before``): every run of a sweep starts from one base
+model, so its test and dev scores are computed once. The key covers the model (and a local model's files), the
+scoring config, the benchmarks' settings and every scored example, so any change scores afresh."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from bias_unlearn.io import write_json
+from bias_unlearn.offline import cache_dir
+
+log = logging.getLogger(__name__)
+
+
+def cache_key(cfg: DictConfig, test_examples, dev_examples) -> str:
+    model = cfg.model
+    files = []
+    if model.source == "local" and Path(str(model.name_or_path)).is_dir():
+        files = sorted((f.name, f.stat().st_mtime_ns) for f in Path(str(model.name_or_path)).iterdir())
+    key = {"model": [model.source, str(model.name_or_path), model.get("revision"), model.get("dtype", "auto"), files],
+           "scoring": OmegaConf.to_container(cfg.scoring, resolve=True),
+           "crows": OmegaConf.to_container(cfg.data.crows_pairs, resolve=True) if cfg.eval.crows_pairs else None,
+           "test": [(ex.id, ex.stereotype, ex.anti_stereotype, ex.unrelated) for ex in test_examples],
+           "dev": [(ex.id, ex.stereotype, ex.anti_stereotype, ex.unrelated) for ex in dev_examples]}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def cache_path(cfg: DictConfig, test_examples, dev_examples) -> Path:
+    return cache_dir() / "before" / f"{cache_key(cfg, test_examples, dev_examples)}.json"
+
+
+def load_base_scores(path: Path, need_test: bool) -> tuple[dict | None, dict] | None:
+    """(test results, dev result) from the cache, or None when absent or lacking what is needed."""
+    if not path.exists():
+        return None
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # a damaged cache entry is scored afresh and rewritten
+    if need_test and cached.get("before") is None:
+        return None
+    log.info("base-model scores from the cache %s", path)
+    return (cached["before"] if need_test else None), cached["dev_before"]
+
+
+def save_base_scores(path: Path, before: dict | None, dev_before: dict) -> None:
+    write_json(path, {"before": before, "dev_before": dev_before})

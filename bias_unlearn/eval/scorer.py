@@ -1,0 +1,131 @@
+"""The sentence scorer every benchmark and the dev evaluation use, built from one scoring config.
+
+``ScoringConfig`` is the validated form of ``conf/scoring/``: evaluate.py, the training job's test split, its step-0
+dev score and every later dev evaluation build their scorer with ``make_scorer`` from the same config, so that
+swapping, stopping and the report compare one measure.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Sequence
+
+import torch
+
+from bias_unlearn.errors import ConfigError
+from bias_unlearn.eval.scoring import SCORE_MODES, Request, Score, score_groups, score_requests
+from bias_unlearn.logprobs import start_token_id
+
+START_MODES = ("prepend", "legacy")
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    mode: str = "mean"  # sentence score: mean (bias-bench, BiasUnlearn) or sum (lm-evaluation-harness) of log-probs
+    start: str = "prepend"  # prepend: [start] + ids in one pass | legacy: bias-bench's two passes
+    batch_size: int = 64
+    share_prefix: bool = True  # run an example's shared prefix once (exact)
+    n_bootstrap: int = 1000  # replicates for the SS 95% interval (0: none)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.mode not in SCORE_MODES:
+            raise ConfigError(f"scoring.mode must be one of {SCORE_MODES}, got {self.mode!r}")
+        if self.start not in START_MODES:
+            raise ConfigError(f"scoring.start must be one of {START_MODES}, got {self.start!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"scoring.batch_size must be a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 0:
+            raise ConfigError(f"scoring.n_bootstrap must be an integer >= 0, got {self.n_bootstrap!r}")
+        if not isinstance(self.share_prefix, bool):
+            raise ConfigError(f"scoring.share_prefix must be true or false, got {self.share_prefix!r}")
+
+    @classmethod
+    def from_config(cls, cfg) -> "ScoringConfig":
+        """From the ``scoring`` config node; unknown keys are refused (a typo must not fall back to a default)."""
+        values = dict(cfg)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown scoring option(s) {unknown}; expected {sorted(known)}")
+        return cls(**values)
+
+    def describe(self) -> str:
+        return f"mode={self.mode}, start={self.start}"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_scorer(model, tokenizer, scoring: ScoringConfig, progress: bool = False) -> "SentenceScorer":
+    """The one way to build a scorer from a scoring config."""
+    return SentenceScorer(model, tokenizer, scoring.batch_size, scoring.start, scoring.share_prefix, progress)
+
+
+@torch.no_grad()
+def first_token_logprobs(model, start_id: int) -> torch.Tensor:
+    """log p(. | [start]) over the vocabulary: the legacy mode's score of every sentence's first token."""
+    device = next(model.parameters()).device
+    ids = torch.tensor([[start_id]], device=device)
+    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].float()
+    return torch.log_softmax(logits, dim=-1).cpu()
+
+
+class SentenceScorer:
+    """Scores groups of sentences or continuations with one model and tokenizer, per the options in SCORING.md.
+
+    ``share_prefix`` runs each group's common prefix once (the default); without it every sequence is scored
+    whole, in length-sorted right-padded batches.
+    """
+
+    def __init__(self, model, tokenizer, batch_size: int = 32, start: str = "prepend", share_prefix: bool = True,
+                 progress: bool = False):
+        if start not in START_MODES:
+            raise ConfigError(f"unknown start mode {start!r}; expected one of {START_MODES}")
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size, self.start, self.share_prefix, self.progress = batch_size, start, share_prefix, progress
+        self.start_id = start_token_id(tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else self.start_id  # masked out, so any id works
+        self._first_token: torch.Tensor | None = None
+
+    def encode(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def score(self, groups: Sequence[Sequence[Request]], desc: str = "scoring") -> list[list[Score]]:
+        if self.share_prefix:
+            return score_groups(self.model, groups, self.batch_size, self.pad_id, self.progress, desc)
+        flat = score_requests(self.model, [r for g in groups for r in g], self.batch_size, self.pad_id,
+                              self.progress, desc)
+        out, k = [], 0
+        for group in groups:
+            out.append(flat[k: k + len(group)])
+            k += len(group)
+        return out
+
+    def sentences(self, groups: Sequence[Sequence[str]], desc: str = "sentences") -> list[list[Score]]:
+        """Scores of whole sentences from their first token (start token prepended, or the legacy two passes)."""
+        encoded = [[self.encode(t) for t in group] for group in groups]
+        for group, ids_group in zip(groups, encoded):
+            for text, ids in zip(group, ids_group):
+                if not ids:
+                    raise ValueError(f"sentence {text!r} encodes to no tokens")
+        if self.start == "prepend":
+            return self.score([[Request((self.start_id,), ids) for ids in g] for g in encoded], desc)
+        # legacy: the first token scored from a pass on [start] alone, the rest from a pass without it
+        if self._first_token is None:
+            self._first_token = first_token_logprobs(self.model, self.start_id)
+        singles = [len(ids) == 1 for g in encoded for ids in g]
+        if any(singles):
+            raise ConfigError("legacy start mode cannot score one-token sentences; use start=prepend")
+        rest = self.score([[Request((), ids) for ids in g] for g in encoded], desc)
+        return [[Score(float(self._first_token[ids[0]]) + s.logprob, s.n_tokens + 1) for ids, s in zip(g, r)]
+                for g, r in zip(encoded, rest)]
+
+    def continuations(self, groups: Sequence[tuple[str, Sequence[str]]],
+                      desc: str = "continuations") -> list[list[Score]]:
+        """Scores of each ``" " + option`` given ``[start] + context`` (the option carries its leading space)."""
+        requests = []
+        for context, options in groups:
+            ctx = (self.start_id, *self.encode(context))
+            requests.append([Request(ctx, self.encode(" " + option.strip())) for option in options])
+        return self.score(requests, desc)

@@ -1,0 +1,37 @@
+"""Token log-probabilities: the one computation that training (losses) and evaluation (scoring) share.
+
+It sits below both ``data/`` and ``eval/`` so that neither imports the other.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def start_token_id(tokenizer) -> int:
+    """The tokenizer's BOS id, or EOS where it has none (GPT-2's <|endoftext|>)."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    raise ValueError(f"tokenizer {type(tokenizer).__name__} has neither a BOS nor an EOS token to start sequences")
+
+
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[index] in fp32, one row of positions at a time, so no full fp32 (B, T, V) copy is
+    made for bf16/fp16 logits (as TRL's ``selective_log_softmax``); fp32 logits take the direct route."""
+    if logits.dtype == torch.float32:
+        return logits.gather(-1, index.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    rows = []
+    for row_logits, row_index in zip(logits, index):
+        row = row_logits.float()
+        rows.append(row.gather(-1, row_index.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(row, dim=-1))
+    return torch.stack(rows)
+
+
+def token_logprobs_from_logits(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """log p(input_ids[:, t] | ...) for t >= 1 from logits of shape (B, T, V), in fp32; shape (B, T-1)."""
+    return selective_log_softmax(logits[:, :-1], input_ids[:, 1:])
+
+
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """log p(input_ids[:, t] | input_ids[:, :t]) for t >= 1, shape (B, T-1), in fp32."""
+    return token_logprobs_from_logits(model(input_ids=input_ids, attention_mask=attention_mask).logits, input_ids)
