@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 LOGP_REDUCTIONS = ("mean", "sum")
 NPO_REDUCTIONS = ("example", "batch")
+CE_REDUCTIONS = ("example", "token")
 
 
 def sequence_logp(token_logp: torch.Tensor, mask: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -45,10 +46,19 @@ def gradient_ascent_loss(policy_logp: torch.Tensor) -> torch.Tensor:
     return policy_logp.mean()
 
 
-def cross_entropy_loss(token_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Token-level cross-entropy (negative log-likelihood) averaged over the masked tokens of the batch."""
+def cross_entropy_loss(token_logp: torch.Tensor, mask: torch.Tensor, reduction: str = "example") -> torch.Tensor:
+    """Cross-entropy (negative log-likelihood) of the masked tokens.
+
+    ``example``: the mean token loss of each sequence, then the mean over sequences (the paper's eq. 2 and the
+    authors' code: a short, decisive continuation weighs as much as a long one). ``token``: pooled over every
+    masked token of the batch.
+    """
     mask = mask.to(token_logp.dtype)
-    return -(token_logp * mask).sum() / mask.sum().clamp(min=1)
+    if reduction == "example":
+        return -((token_logp * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    if reduction == "token":
+        return -(token_logp * mask).sum() / mask.sum().clamp(min=1)
+    raise ValueError(f"unknown cross-entropy reduction {reduction!r}; expected one of {CE_REDUCTIONS}")
 
 
 def forward_kl_loss(ref_logits: torch.Tensor, policy_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

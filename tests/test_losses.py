@@ -29,10 +29,15 @@ def test_sequence_logp_mean_and_sum_over_mask():
     assert losses.sequence_logp(token_logp, mask, "mean").tolist() == [-2.5, -4.0]
 
 
-def test_cross_entropy_is_token_mean_nll():
+def test_cross_entropy_per_example_by_default_pooled_as_an_option():
+    """The paper's eq. 2 (and the authors' code) average per example: a one-token continuation weighs as much as a
+    two-token one. The old default pooled over tokens ((1 + 2 + 4) / 3 here)."""
     token_logp = torch.tensor([[-1.0, -2.0, -9.0], [-4.0, -9.0, -9.0]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
-    assert losses.cross_entropy_loss(token_logp, mask).item() == pytest.approx((1 + 2 + 4) / 3)
+    assert losses.cross_entropy_loss(token_logp, mask).item() == pytest.approx(((1 + 2) / 2 + 4) / 2)
+    assert losses.cross_entropy_loss(token_logp, mask, "token").item() == pytest.approx((1 + 2 + 4) / 3)
+    with pytest.raises(ValueError, match="reduction"):
+        losses.cross_entropy_loss(token_logp, mask, "sentence")
     assert losses.gradient_ascent_loss(torch.tensor([-1.0, -3.0])).item() == -2.0
 
 

@@ -11,11 +11,11 @@ from bias_unlearn.data.datamodule import UnlearningDataModule
 from bias_unlearn.data.splits import split_by_target
 from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.errors import ConfigError
-from bias_unlearn.eval.scoring import token_logprobs_from_logits
+from bias_unlearn.logprobs import token_logprobs_from_logits
 from bias_unlearn.module import BiasUnlearnModule, LossConfig, OptimConfig
-from bias_unlearn.training import lora_model
+from bias_unlearn.models.lora import wrap_lora
 
-from tests.helpers import run_evaluate, save_random_adapter, train_steps
+from tests.helpers import compose_config, save_random_adapter, train_steps
 
 
 def _module(tiny, stereoset_jsonl, loss: LossConfig, paired: bool):
@@ -24,9 +24,9 @@ def _module(tiny, stereoset_jsonl, loss: LossConfig, paired: bool):
     dm = UnlearningDataModule(split, tokenizer, forget_batch=4, retain_batch=8, kl_batch=4,
                               adversarial_fraction=0.0, paired=paired)
     targets = "c_attn" if "GPT2" in type(model).__name__ else ["q_proj", "v_proj"]
-    policy = lora_model(model, OmegaConf.create({"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": targets}))
+    policy = wrap_lora(model, OmegaConf.create({"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": targets}))
     module = BiasUnlearnModule(policy, tokenizer, loss, OptimConfig(lr=5e-3, warmup_steps=0, total_steps=10),
-                               dm.dev_targets)
+                               dm.dev_examples)
     module.eval()
     return module, next(iter(dm.train_dataloader()))
 
@@ -97,8 +97,9 @@ def test_ga_equals_mean_sequence_log_likelihood(tiny, stereoset_jsonl):
 
 def test_weight_transfer_to_a_variant(tmp_path, tiny_model_dir, data_overrides):
     """An adapter trained on one model, evaluated on a variant of the same architecture (base -> instruct)."""
-    from bias_unlearn.eval.scoring import SentenceScorer
-    from bias_unlearn.models.loading import load_adapter, load_model
+    from bias_unlearn.eval.scorer import SentenceScorer
+    from bias_unlearn.models.loading import load_model
+    from bias_unlearn.models.lora import load_adapter
 
     from tests.helpers import make_model, make_tokenizer
 
@@ -109,10 +110,12 @@ def test_weight_transfer_to_a_variant(tmp_path, tiny_model_dir, data_overrides):
     source, _ = load_model("local", str(tiny_model_dir))
     save_random_adapter(source, ["q_proj", "v_proj"], tmp_path / "adapter")
 
+    from bias_unlearn.evaluation import run_evaluation
+
     out = tmp_path / "transfer"
-    proc = run_evaluate(out, "model=local", f"model.name_or_path={variant_dir}", f"adapter={tmp_path / 'adapter'}",
-                        "benchmarks=[stereoset]", "scoring.n_bootstrap=0", *data_overrides)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_evaluation(compose_config("evaluate", f"paths.output_dir={out}", "model=local",
+                                  f"model.name_or_path={variant_dir}", f"adapter={tmp_path / 'adapter'}",
+                                  "benchmarks=[stereoset]", "scoring.n_bootstrap=0", *data_overrides))
     reported = json.loads((out / "results.json").read_text())["results"]["stereoset"]["intrasentence"]["overall"]
 
     # The same numbers by hand: the variant with the transferred adapter, and without it.
