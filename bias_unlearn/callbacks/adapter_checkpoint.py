@@ -1,58 +1,73 @@
 """Adapter checkpoints in standard PEFT format, with the swap state and dev scores beside them.
 
-``last/`` is replaced atomically after every dev evaluation (a run stopped by Ctrl-C keeps its last complete
-checkpoint); ``best/`` holds the adapter whose dev SS was closest to balance (the smallest max_t |SS_t - 50|)
-among those whose dev LMS stayed within ``max_lms_drop`` of the model's dev LMS before training.
+After every dev evaluation ``last/`` is replaced atomically (a run stopped by Ctrl-C keeps its last complete
+checkpoint), and ``best/`` holds the adapter chosen by the delivery rule (``selection_key``):
+1. among dev evaluations whose dev LMS fell at most ``max_lms_drop`` below the base model's (the step-0 entry),
+   the one closest to balance: the smallest excess over the balance tolerance (balance.py), then the smallest
+   max_t |SS_t - 50|;
+2. if no evaluation met that LMS bar, the one whose dev LMS fell least (the least damaged adapter).
+``state.json`` says which rule chose it and whether the bar was met; the run report repeats it.
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.strategies import FSDPStrategy
 
-from bias_unlearn.data.records import BIAS_TYPES
+from bias_unlearn.balance import excess_imbalance, imbalance
+from bias_unlearn.callbacks.swapping import DynamicSwapping
+from bias_unlearn.io import atomic_dir, write_json
+
+RULE_BALANCE = "closest to balance among dev evaluations within the LMS bar"
+RULE_LEAST_LMS_DROP = "no dev evaluation met the LMS bar: the one whose dev LMS fell least"
+RULE_LAST = "the last dev evaluation (eval.adapter=last)"
 
 
-def imbalance(entry: dict) -> float:
-    return max(abs(entry[bt] - 50) for bt in BIAS_TYPES if bt in entry)
+def meets_lms_bar(entry: dict, base_lms: float, max_lms_drop: float | None) -> bool:
+    return max_lms_drop is None or entry["lms"] >= base_lms - max_lms_drop
+
+
+def selection_key(entry: dict, base_lms: float, max_lms_drop: float | None, threshold: float,
+                  resolution: dict) -> tuple:
+    """Smaller is better: any entry that meets the LMS bar beats every entry that does not."""
+    if meets_lms_bar(entry, base_lms, max_lms_drop):
+        return 0, excess_imbalance(entry, threshold, resolution), imbalance(entry)
+    return 1, -entry["lms"], imbalance(entry)
 
 
 def save_adapter(model, directory: Path, state: dict, state_dict: dict | None = None) -> Path:
-    """Write the adapter and ``state.json`` to a temporary folder, then swap it into place."""
-    directory = Path(directory)
-    tmp, old = directory.with_name(directory.name + ".tmp"), directory.with_name(directory.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=state_dict)
-    (tmp / "state.json").write_text(json.dumps(state, indent=2))
-    if directory.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
-    return directory
+    """Write the adapter and ``state.json`` into a temporary folder, then swap it into place."""
+    with atomic_dir(directory) as tmp:
+        model.save_pretrained(tmp, state_dict=state_dict)
+        write_json(tmp / "state.json", state)
+    return Path(directory)
 
 
 class AdapterCheckpoint(L.Callback):
-    def __init__(self, dirpath: str, save_best: bool = True, max_lms_drop: float | None = 2.0):
+    def __init__(self, dirpath: str, save_best: bool = True, max_lms_drop: float | None = 2.0,
+                 threshold: float = 2.0):
         self.dirpath = Path(dirpath)
-        self.save_best, self.max_lms_drop = save_best, max_lms_drop
-        self.best: dict | None = None
+        self.save_best, self.max_lms_drop, self.threshold = save_best, max_lms_drop, float(threshold)
+        self.best: dict | None = None  # the chosen dev entry, with its key and rule
 
-    def is_better(self, entry: dict, history: list[dict]) -> bool:
-        """Closer to balance than the best so far, and (if a limit is set) LMS not fallen too far."""
-        if self.max_lms_drop is not None and history and entry["lms"] < history[0]["lms"] - self.max_lms_drop:
-            return False
-        return self.best is None or imbalance(entry) < imbalance(self.best)
+    def selection(self, entry: dict, history: list[dict], resolution: dict) -> dict:
+        """The entry's place under the delivery rule (history[0] is the base model's step-0 dev score)."""
+        base_lms = history[0]["lms"]
+        met = meets_lms_bar(entry, base_lms, self.max_lms_drop)
+        return {"step": entry["step"], "key": list(selection_key(entry, base_lms, self.max_lms_drop, self.threshold,
+                                                                 resolution)),
+                "rule": RULE_BALANCE if met else RULE_LEAST_LMS_DROP, "lms_bar_met": met,
+                "max_lms_drop": self.max_lms_drop, "dev": entry}
+
+    def is_better(self, candidate: dict) -> bool:
+        return self.best is None or candidate["key"] < self.best["key"]
 
     def state(self, trainer, pl_module) -> dict:
-        swapping = next((cb for cb in trainer.callbacks if hasattr(cb, "events")), None)
+        swapping = next((cb for cb in trainer.callbacks if isinstance(cb, DynamicSwapping)), None)
         return {"step": trainer.global_step, "dev": pl_module.dev_history[-1] if pl_module.dev_history else None,
                 "dev_history": pl_module.dev_history, "swapped": sorted(trainer.datamodule.swapped),
-                "swap_events": swapping.events if swapping else []}
+                "swap_events": swapping.events if swapping else [], "best": self.best}
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not pl_module.dev_history:
@@ -63,10 +78,18 @@ class AdapterCheckpoint(L.Callback):
             full = trainer.strategy.lightning_module_state_dict()
             weights = {k[len("model."):]: v for k, v in full.items() if k.startswith("model.")}
         if trainer.is_global_zero:
+            candidate = self.selection(pl_module.dev_history[-1], pl_module.dev_history, pl_module.dev_resolution)
+            better = self.save_best and self.is_better(candidate)
+            if better:
+                self.best = candidate
             state = self.state(trainer, pl_module)
             save_adapter(pl_module.model, self.dirpath / "last", state, weights)
-            entry = pl_module.dev_history[-1]
-            if self.save_best and self.is_better(entry, pl_module.dev_history):
-                self.best = entry
+            if better:
                 save_adapter(pl_module.model, self.dirpath / "best", state, weights)
         trainer.strategy.barrier()
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state.get("best")

@@ -49,6 +49,11 @@ class DynamicSwapping(L.Callback):
                      dev_entry[bias_type])
         return decisions
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # The step-0 dev score (recorded by the module on fit start) decides the starting roles.
+        if pl_module.dev_history and not self.events:
+            self.apply(trainer, trainer.datamodule, pl_module.dev_history[0], 0)
+
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not pl_module.dev_history:
             return

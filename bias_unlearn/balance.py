@@ -1,0 +1,54 @@
+"""When is a bias type balanced? The rule that early stopping and the best-adapter choice share.
+
+The paper stops when every type's dev SS is within 2 of 50. A type's SS is a macro average over its targets of
+100 * (stereotype-preferring examples) / (examples), so it moves in steps: a type with one dev target of 25
+examples takes only the values 0, 4, ..., 48, 52, ...; |SS - 50| < 2 can never hold and such a run would always
+go to max_steps. So a type also counts as balanced when it sits within half a step of 50, the closest its dev set
+can measure: its ``resolution`` is the largest step one example moves its SS (100 / (targets x the smallest
+target's examples)); consecutive attainable values are at most one resolution apart, so some attainable value
+lies within half of it from 50, and the rule is always reachable.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable, Mapping
+
+from bias_unlearn.data.records import BIAS_TYPES
+
+
+def ss_resolution(examples: Iterable) -> dict[str, float]:
+    """Per bias type: the largest step one example moves the type's macro SS, 100 / (targets x min examples)."""
+    per_target = Counter((ex.bias_type, ex.target) for ex in examples)
+    out = {}
+    for bias_type in BIAS_TYPES:
+        sizes = [n for (bt, _), n in per_target.items() if bt == bias_type]
+        if sizes:
+            out[bias_type] = 100.0 / (len(sizes) * min(sizes))
+    return out
+
+
+def tolerance(threshold: float, resolution: float | None) -> float:
+    """How far from 50 a type's SS may be and still count as balanced."""
+    return max(threshold, (resolution or 0.0) / 2)
+
+
+def type_balanced(ss: float, threshold: float, resolution: float | None) -> bool:
+    distance = abs(ss - 50)
+    return distance < threshold or distance <= (resolution or 0.0) / 2
+
+
+def is_balanced(dev_ss: Mapping[str, float], threshold: float, resolution: Mapping[str, float]) -> bool:
+    """Every bias type present in ``dev_ss`` is balanced (within ``threshold``, or within half its resolution)."""
+    types = [bt for bt in BIAS_TYPES if bt in dev_ss]
+    return bool(types) and all(type_balanced(dev_ss[bt], threshold, resolution.get(bt)) for bt in types)
+
+
+def imbalance(dev_ss: Mapping[str, float]) -> float:
+    """The largest |SS - 50| over bias types."""
+    return max(abs(dev_ss[bt] - 50) for bt in BIAS_TYPES if bt in dev_ss)
+
+
+def excess_imbalance(dev_ss: Mapping[str, float], threshold: float, resolution: Mapping[str, float]) -> float:
+    """How far the least balanced type lies beyond its tolerance (0 when ``is_balanced``)."""
+    return max(max(0.0, abs(dev_ss[bt] - 50) - tolerance(threshold, resolution.get(bt)))
+               for bt in BIAS_TYPES if bt in dev_ss)
