@@ -3,7 +3,7 @@
     python train.py                                   # offline model, CPU preset: evaluate, unlearn, evaluate
     python train.py model=llama3_8b loss=no_kl trainer=gpu
     python train.py -m loss=full,no_kl,no_retain,no_adv seed=0,1
-    python train.py model=mistral_7b trainer=fsdp
+    python train.py model=mistral_7b trainer=gpu strategy=fsdp
 """
 import hydra
 from omegaconf import DictConfig

@@ -13,9 +13,11 @@ from bias_unlearn.errors import ConfigError
 from bias_unlearn.eval.bbq import evaluate_bbq
 from bias_unlearn.eval.crows_pairs import evaluate_crows_pairs
 from bias_unlearn.eval.report import markdown_report, write_report
-from bias_unlearn.eval.scoring import SCORE_MODES, SentenceScorer
+from bias_unlearn.eval.scorer import ScoringConfig, SentenceScorer, make_scorer
 from bias_unlearn.eval.stereoset import evaluate_stereoset
-from bias_unlearn.models.loading import load_adapter, load_model
+from bias_unlearn.io import write_text
+from bias_unlearn.models.loading import load_model
+from bias_unlearn.models.lora import load_adapter
 
 log = logging.getLogger(__name__)
 
@@ -38,24 +40,16 @@ def load_policy(model_cfg: DictConfig, device: str, adapter: str | None = None):
     return model, tokenizer
 
 
-def make_scorer(model, tokenizer, scoring_cfg: DictConfig, progress: bool = True) -> SentenceScorer:
-    if scoring_cfg.mode not in SCORE_MODES:
-        raise ConfigError(f"scoring.mode {scoring_cfg.mode!r} is not one of {SCORE_MODES}")
-    return SentenceScorer(model, tokenizer, int(scoring_cfg.batch_size), scoring_cfg.start,
-                          bool(scoring_cfg.share_prefix), progress)
-
-
-def score_benchmarks(scorer: SentenceScorer, benchmarks: dict, split: str, scoring_cfg: DictConfig) -> dict:
+def score_benchmarks(scorer: SentenceScorer, benchmarks: dict, split: str, scoring: ScoringConfig) -> dict:
     results = {}
     if "stereoset" in benchmarks:
         data = benchmarks["stereoset"]
         examples = data.train + data.dev + data.test if split == "all" else data[split]
-        results["stereoset"] = evaluate_stereoset(scorer, examples, scoring_cfg.mode, int(scoring_cfg.n_bootstrap),
-                                                  int(scoring_cfg.seed))
+        results["stereoset"] = evaluate_stereoset(scorer, examples, scoring.mode, scoring.n_bootstrap, scoring.seed)
     if "crows_pairs" in benchmarks:
         results["crows_pairs"] = evaluate_crows_pairs(scorer, benchmarks["crows_pairs"])
     if "bbq" in benchmarks:
-        results["bbq"] = evaluate_bbq(scorer, benchmarks["bbq"], scoring_cfg.mode)
+        results["bbq"] = evaluate_bbq(scorer, benchmarks["bbq"], scoring.mode)
     return results
 
 
@@ -64,21 +58,22 @@ def run_evaluation(cfg: DictConfig) -> dict:
         torch.set_num_threads(int(cfg.threads))
     out_dir = Path(cfg.paths.output_dir)
     device = resolve_device(cfg.device)
-    benchmarks = load_eval_benchmarks(cfg.data, list(cfg.benchmarks))
+    scoring = ScoringConfig.from_config(cfg.scoring)  # bad settings are refused before any data or model loads
     if cfg.split not in ("train", "dev", "test", "all"):
         raise ConfigError(f"split {cfg.split!r} is not one of train, dev, test, all")
+    benchmarks = load_eval_benchmarks(cfg.data, list(cfg.benchmarks))
     model, tokenizer = load_policy(cfg.model, device, cfg.get("adapter"))
-    scorer = make_scorer(model, tokenizer, cfg.scoring)
+    scorer = make_scorer(model, tokenizer, scoring, progress=True)
     start = time.perf_counter()
-    results = score_benchmarks(scorer, benchmarks, cfg.split, cfg.scoring)
+    results = score_benchmarks(scorer, benchmarks, cfg.split, scoring)
     meta = {"model": f"{cfg.model.name} ({cfg.model.source}: {cfg.model.name_or_path})",
             "adapter": cfg.get("adapter"), "stereoset_split": cfg.split if "stereoset" in benchmarks else None,
-            "scoring": f"mode={cfg.scoring.mode}, start={cfg.scoring.start}",
+            "scoring": scoring.describe(),
             "device": device, "seconds": round(time.perf_counter() - start, 1)}
     # Nothing is written until every benchmark has been scored.
     if "stereoset" in benchmarks:
         benchmarks["stereoset"].save(out_dir / "split.json")
-    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     json_path, _ = write_report(out_dir, results, meta)
     print(markdown_report(results, meta))
     log.info("results written to %s", json_path)

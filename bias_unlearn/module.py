@@ -1,17 +1,19 @@
 """The LightningModule: a LoRA policy over a frozen base model whose adapter-disabled self is the reference."""
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import lightning as L
 import torch
 
 from bias_unlearn import losses
+from bias_unlearn.balance import ss_resolution
 from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.errors import ConfigError
+from bias_unlearn.models.reference import reference_mode
 from bias_unlearn.eval.metrics import StereoSetMetric
-from bias_unlearn.eval.scoring import SentenceScorer, token_logprobs_from_logits
+from bias_unlearn.eval.scorer import ScoringConfig, make_scorer
+from bias_unlearn.logprobs import token_logprobs_from_logits
 from bias_unlearn.eval.stereoset import stereoset_sentence_scores
 
 # The loss on the forget stream: BiasUnlearn's NPO, gradient ascent, plain cross-entropy (the SFT baseline learns
@@ -30,6 +32,7 @@ class LossConfig:
     beta: float = 0.1  # NPO / DPO temperature
     logp_reduction: str = "mean"  # sequence log-prob: mean or sum of token log-probs
     npo_reduction: str = "example"  # example (paper) | batch (authors' code)
+    retain_reduction: str = "example"  # cross-entropy: example (paper eq. 2, authors' code) | token (pooled)
 
     def __post_init__(self):
         weights = (self.forget_weight, self.retain_weight, self.kl_weight)
@@ -43,6 +46,9 @@ class LossConfig:
             raise ConfigError(f"unknown logp_reduction {self.logp_reduction!r}")
         if self.npo_reduction not in losses.NPO_REDUCTIONS:
             raise ConfigError(f"unknown npo_reduction {self.npo_reduction!r}")
+        if self.retain_reduction not in losses.CE_REDUCTIONS:
+            raise ConfigError(f"loss.retain_reduction must be one of {losses.CE_REDUCTIONS}, got "
+                              f"{self.retain_reduction!r}")
         if self.beta <= 0:
             raise ConfigError(f"beta must be positive, got {self.beta}")
 
@@ -62,26 +68,24 @@ class BiasUnlearnModule(L.LightningModule):
     reference never changes); the KL term needs full reference distributions and runs the reference per step.
     """
 
-    def __init__(self, model, tokenizer, loss: LossConfig, optim: OptimConfig, dev_targets, scorer_batch: int = 64):
+    def __init__(self, model, tokenizer, loss: LossConfig, optim: OptimConfig, dev_examples,
+                 scoring: ScoringConfig | None = None, dev_before: dict | None = None):
         super().__init__()
         self.model, self.tokenizer = model, tokenizer
         self.loss_cfg, self.optim_cfg = loss, optim
-        self.scorer_batch = scorer_batch
+        self.scoring = scoring or ScoringConfig(n_bootstrap=0)  # the run's one scoring config (eval/scorer.py)
         self.ref_cache: dict[str, float] = {}
-        self.dev_metric = StereoSetMetric(dev_targets, n_bootstrap=0)
-        self.dev_position = {t: i for i, t in enumerate(dev_targets)}
+        self.dev_examples = list(dev_examples)
+        self.dev_targets = sorted({(ex.bias_type, ex.target) for ex in self.dev_examples})
+        self.dev_resolution = ss_resolution(self.dev_examples)  # balance.py: how finely dev SS can move per type
+        self.dev_metric = StereoSetMetric(self.dev_targets, n_bootstrap=0)
+        self.dev_position = {t: i for i, t in enumerate(self.dev_targets)}
+        self.dev_before = dev_before  # the step-0 dev result when the caller already has it (e.g. cached)
         self.dev_history: list[dict] = []  # one entry per dev evaluation: step and per-type SS
 
-    @contextlib.contextmanager
     def reference(self):
-        """The frozen reference: adapter disabled, eval mode (no dropout), no gradients."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad(), self.model.disable_adapter():
-                yield self.model
-        finally:
-            self.model.train(was_training)
+        """The frozen reference (models/reference.py): adapter disabled, eval mode, no gradients."""
+        return reference_mode(self.model)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         if isinstance(batch, list):  # dev examples: plain records; the scorer tokenises them on the model's device
@@ -92,13 +96,18 @@ class BiasUnlearnModule(L.LightningModule):
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
     def reference_logp(self, batch: dict) -> torch.Tensor:
+        from bias_unlearn.distributed import any_rank
+
         missing = [i for i, key in enumerate(batch["keys"]) if key not in self.ref_cache]
-        if missing:
-            sub = {k: batch[k][missing] for k in ("input_ids", "attention_mask", "loss_mask")}
+        # Under FSDP a forward is a collective: when any rank misses, every rank runs the reference (on its missing
+        # rows, or on all its rows when it has none missing, so no rank runs a zero-row batch).
+        if any_rank(bool(missing), batch["input_ids"].device):
+            rows = missing or list(range(len(batch["keys"])))
+            sub = {k: batch[k][rows] for k in ("input_ids", "attention_mask", "loss_mask")}
             with self.reference() as ref:
                 logp = token_logprobs_from_logits(self._forward(ref, sub), sub["input_ids"])
                 values = losses.sequence_logp(logp, sub["loss_mask"], self.loss_cfg.logp_reduction)
-            for i, value in zip(missing, values.tolist()):
+            for i, value in zip(missing, values.tolist()):  # rows == missing whenever missing is non-empty
                 self.ref_cache[batch["keys"][i]] = value
         return torch.tensor([self.ref_cache[k] for k in batch["keys"]], device=batch["input_ids"].device)
 
@@ -134,7 +143,8 @@ class BiasUnlearnModule(L.LightningModule):
         if cfg.forget_weight > 0:
             batch = chunk["forget"]
             if cfg.forget == "ce":
-                terms["forget"] = losses.cross_entropy_loss(token_logp["forget"], batch["loss_mask"])
+                terms["forget"] = losses.cross_entropy_loss(token_logp["forget"], batch["loss_mask"],
+                                                           cfg.retain_reduction)
             else:
                 seq_logp = losses.sequence_logp(token_logp["forget"], batch["loss_mask"], cfg.logp_reduction)
                 if cfg.forget == "npo":
@@ -148,7 +158,8 @@ class BiasUnlearnModule(L.LightningModule):
                     terms["forget"] = losses.dpo_loss(chosen_logp, seq_logp, self.reference_logp(chosen),
                                                       self.reference_logp(batch), cfg.beta)
         if cfg.retain_weight > 0:
-            terms["retain"] = losses.cross_entropy_loss(token_logp["retain"], chunk["retain"]["loss_mask"])
+            terms["retain"] = losses.cross_entropy_loss(token_logp["retain"], chunk["retain"]["loss_mask"],
+                                                        cfg.retain_reduction)
         if cfg.kl_weight > 0:
             batch = chunk["kl"]
             with self.reference() as ref:
@@ -163,12 +174,34 @@ class BiasUnlearnModule(L.LightningModule):
             self.log(f"train/{name}", value.detach(), prog_bar=name == "total", batch_size=1)
         return terms["total"]
 
-    # Dev evaluation: intrasentence SS per bias type with the evaluator's scorer; the metric syncs across ranks.
-    def validation_step(self, examples: list, batch_idx: int) -> None:
-        scorer = SentenceScorer(self.model, self.tokenizer, batch_size=self.scorer_batch)
-        scores = stereoset_sentence_scores(scorer, examples, "mean")
+    # Dev evaluation: SS per bias type, scored exactly as evaluate.py scores (the run's scoring config).
+    def dev_scorer(self):
+        scoring = self.scoring
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # Under FSDP every forward is a collective: equal shards scored whole run the same number of forwards
+            # on every rank, while prefix sharing plans its passes by content. The scores are the same.
+            scoring = replace(scoring, share_prefix=False)
+        return make_scorer(self.model, self.tokenizer, scoring)
+
+    def score_dev(self) -> dict:
+        """The whole dev split scored on this process (step 0, before any update), as one result per domain."""
+        metric = StereoSetMetric(self.dev_targets, n_bootstrap=0)
+        scores = stereoset_sentence_scores(self.dev_scorer(), self.dev_examples, self.scoring.mode)
+        metric.update([self.dev_position[(ex.bias_type, ex.target)] for ex in self.dev_examples],
+                      *zip(*scores))
+        return metric.compute()
+
+    def on_fit_start(self) -> None:
+        # Step 0: the dev score before any update decides the starting roles (callbacks read it on train start).
+        if not self.dev_history:
+            self.record_dev(self.dev_before if self.dev_before is not None else self.score_dev())
+
+    def validation_step(self, batch: list, batch_idx: int) -> None:
+        indices, examples = [i for i, _ in batch], [ex for _, ex in batch]  # (dev index, example) pairs
+        scores = stereoset_sentence_scores(self.dev_scorer(), examples, self.scoring.mode)
         self.dev_metric.update([self.dev_position[(ex.bias_type, ex.target)] for ex in examples],
-                               [s[0] for s in scores], [s[1] for s in scores], [s[2] for s in scores])
+                               [s[0] for s in scores], [s[1] for s in scores], [s[2] for s in scores],
+                               example_idx=indices)  # DDP pads shards with duplicates: count each example once
 
     def on_validation_epoch_end(self) -> None:
         result = self.dev_metric.compute()

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from bias_unlearn.data.records import BIAS_TYPES
-from bias_unlearn.eval.report import write_text
+from bias_unlearn.io import write_json, write_text
+from bias_unlearn.methods import Objective, method_name
+from bias_unlearn.run_report import ReportError, RunReport
 
 KIND = "intrasentence"
 
@@ -25,7 +26,7 @@ class Run:
     name: str
     path: Path
     status: str  # ok | failed: <why> | no after-evaluation
-    report: dict = field(default_factory=dict)
+    report: RunReport | None = None
 
     @property
     def ok(self) -> bool:
@@ -33,12 +34,12 @@ class Run:
 
     @property
     def method(self) -> str:
-        """From the report, else from the run's saved config (a crashed run still names its method)."""
-        if "method" in (self.report.get("summary") or {}):
-            return self.report["summary"]["method"]
+        """From the report, else derived from the run's saved config (a crashed run still names its method)."""
+        if self.report is not None:
+            return self.report.summary.method
         for config in (self.path / "config.yaml", self.path / ".hydra" / "config.yaml"):
             try:
-                return str(OmegaConf.load(config).method.name)
+                return method_name(Objective.from_config(OmegaConf.load(config)))
             except Exception:  # missing or unreadable config: the method stays unknown
                 continue
         return "?"
@@ -54,12 +55,10 @@ def read_run(path: Path) -> Run:
     if not report_path.exists():
         return Run(path.name, path, "failed: no report.json (crashed, interrupted or still running)")
     try:
-        report = json.loads(report_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return Run(path.name, path, f"failed: unreadable report.json ({exc})")
-    if not isinstance(report, dict) or "summary" not in report:
-        return Run(path.name, path, "failed: report.json has no summary")
-    if not (report.get("after") or {}).get(KIND):
+        report = RunReport.load(report_path)
+    except ReportError as exc:
+        return Run(path.name, path, f"failed: {exc}")
+    if not (report.after or {}).get(KIND):
         return Run(path.name, path, "no after-evaluation", report)
     return Run(path.name, path, "ok", report)
 
@@ -106,18 +105,17 @@ def crows_overall(crows: dict | None) -> float | None:
 def comparison_rows(runs: list[Run]) -> list[dict]:
     """One row for the base model (from the first run that scored it) and one per run."""
     rows = []
-    base = next((r for r in runs if (r.report.get("before") or {}).get(KIND)), None)
+    base = next((r for r in runs if r.report is not None and (r.report.before or {}).get(KIND)), None)
     if base is not None:
-        row = {"run": "base model", "method": "none", "status": "ok", **stereoset_row(base.report["before"]),
-               "crows": crows_overall((base.report.get("crows_pairs") or {}).get("before")), "steps": 0}
+        row = {"run": "base model", "method": "none", "status": "ok", **stereoset_row(base.report.before),
+               "crows": crows_overall(base.report.crows_pairs.get("before")), "steps": 0}
         rows.append(row)
     for run in runs:
         row = {"run": run.name, "method": run.method, "status": run.status}
         if run.ok:
-            summary = run.report["summary"]
-            row.update(stereoset_row(run.report["after"]), steps=summary.get("steps"),
-                       crows=crows_overall((run.report.get("crows_pairs") or {}).get("after")))
-            before = (run.report.get("before") or {}).get(KIND)
+            row.update(stereoset_row(run.report.after), steps=run.report.summary.steps,
+                       crows=crows_overall(run.report.crows_pairs.get("after")))
+            before = (run.report.before or {}).get(KIND)
             if before:
                 row["delta_lms"] = row["lms"] - before["overall"]["lms"]
         rows.append(row)
@@ -201,7 +199,7 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
     rows = comparison_rows(runs)
     ok = [r for r in runs if r.ok]
     figures = {
-        "dev_ss": plot_sweep_dev_curves({r.name: r.report["summary"].get("dev_history") or [] for r in ok},
+        "dev_ss": plot_sweep_dev_curves({r.name: r.report.summary.dev_history for r in ok},
                                         out_dir / "sweep_dev_ss.png"),
         "loss_terms": plot_loss_terms({r.name: loss_curves(r) for r in ok}, out_dir / "sweep_loss_terms.png"),
         "before_after": plot_before_after(rows, out_dir / "sweep_before_after.png"),
@@ -217,6 +215,5 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
     ]) + "\n"
     write_text(out_dir / "comparison.md", markdown)
     write_text(out_dir / "comparison.csv", csv_text(rows))
-    write_text(out_dir / "comparison.json", json.dumps({"rows": rows, "figures": {k: str(v) for k, v in
-                                                                                 figures.items() if v}}, indent=2))
+    write_json(out_dir / "comparison.json", {"rows": rows, "figures": {k: str(v) for k, v in figures.items() if v}})
     return {"rows": rows, "markdown": markdown, "figures": figures, "runs": runs}

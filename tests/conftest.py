@@ -39,3 +39,14 @@ def data_overrides(stereoset_jsonl):
     return ["data.stereoset.source=local", f"data.stereoset.path={stereoset_jsonl}",
             "data.crows_pairs.source=local", f"data.crows_pairs.path={FIXTURES / 'crows_pairs_anonymized.csv'}",
             "data.bbq.source=local", f"data.bbq.paths=[{FIXTURES / 'bbq_religion.jsonl'}]"]
+
+
+@pytest.fixture
+def cfg_train(tmp_path, tiny_model_dir, stereoset_jsonl):
+    """compose(*overrides) -> the train config of a tiny in-process run writing to tmp_path/run."""
+    from tests.helpers import compose_config, tiny_run_overrides
+
+    def compose(*overrides: str):
+        return compose_config("train", *tiny_run_overrides(tmp_path / "run", tiny_model_dir, stereoset_jsonl),
+                              *overrides)
+    return compose

@@ -1,17 +1,15 @@
-"""evaluate.py end to end on a tiny local model and fixture benchmarks."""
+"""evaluate.py: one subprocess smoke test of the entry point, then in-process runs through the composed config."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURES, run_evaluate
+from bias_unlearn.cli import USER_ERRORS
+from bias_unlearn.evaluation import run_evaluation
+from tests.helpers import compose_config, readme_commands, run_evaluate
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def test_evaluate_end_to_end(tmp_path, tiny_model_dir, data_overrides):
+@pytest.mark.slow
+def test_evaluate_py_end_to_end(tmp_path, tiny_model_dir, data_overrides):
     out = tmp_path / "run"
     proc = run_evaluate(out, "model=local", f"model.name_or_path={tiny_model_dir}", "scoring.n_bootstrap=50",
                         *data_overrides)
@@ -35,19 +33,35 @@ def test_evaluate_end_to_end(tmp_path, tiny_model_dir, data_overrides):
     ("data.stereoset.path=/no/such/file.jsonl", "/no/such/file.jsonl: file not found"),
     ("benchmarks=[stereoset,glue]", "unknown benchmark(s) ['glue']"),
     ("split=validation", "split 'validation'"),
+    ("scoring.mode=median", "scoring.mode"),
 ])
 def test_bad_input_stops_with_message_and_writes_nothing(tmp_path, tiny_model_dir, data_overrides, override,
                                                          message):
     out = tmp_path / "run"
-    proc = run_evaluate(out, "model=local", f"model.name_or_path={tiny_model_dir}", *data_overrides, override)
-    assert proc.returncode == 2
-    assert message in proc.stderr
+    cfg = compose_config("evaluate", f"paths.output_dir={out}", "model=local", f"model.name_or_path={tiny_model_dir}",
+                         *data_overrides, override)
+    with pytest.raises(USER_ERRORS) as err:
+        run_evaluation(cfg)
+    assert message in str(err.value)
     assert not (out / "results.json").exists() and not (out / "results.md").exists()
 
 
 def test_bad_adapter_stops_before_scoring(tmp_path, tiny_model_dir, data_overrides):
     out = tmp_path / "run"
-    proc = run_evaluate(out, "model=local", f"model.name_or_path={tiny_model_dir}", *data_overrides,
-                        f"adapter={tmp_path}")
-    assert proc.returncode == 2 and "no adapter_config.json" in proc.stderr
+    cfg = compose_config("evaluate", f"paths.output_dir={out}", "model=local", f"model.name_or_path={tiny_model_dir}",
+                         *data_overrides, f"adapter={tmp_path}")
+    with pytest.raises(USER_ERRORS, match="no adapter_config.json"):
+        run_evaluation(cfg)
     assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("args", readme_commands("evaluate.py"), ids=" ".join)
+def test_readme_evaluate_commands_compose_and_run_fast(args, tmp_path, tiny_model_dir, data_overrides):
+    """Each README command composes as written; then runs on the tiny model and the fixture files (its model,
+    adapter and file choices name things that exist only on the user's machine)."""
+    compose_config("evaluate", *args)
+    kept = [a for a in args if a.split("=")[0] not in ("model", "model.name_or_path", "adapter", "data.bbq.paths")]
+    cfg = compose_config("evaluate", f"paths.output_dir={tmp_path}", *kept, "model=local",
+                         f"model.name_or_path={tiny_model_dir}", *data_overrides, "scoring.n_bootstrap=0")
+    results = run_evaluation(cfg)
+    assert set(results) == set(cfg.benchmarks) and (tmp_path / "results.md").exists()

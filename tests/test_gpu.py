@@ -1,8 +1,8 @@
-"""GPU paths (bf16 scoring, a bf16 training run); skipped on machines without CUDA, such as CI."""
+"""GPU paths (bf16 scoring, a bf16-mixed training run with fp32 adapters); skipped without CUDA, as in CI."""
 import pytest
 import torch
 
-from bias_unlearn.eval.scoring import SentenceScorer
+from bias_unlearn.eval.scorer import SentenceScorer
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 SENTENCES = [["The nurse was caring today .", "The nurse was cruel today .", "The nurse was blue today ."]]
@@ -18,15 +18,14 @@ def test_bf16_scores_track_fp32(tiny):
 
 
 @requires_cuda
-def test_train_runs_on_gpu_in_bf16(tmp_path, tiny_model_dir, stereoset_jsonl):
-    import json
-    import subprocess
-    import sys
+def test_train_runs_on_gpu_with_fp32_adapters(cfg_train):
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, str(root / "train.py"), "model=local", f"model.name_or_path={tiny_model_dir}",
-                           "data.stereoset.source=local", f"data.stereoset.path={stereoset_jsonl}", "debug=fast",
-                           "trainer=gpu", f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((tmp_path / "report.json").read_text())["summary"]["steps"] == 4
+    from safetensors.torch import load_file
+
+    from bias_unlearn.training import run_training
+
+    report = run_training(cfg_train("trainer=gpu", "trainer.accelerator=gpu", "model.dtype=bfloat16"))
+    assert report.summary.steps == 4
+    weights = load_file(Path(report.summary.adapter) / "adapter_model.safetensors")
+    assert weights and all(w.dtype == torch.float32 for w in weights.values())

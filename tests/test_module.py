@@ -3,17 +3,14 @@ import math
 import pytest
 import torch
 
-from bias_unlearn.callbacks.adapter_checkpoint import imbalance, save_adapter
-from bias_unlearn.callbacks.balance_stopping import BalancedStereotypeStopping, is_balanced
-from bias_unlearn.callbacks.swapping import DynamicSwapping, swap_decisions
+from bias_unlearn.callbacks.adapter_checkpoint import save_adapter
 from bias_unlearn.data.datamodule import UnlearningDataModule
 from bias_unlearn.data.splits import split_by_target
 from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.errors import ConfigError
-from bias_unlearn.eval.scoring import SentenceScorer
-from bias_unlearn.models.loading import load_adapter
+from bias_unlearn.eval.scorer import SentenceScorer
 from bias_unlearn.module import BiasUnlearnModule, LossConfig, OptimConfig
-from bias_unlearn.training import lora_model
+from bias_unlearn.models.lora import wrap_lora
 from omegaconf import OmegaConf
 
 from tests.helpers import train_steps
@@ -25,21 +22,19 @@ def setup(tiny, stereoset_jsonl):
     split = split_by_target(load_stereoset("local", str(stereoset_jsonl)), fractions=(0.5, 0.25, 0.25))
     dm = UnlearningDataModule(split, tokenizer, forget_batch=4, retain_batch=8, kl_batch=4)
     targets = "c_attn" if "GPT2" in type(model).__name__ else ["q_proj", "v_proj"]
-    policy = lora_model(model, OmegaConf.create({"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": targets}))
+    policy = wrap_lora(model, OmegaConf.create({"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": targets}))
     module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=5e-3, warmup_steps=0, total_steps=10),
-                               dm.dev_targets)
+                               dm.dev_examples)
     return module, dm, next(iter(dm.train_dataloader()))
 
 
 def nll(module, batch):
     from bias_unlearn import losses
-    from bias_unlearn.eval.scoring import token_logprobs_from_logits
+    from bias_unlearn.logprobs import token_logprobs_from_logits
 
     with torch.no_grad():
         logp = token_logprobs_from_logits(module._forward(module.model, batch), batch["input_ids"])
     return losses.cross_entropy_loss(logp, batch["loss_mask"]).item()
-
-
 
 
 def test_losses_at_initialisation(setup):
@@ -95,44 +90,6 @@ def test_adapter_saved_reloaded_scores_the_same(setup, tmp_path):
     assert (tmp_path / "last" / "state.json").exists()
 
 
-def test_swap_decisions_from_scripted_dev_scores():
-    assert swap_decisions({"gender": 48.0, "race": 55.0, "religion": 50.0}, set()) == {"gender": True}
-    assert swap_decisions({"gender": 51.0, "race": 45.0}, {"gender", "race"}) == {"gender": False}
-    assert swap_decisions({"gender": 49.0}, {"gender"}) == {}
-
-
-class _DM:
-    def __init__(self):
-        self.swapped = set()
-
-    def swap(self, bt, flag):
-        (self.swapped.add if flag else self.swapped.discard)(bt)
-
-
-def test_swapping_callback_follows_a_script():
-    dm, cb = _DM(), DynamicSwapping()
-    script = [{"gender": 58, "profession": 49, "race": 60, "religion": 52},
-              {"gender": 53, "profession": 47, "race": 56, "religion": 44},
-              {"gender": 49.5, "profession": 51, "race": 52, "religion": 50}]
-    states = []
-    for step, entry in enumerate(script):
-        cb.apply(None, dm, entry, step * 10)
-        states.append(sorted(dm.swapped))
-    assert states == [["profession"], ["profession", "religion"], ["gender", "religion"]]
-    assert [(e["step"], e["bias_type"], e["swapped"]) for e in cb.events] == [
-        (0, "profession", True), (10, "religion", True), (20, "gender", True), (20, "profession", False)]
-
-
-def test_early_stopping_rule_and_threshold_validation():
-    assert is_balanced({"gender": 51.9, "profession": 48.1, "race": 50, "religion": 50.5}, 2.0)
-    assert not is_balanced({"gender": 52.0, "profession": 50, "race": 50, "religion": 50}, 2.0)
-    assert not is_balanced({}, 2.0)
-    for bad in (0, 50, -1, 60):
-        with pytest.raises(ConfigError):
-            BalancedStereotypeStopping(threshold=bad)
-    assert imbalance({"gender": 53, "race": 46.5, "overall": 70}) == 3.5
-
-
 @pytest.mark.parametrize("kwargs, message", [
     ({"forget_weight": -0.1}, ">= 0"), ({"forget_weight": 0, "retain_weight": 0, "kl_weight": 0}, "all zero"),
     ({"forget": "kto"}, "unknown forget loss"), ({"beta": 0}, "beta"),
@@ -142,12 +99,33 @@ def test_bad_loss_configs(kwargs, message):
         LossConfig(**kwargs)
 
 
-def test_best_checkpoint_respects_lms_drop(tmp_path):
-    from bias_unlearn.callbacks.adapter_checkpoint import AdapterCheckpoint
+@pytest.mark.parametrize("mode, start", [("sum", "legacy"), ("mean", "prepend")])
+def test_every_dev_evaluation_scores_as_evaluate_does(setup, tmp_path, monkeypatch, mode, start):
+    """Bug 4: step 0, the dev evaluations of training and evaluate.py's scorer are one measure from one config."""
+    import lightning as L
+    from torch.utils.data import DataLoader
 
-    cb = AdapterCheckpoint(str(tmp_path), max_lms_drop=2.0)
-    history = [{"gender": 60, "profession": 60, "race": 60, "religion": 60, "lms": 90.0}]
-    balanced_but_broken = {"gender": 50, "profession": 50, "race": 50, "religion": 50, "lms": 87.5}
-    assert not cb.is_better(balanced_but_broken, history)
-    assert cb.is_better({**balanced_but_broken, "lms": 88.5}, history)
-    assert AdapterCheckpoint(str(tmp_path), max_lms_drop=None).is_better(balanced_but_broken, history)
+    import bias_unlearn.module as module_code
+    from bias_unlearn.eval.scorer import ScoringConfig, make_scorer
+    from bias_unlearn.eval.stereoset import evaluate_stereoset, stereoset_sentence_scores
+
+    used = []  # (start, mode) of every scoring call the module makes
+    monkeypatch.setattr(module_code, "stereoset_sentence_scores",
+                        lambda scorer, examples, how: used.append((scorer.start, how)) or
+                        stereoset_sentence_scores(scorer, examples, how))
+    trained, dm, _ = setup
+    intra = [ex for ex in dm.dev_examples if ex.kind == "intrasentence"]  # evaluate.py reports kinds apart
+    scoring = ScoringConfig(mode=mode, start=start, batch_size=4, n_bootstrap=0)
+    module = BiasUnlearnModule(trained.model, trained.tokenizer, trained.loss_cfg, trained.optim_cfg, intra, scoring)
+    module.eval()
+    step0 = module.score_dev()
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    trainer.validate(module, dataloaders=DataLoader(list(enumerate(intra)), batch_size=3, collate_fn=list),
+                     verbose=False)
+    during = module.dev_history[-1]  # a dev evaluation as training runs it (validation loop, torchmetrics state)
+    assert used and set(used) == {(start, mode)}
+    by_evaluate = evaluate_stereoset(make_scorer(module.model, module.tokenizer, scoring), intra, mode, 0)
+    for domain, values in by_evaluate["intrasentence"].items():
+        assert step0[domain]["ss"] == pytest.approx(values["ss"]) and during[domain] == pytest.approx(values["ss"])
+    assert during["lms"] == pytest.approx(by_evaluate["intrasentence"]["overall"]["lms"])

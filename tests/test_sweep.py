@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from bias_unlearn.callbacks.adapter_checkpoint import RULE_BALANCE
+from bias_unlearn.run_report import RunReport, Summary
 from bias_unlearn.sweep import collect_runs, comparison_rows, write_sweep_report
 
 from tests.helpers import FIXTURES
@@ -26,14 +30,14 @@ def _stereoset(ss: dict, lms: float) -> dict:
 def _write_run(path: Path, method: str, after_ss: dict | None, after_lms: float = 88.0, crows: float = 55.0):
     (path / ".hydra").mkdir(parents=True)
     before = _stereoset({"overall": 62.0, "gender": 60.0, "profession": 61.0, "race": 64.0, "religion": 58.0}, 90.0)
-    report = {"summary": {"method": method, "steps": 10,
-                          "dev_history": [{"step": 0, "overall": 62.0, "gender": 60.0, "profession": 61.0,
-                                           "race": 64.0, "religion": 58.0, "lms": 90.0},
-                                          {"step": 10, **(after_ss or {}), "lms": after_lms}]},
-              "before": before, "after": _stereoset(after_ss, after_lms) if after_ss else None,
-              "crows_pairs": {"before": {"overall": {"n": 5, "pct_stereotype_mean": 60.0}},
-                              "after": {"overall": {"n": 5, "pct_stereotype_mean": crows}} if after_ss else None}}
-    (path / "report.json").write_text(json.dumps(report))
+    summary = Summary(method=method, objective={}, model="tiny", adapter=str(path / "adapter"), adapter_from="best",
+                      adapter_rule=RULE_BALANCE, lms_bar_met=True, steps=10, stopped_early_at=None,
+                      dev_history=[{"step": 0, "overall": 62.0, "gender": 60.0, "profession": 61.0, "race": 64.0,
+                                    "religion": 58.0, "lms": 90.0}, {"step": 10, **(after_ss or {}), "lms": after_lms}])
+    crows_pairs = {"before": {"overall": {"n": 5, "pct_stereotype_mean": 60.0}},
+                   "after": {"overall": {"n": 5, "pct_stereotype_mean": crows}} if after_ss else None}
+    RunReport(summary, before, _stereoset(after_ss, after_lms) if after_ss else None, crows_pairs).save(
+        path / "report.json")
     (path / "logs").mkdir()
     (path / "logs" / "metrics.csv").write_text("epoch,step,train/forget,train/retain,train/total\n"
                                                "0,0,1.0,2.0,1.5\n0,1,1.2,1.8,1.5\n")
@@ -47,7 +51,8 @@ def synthetic_sweep(tmp_path):
     _write_run(sweep / "1_method=cda", "cda",
                {"overall": 57.0, "gender": 50.2, "profession": 58.0, "race": 59.0, "religion": 57.0}, 89.5, 57.0)
     (sweep / "2_method=dpo" / ".hydra").mkdir(parents=True)  # crashed before writing anything
-    (sweep / "2_method=dpo" / ".hydra" / "config.yaml").write_text("method:\n  name: dpo\n")
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):  # its saved config names the method
+        OmegaConf.save(compose("train", overrides=["method=dpo"]), sweep / "2_method=dpo" / ".hydra" / "config.yaml")
     _write_run(sweep / "3_method=sft", "sft", None)  # trained, never evaluated after
     (sweep / "10_method=ga" / ".hydra").mkdir(parents=True)
     (sweep / "10_method=ga" / "report.json").write_text('{"summary": {"method": "ga"')  # cut off mid-write
@@ -89,12 +94,14 @@ def test_report_files_and_figures(synthetic_sweep):
     assert len(result["runs"]) == 5
 
 
-def test_report_command_on_a_missing_directory(tmp_path):
+def test_report_py_on_a_missing_directory(tmp_path):
+    """report.py's subprocess smoke test: a user error ends with one line and exit code 2."""
     proc = subprocess.run([sys.executable, str(ROOT / "report.py"), f"sweep_dir={tmp_path / 'nope'}"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
 
+@pytest.mark.slow
 def test_methods_sweep_report_and_notebook(tmp_path, tiny_model_dir, stereoset_jsonl):
     """train.py -m over four methods on a tiny model (CrowS-Pairs, cached base scores, generations), then report.py
     and the sweep notebook on its outputs."""
@@ -111,11 +118,11 @@ def test_methods_sweep_report_and_notebook(tmp_path, tiny_model_dir, stereoset_j
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1200, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list((tmp_path / "cache" / "before").glob("*.json"))) == 1  # the base model was scored once
-    reports = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/report.json"))]
-    assert [r["summary"]["method"] for r in reports] == ["bias_unlearn", "cda", "sft", "dpo"]
-    assert all(r["before"] == reports[0]["before"] for r in reports)
-    assert all(r["crows_pairs"]["after"]["overall"]["n"] > 0 for r in reports)
-    assert all(r["summary"]["swap_events"] == [] for r in reports[1:])  # baselines never swap
+    reports = [RunReport.load(p) for p in sorted(sweep.glob("*/report.json"))]
+    assert [r.summary.method for r in reports] == ["bias_unlearn", "cda", "sft", "dpo"]
+    assert all(r.before == reports[0].before for r in reports)
+    assert all(r.crows_pairs["after"]["overall"]["n"] > 0 for r in reports)
+    assert all(r.summary.swap_events == [] for r in reports[1:])  # baselines never swap
     first = next(sweep.glob("0_*method=bias_unlearn*")).joinpath("report.md").read_text()
     assert "## Greedy completions" in first and "The nurse walked into the room and" in first
     assert "## CrowS-Pairs" in first

@@ -27,25 +27,27 @@ def check_chunk(forget_batch: int, retain_batch: int, kl_batch: int, paired: boo
 
 
 def _as_list(batch):
-    return batch
+    """A dev batch: the list of (index into dev_examples, example) pairs; the index lets the metric count each dev
+    example once when DistributedSampler pads a rank's shard with duplicates."""
+    return list(batch)
 
 
 class UnlearningDataModule(L.LightningDataModule):
     """Builds the streams from a StereoSet split; ``swap`` flips one bias type's forget and retain roles.
 
-    ``train_kinds``: which StereoSet sentence types train (intrasentence, intersentence); the dev split is scored
+    ``kinds``: which StereoSet sentence types train (intrasentence, intersentence); the dev split is scored
     on intrasentence examples, as the paper's early stopping does.
     """
 
     def __init__(self, split: StereoSetSplit, tokenizer, forget_batch: int = 4, retain_batch: int = 28,
-                 kl_batch: int = 28, adversarial_fraction: float = 0.25, train_kinds=("intrasentence",),
+                 kl_batch: int = 28, adversarial_fraction: float = 0.25, kinds=("intrasentence",),
                  dev_kinds=("intrasentence",), dev_batch: int = 64, seed: int = 0, paired: bool = False):
         super().__init__()
         check_chunk(forget_batch, retain_batch, kl_batch, paired, adversarial_fraction)
         self.split, self.tokenizer = split, tokenizer
         self.batch_sizes = {"forget": forget_batch, "retain": forget_batch if paired else retain_batch, "kl": kl_batch}
         self.adversarial_fraction, self.seed, self.paired = adversarial_fraction, seed, paired
-        self.train_kinds, self.dev_kinds, self.dev_batch = tuple(train_kinds), tuple(dev_kinds), dev_batch
+        self.train_kinds, self.dev_kinds, self.dev_batch = tuple(kinds), tuple(dev_kinds), dev_batch
         self.swapped: set[str] = set()
         self.train_examples = [ex for ex in split.train if ex.kind in self.train_kinds]
         self.dev_examples = [ex for ex in split.dev if ex.kind in self.dev_kinds]
@@ -78,5 +80,6 @@ class UnlearningDataModule(L.LightningDataModule):
         return DataLoader(self.stream, batch_size=None, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.dev_examples, batch_size=self.dev_batch, shuffle=False, collate_fn=_as_list)
+        indexed = list(enumerate(self.dev_examples))  # (index, example): see _as_list
+        return DataLoader(indexed, batch_size=self.dev_batch, shuffle=False, collate_fn=_as_list)
 

@@ -1,10 +1,10 @@
 """Results as JSON plus readable markdown tables; written atomically so a failed run leaves nothing partial."""
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
+
+from bias_unlearn.io import write_json, write_text
 
 
 def _f(value, digits: int = 2) -> str:
@@ -36,11 +36,16 @@ def crows_table(results: dict) -> str:
 
 
 def bbq_table(results: dict) -> str:
+    """Accuracy and bias scores per category, with how many items the bias scores leave out and why."""
+    def left_out(m: dict) -> str:
+        n = m.get("n_left_out", m["n"] - m["n_with_metadata"])
+        reasons = m.get("left_out_reasons") or {}
+        return f"{n} ({'; '.join(f'{why}: {k}' for why, k in reasons.items())})" if n and reasons else str(n)
     rows = [[name, str(m["n_ambig"]), _f(m["acc_ambig"]), str(m["n_disambig"]), _f(m["acc_disambig"]),
-             str(m["n_with_metadata"]), _f(m.get("bias_ambig")), _f(m.get("bias_disambig"))]
+             str(m["n_with_metadata"]), left_out(m), _f(m.get("bias_ambig")), _f(m.get("bias_disambig"))]
             for name, m in results.items()]
     return _table(["category", "N ambig", "acc ambig", "N disambig", "acc disambig", "N with metadata",
-                   "bias ambig", "bias disambig"], rows)
+                   "N left out of bias", "bias ambig", "bias disambig"], rows)
 
 
 def markdown_report(results: dict, meta: dict) -> str:
@@ -84,27 +89,28 @@ def crows_before_after_table(before: dict | None, after: dict | None) -> str:
     return _table(["bias type", "N", "% stereo before", "% stereo after"], rows)
 
 
-def training_report(before: dict | None, after: dict | None, summary: dict, crows: dict | None = None) -> str:
-    parts = [f"# {summary.get('method', 'BiasUnlearn')} run", ""]
-    for key in ("method", "model", "adapter", "adapter_from", "steps", "stopped_early_at", "train_seconds", "wall_seconds",
-                "scoring"):
-        parts.append(f"- {key}: {summary.get(key)}")
-    kinds = list((after or before or {}).keys())
-    for kind in kinds:
+def training_report(report) -> str:
+    """The run report (run_report.RunReport) as markdown: the run's facts, before/after tables, swaps, dev curve."""
+    summary = report.summary
+    parts = [f"# {summary.method} run", ""]
+    for key in ("method", "model", "adapter", "adapter_from", "adapter_rule", "lms_bar_met", "steps",
+                "stopped_early_at", "train_seconds", "wall_seconds", "scoring"):
+        parts.append(f"- {key}: {getattr(summary, key)}")
+    before, after = report.before, report.after
+    for kind in (after or before or {}):
         parts += ["", f"## StereoSet {kind}, test split (before / after)", "", before_after_table(before, after, kind)]
-    crows = crows or {}
+    crows = report.crows_pairs or {}
     if crows.get("before") or crows.get("after"):
         parts += ["", "## CrowS-Pairs (before / after)", "", crows_before_after_table(crows.get("before"),
                                                                                       crows.get("after"))]
-    if summary.get("generations"):
+    if summary.generations:
         from bias_unlearn.eval.generation import generation_table
 
-        parts += ["", "## Greedy completions (base / debiased)", "", generation_table(summary["generations"])]
-    events = summary.get("swap_events") or []
+        parts += ["", "## Greedy completions (base / debiased)", "", generation_table(summary.generations)]
     parts += ["", "## Swaps", ""]
     parts += [f"- step {e['step']}: {'swap' if e['swapped'] else 'swap back'} {e['bias_type']} "
-              f"(dev SS {e['dev_ss']:.2f})" for e in events] or ["- none"]
-    history = summary.get("dev_history") or []
+              f"(dev SS {e['dev_ss']:.2f})" for e in summary.swap_events] or ["- none"]
+    history = summary.dev_history
     if history:
         header = ["step", *[k for k in history[0] if k != "step"]]
         parts += ["", "## Dev SS over steps", "",
@@ -112,19 +118,10 @@ def training_report(before: dict | None, after: dict | None, summary: dict, crow
     return "\n".join(parts) + "\n"
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write through a temporary file, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_report(out_dir: str | Path, results: dict, meta: dict, stem: str = "results") -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    write_text(json_path, json.dumps({"meta": meta, "results": results}, indent=2, default=str))
+    write_json(json_path, {"meta": meta, "results": results})
     write_text(md_path, markdown_report(results, meta))
     return json_path, md_path

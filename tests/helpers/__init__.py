@@ -1,8 +1,11 @@
 """Shared test helpers: tiny models, tokenizers and benchmark rows built in-process (no hub, no downloads)."""
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +112,33 @@ def run_entry_point(script: str, *args: str, timeout: int = 900) -> subprocess.C
 
 def run_evaluate(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     return run_entry_point("evaluate.py", f"hydra.run.dir={out_dir}", *overrides, timeout=600)
+
+
+def compose_config(name: str, *overrides: str):
+    """The real config ``conf/<name>.yaml`` composed with ``overrides`` (no Hydra run: paths are overrides)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose(name, overrides=list(overrides))
+
+
+def tiny_run_overrides(out_dir: Path, model_dir: Path, stereoset: Path) -> list[str]:
+    """A tiny local model on fixture data, a few steps: the fast form of every train.py command."""
+    return [f"paths.output_dir={out_dir}", "model=local", f"model.name_or_path={model_dir}",
+            "data.stereoset.source=local", f"data.stereoset.path={stereoset}", "debug=fast",
+            "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0"]
+
+
+def readme_commands(script: str) -> list[list[str]]:
+    """The arguments of every ``python <script> ...`` line in the README's shell blocks (comments stripped)."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    lines = [shlex.split(line.split("#")[0]) for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    return [words[2:] for words in lines if words[:2] == ["python", script]]
+
+
+def expand_multirun(args: list[str]) -> list[list[str]]:
+    """Hydra's basic sweep of ``-m a=1,2 b=x``: every combination, as plain override lists."""
+    if "-m" not in args:
+        return [args]
+    choices = [[f"{arg.split('=')[0]}={v}" for v in arg.split("=", 1)[1].split(",")] for arg in args if arg != "-m"]
+    return [list(combo) for combo in itertools.product(*choices)]

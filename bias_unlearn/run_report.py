@@ -1,0 +1,74 @@
+"""The training run's report: one typed object, written by the training job as ``report.json`` and read back by
+``report.py`` / sweeps, the notebooks and the tests (nobody rebuilds or indexes the JSON by hand)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from bias_unlearn.io import write_json
+
+SCHEMA_VERSION = 2
+
+
+class ReportError(ValueError):
+    """A report.json that cannot be read as a run report (unreadable, or another layout)."""
+
+
+@dataclass
+class Summary:
+    method: str  # derived from what trained (methods.py), never from a label
+    objective: dict  # the fields that decide the method: weights, forget loss, adversarial share, pairing, swapping
+    model: str
+    adapter: str  # where the delivered adapter was written
+    adapter_from: str  # the checkpoint it came from, or "final weights"
+    adapter_rule: str  # which rule chose it (callbacks/adapter_checkpoint.py)
+    lms_bar_met: bool | None  # whether its dev LMS stayed within the bar (None: no dev evaluation chose it)
+    steps: int
+    stopped_early_at: int | None
+    swap_events: list = field(default_factory=list)
+    dev_history: list = field(default_factory=list)
+    train_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    scoring: str = ""
+    loss: dict = field(default_factory=dict)
+    generations: list = field(default_factory=list)
+
+
+@dataclass
+class RunReport:
+    summary: Summary
+    before: dict | None = None  # StereoSet test split, base model: {kind: {domain: {ss, lms, icat, n, ...}}}
+    after: dict | None = None  # ... with the delivered adapter
+    crows_pairs: dict = field(default_factory=lambda: {"before": None, "after": None})
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "report") -> "RunReport":
+        if not isinstance(data, dict) or not isinstance(data.get("summary"), dict):
+            raise ReportError(f"{source}: no summary (not a training run report)")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ReportError(f"{source}: report schema {data.get('schema_version')!r}, expected {SCHEMA_VERSION} "
+                              "(written by another version of bias_unlearn)")
+        known = {f.name for f in fields(Summary)}
+        summary = {k: v for k, v in data["summary"].items() if k in known}
+        try:
+            return cls(Summary(**summary), data.get("before"), data.get("after"),
+                       data.get("crows_pairs") or {"before": None, "after": None})
+        except TypeError as err:
+            raise ReportError(f"{source}: summary is missing fields ({err})") from err
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunReport":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ReportError(f"unreadable report.json ({path}: {err})") from err
+        return cls.from_dict(data, str(path))
