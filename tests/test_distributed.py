@@ -175,6 +175,7 @@ def _reference_worker(rank: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_reference_cache_runs_the_same_forwards_on_every_rank(tmp_path):
     misses = {rank: _misses(DRAWS[rank]) for rank in range(WORLD)}
     assert misses == {0: 1, 1: 3}  # the old logic (forward only on a miss) would run 1 and 3 collective forwards
@@ -247,6 +248,7 @@ def _dev_worker(rank: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_dev_metric_counts_padded_duplicates_once(tmp_path):
     _spawn(_dev_worker, str(tmp_path))
     results = [torch.load(tmp_path / f"dev{rank}.pt", weights_only=False) for rank in range(WORLD)]

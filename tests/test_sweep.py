@@ -94,6 +94,7 @@ def test_report_files_and_figures(synthetic_sweep):
     assert len(result["runs"]) == 5
 
 
+@pytest.mark.slow
 def test_report_py_on_a_missing_directory(tmp_path):
     """report.py's subprocess smoke test: a user error ends with one line and exit code 2."""
     proc = subprocess.run([sys.executable, str(ROOT / "report.py"), f"sweep_dir={tmp_path / 'nope'}"],
