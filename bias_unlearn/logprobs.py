@@ -15,16 +15,18 @@ def start_token_id(tokenizer) -> int:
     raise ValueError(f"tokenizer {type(tokenizer).__name__} has neither a BOS nor an EOS token to start sequences")
 
 
-def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[index] in fp32, one row of positions at a time, so no full fp32 (B, T, V) copy is
-    made for bf16/fp16 logits (as TRL's ``selective_log_softmax``); fp32 logits take the direct route."""
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, rows_per_chunk: int = 512) -> torch.Tensor:
+    """log softmax(logits)[index] in fp32 over the last dim. For bf16/fp16 logits the positions are taken a chunk at a
+    time, so no full fp32 copy of the logits is made (as TRL's ``selective_log_softmax``); fp32 logits take the
+    direct route."""
     if logits.dtype == torch.float32:
         return logits.gather(-1, index.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    rows = []
-    for row_logits, row_index in zip(logits, index):
-        row = row_logits.float()
-        rows.append(row.gather(-1, row_index.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(row, dim=-1))
-    return torch.stack(rows)
+    flat, flat_index = logits.reshape(-1, logits.shape[-1]), index.reshape(-1)
+    parts = [flat.new_zeros(0, dtype=torch.float32)]  # no positions: an empty result
+    for chunk, chunk_index in zip(flat.split(rows_per_chunk), flat_index.split(rows_per_chunk)):
+        chunk = chunk.float()
+        parts.append(chunk.gather(-1, chunk_index.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(chunk, dim=-1))
+    return torch.cat(parts).reshape(index.shape)
 
 
 def token_logprobs_from_logits(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:

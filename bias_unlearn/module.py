@@ -10,6 +10,9 @@ from bias_unlearn import losses
 from bias_unlearn.balance import ss_resolution
 from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.errors import ConfigError
+from bias_unlearn.models.dropout import use_fast_dropout
+from bias_unlearn.models.lm_head import is_sharded, loss_rows, split_lm, token_logprobs_at
+from bias_unlearn.models.packing import pack, unpack
 from bias_unlearn.models.reference import reference_mode
 from bias_unlearn.eval.metrics import StereoSetMetric
 from bias_unlearn.eval.scorer import ScoringConfig, make_scorer
@@ -54,6 +57,21 @@ class LossConfig:
 
 
 @dataclass
+class ComputeConfig:
+    """How a step is computed. Each switch changes the cost, not the losses (tests/test_step_compute.py)."""
+
+    sparse_head: bool = True  # LM head + log-softmax only where a loss is (models/lm_head.py; exact architectures)
+    cache_kl_reference: bool = True  # the reference's hidden states of each KL sequence computed once and kept
+    pack_sequences: bool = True  # with sparse_head: the policy forward on packed rows, no padding (models/packing.py)
+    fast_dropout: bool = True  # LoRA dropout masks from 16-bit draws on CPU (models/dropout.py): same distribution
+
+    @classmethod
+    def plain(cls) -> "ComputeConfig":
+        """Every switch off: the step as it was before the speed work (benchmarks compare against it)."""
+        return cls(sparse_head=False, cache_kl_reference=False, pack_sequences=False, fast_dropout=False)
+
+
+@dataclass
 class OptimConfig:
     lr: float = 5e-5
     weight_decay: float = 0.0
@@ -64,17 +82,24 @@ class OptimConfig:
 class BiasUnlearnModule(L.LightningModule):
     """Holds the PEFT-wrapped policy. The reference is the same weights with the adapter disabled (no copy).
 
-    Reference log-probs of forget sequences are computed once per sequence, on first use, and cached (the
-    reference never changes); the KL term needs full reference distributions and runs the reference per step.
+    The reference never changes, so what a step needs of it is computed once per sequence, on first use, and
+    kept: the sequence log-prob of each forget sequence, and (``compute.cache_kl_reference``) the final hidden
+    states of each KL sequence, from which the head gives the reference distributions exactly.
     """
 
     def __init__(self, model, tokenizer, loss: LossConfig, optim: OptimConfig, dev_examples,
-                 scoring: ScoringConfig | None = None, dev_before: dict | None = None):
+                 scoring: ScoringConfig | None = None, dev_before: dict | None = None,
+                 compute: ComputeConfig | None = None):
         super().__init__()
         self.model, self.tokenizer = model, tokenizer
         self.loss_cfg, self.optim_cfg = loss, optim
         self.scoring = scoring or ScoringConfig(n_bootstrap=0)  # the run's one scoring config (eval/scorer.py)
-        self.ref_cache: dict[str, float] = {}
+        self.compute = compute or ComputeConfig()
+        self._split = split_lm(model) if self.compute.sparse_head else None
+        if self.compute.fast_dropout and model is not None:
+            use_fast_dropout(model)
+        self.ref_cache: dict[str, float] = {}  # forget sequence key -> reference sequence log-prob
+        self.kl_cache: dict[str, torch.Tensor] = {}  # KL sequence key -> reference hidden states at its loss rows
         self.dev_examples = list(dev_examples)
         self.dev_targets = sorted({(ex.bias_type, ex.target) for ex in self.dev_examples})
         self.dev_resolution = ss_resolution(self.dev_examples)  # balance.py: how finely dev SS can move per type
@@ -92,8 +117,25 @@ class BiasUnlearnModule(L.LightningModule):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
+    @property
+    def split(self):
+        """The body and head apart (models/lm_head.py), or None: the full forward (also once FSDP shards the model)."""
+        fsdp = self._trainer is not None and "FSDP" in type(self.trainer.strategy).__name__
+        return None if self._split is None or fsdp or is_sharded(self.model) else self._split
+
     def _forward(self, model, batch: dict) -> torch.Tensor:
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+    def _outputs(self, model, batch: dict) -> torch.Tensor:
+        """What the losses start from: final hidden states (split model) or logits (full forward)."""
+        if self.split is None:
+            return self._forward(model, batch)
+        return self.split.hidden(batch["input_ids"], batch["attention_mask"])
+
+    def _token_logp(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
+        if self.split is None:
+            return token_logprobs_from_logits(outputs, batch["input_ids"])
+        return token_logprobs_at(self.split.head, outputs, batch["input_ids"], batch["loss_mask"])
 
     def reference_logp(self, batch: dict) -> torch.Tensor:
         from bias_unlearn.distributed import any_rank
@@ -105,27 +147,60 @@ class BiasUnlearnModule(L.LightningModule):
             rows = missing or list(range(len(batch["keys"])))
             sub = {k: batch[k][rows] for k in ("input_ids", "attention_mask", "loss_mask")}
             with self.reference() as ref:
-                logp = token_logprobs_from_logits(self._forward(ref, sub), sub["input_ids"])
+                logp = self._token_logp(self._outputs(ref, sub), sub)
                 values = losses.sequence_logp(logp, sub["loss_mask"], self.loss_cfg.logp_reduction)
             for i, value in zip(missing, values.tolist()):  # rows == missing whenever missing is non-empty
                 self.ref_cache[batch["keys"][i]] = value
         return torch.tensor([self.ref_cache[k] for k in batch["keys"]], device=batch["input_ids"].device)
 
-    def policy_logits(self, batches: list[dict]) -> list[torch.Tensor]:
-        """Policy logits of several batches from one forward pass (bigger matmuls, one backward graph)."""
-        width = max(b["input_ids"].shape[1] for b in batches)
+    def reference_kl_rows(self, batch: dict) -> torch.Tensor:
+        """The reference's final hidden states at the KL batch's loss rows (N, H), row-major; kept per sequence
+        when ``compute.cache_kl_reference``, with the same agreement across ranks as ``reference_logp``."""
+        from bias_unlearn.distributed import any_rank
+
+        cache = self.kl_cache if self.compute.cache_kl_reference else {}
+        keys, mask = batch["keys"], batch["loss_mask"].bool()
+        missing = [i for i, key in enumerate(keys) if key not in cache]
+        if any_rank(bool(missing), batch["input_ids"].device):
+            rows = missing or list(range(len(keys)))
+            with self.reference():
+                hidden = self.split.hidden(batch["input_ids"][rows], batch["attention_mask"][rows])
+            cache.update({keys[i]: hidden[j, :-1][mask[i]] for j, i in enumerate(rows)})
+        return torch.cat([cache[key] for key in keys])
+
+    def kl_term(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Forward KL(reference || policy) over the KL batch's loss positions."""
+        mask = batch["loss_mask"]
+        if self.split is None:
+            with self.reference() as ref:
+                ref_logits = self._forward(ref, batch)
+            return losses.forward_kl_loss(ref_logits[:, :-1], outputs[:, :-1], mask)
+        ref_rows = self.reference_kl_rows(batch)
+        with self.reference():  # the head with any adapter of its own disabled
+            ref_logits = self.split.head(ref_rows)
+        policy_logits = self.split.head(loss_rows(outputs, mask))
+        every = torch.ones(1, len(policy_logits), device=policy_logits.device)
+        return losses.forward_kl_loss(ref_logits[None], policy_logits[None], every)
+
+    def policy_outputs(self, batches: list[dict]) -> list[torch.Tensor]:
+        """Policy outputs (hidden states or logits) of several batches from one forward pass (bigger matmuls, one
+        backward graph)."""
         pad_id = self.tokenizer.pad_token_id or 0
+        if self.split is not None and self.compute.pack_sequences:
+            packed = pack(batches, pad_id)
+            return unpack(self.split.hidden(packed.input_ids, packed.attention_mask, packed.position_ids), packed)
+        width = max(b["input_ids"].shape[1] for b in batches)
 
         def widen(t, value):
             return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
 
         merged = {"input_ids": torch.cat([widen(b["input_ids"], pad_id) for b in batches]),
                   "attention_mask": torch.cat([widen(b["attention_mask"], 0) for b in batches])}
-        logits = self._forward(self.model, merged)
+        outputs = self._outputs(self.model, merged)
         out, start = [], 0
         for b in batches:
             rows, cols = b["input_ids"].shape
-            out.append(logits[start: start + rows, :cols])
+            out.append(outputs[start: start + rows, :cols])
             start += rows
         return out
 
@@ -136,9 +211,9 @@ class BiasUnlearnModule(L.LightningModule):
         needed = {"forget": cfg.forget_weight > 0, "retain": cfg.retain_weight > 0 or cfg.forget == "dpo",
                   "kl": cfg.kl_weight > 0}
         roles = [role for role in ("forget", "retain", "kl") if needed[role]]
-        logits = dict(zip(roles, self.policy_logits([chunk[role] for role in roles])))
-        token_logp = {role: token_logprobs_from_logits(logits[role], chunk[role]["input_ids"])
-                      for role in ("forget", "retain") if role in logits}
+        outputs = dict(zip(roles, self.policy_outputs([chunk[role] for role in roles])))
+        token_logp = {role: self._token_logp(outputs[role], chunk[role]) for role in ("forget", "retain")
+                      if role in outputs}
         terms: dict[str, torch.Tensor] = {}
         if cfg.forget_weight > 0:
             batch = chunk["forget"]
@@ -161,10 +236,7 @@ class BiasUnlearnModule(L.LightningModule):
             terms["retain"] = losses.cross_entropy_loss(token_logp["retain"], chunk["retain"]["loss_mask"],
                                                         cfg.retain_reduction)
         if cfg.kl_weight > 0:
-            batch = chunk["kl"]
-            with self.reference() as ref:
-                ref_logits = self._forward(ref, batch)
-            terms["kl"] = losses.forward_kl_loss(ref_logits[:, :-1], logits["kl"][:, :-1], batch["loss_mask"])
+            terms["kl"] = self.kl_term(outputs["kl"], chunk["kl"])
         terms["total"] = sum(weights[name] * value for name, value in terms.items())
         return terms
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import lightning as L
@@ -28,7 +28,7 @@ from bias_unlearn.methods import Objective, method_name
 from bias_unlearn.models.loading import load_model, resolve_dtype
 from bias_unlearn.models.lora import load_adapter_weights, wrap_lora
 from bias_unlearn.models.reference import reference_mode
-from bias_unlearn.module import BiasUnlearnModule, LossConfig, OptimConfig
+from bias_unlearn.module import BiasUnlearnModule, ComputeConfig, LossConfig, OptimConfig
 from bias_unlearn.plots import plot_dev_curves
 from bias_unlearn.run_report import RunReport, Summary
 
@@ -45,6 +45,7 @@ class Settings:
     loss: LossConfig
     scoring: ScoringConfig
     objective: Objective
+    compute: ComputeConfig
 
 
 def validate_config(cfg: DictConfig) -> Settings:
@@ -75,7 +76,12 @@ def validate_config(cfg: DictConfig) -> Settings:
                           "use strategy=fsdp (conf/strategy/fsdp.yaml)")
     if float(cfg.optim.lr) <= 0:
         raise ConfigError(f"optim.lr (model.lr) must be positive, got {cfg.optim.lr}")
-    return Settings(loss, scoring, Objective.from_config(cfg))
+    known = {f.name for f in fields(ComputeConfig)}
+    unknown = sorted(set(cfg.get("compute") or {}) - known)
+    if unknown:
+        raise ConfigError(f"unknown compute option(s) {unknown}; known: {sorted(known)}")
+    compute = ComputeConfig(**{key: bool(value) for key, value in (cfg.get("compute") or {}).items()})
+    return Settings(loss, scoring, Objective.from_config(cfg), compute)
 
 
 def training_device(trainer_cfg: DictConfig) -> str:
@@ -159,7 +165,8 @@ def run_training(cfg: DictConfig) -> RunReport:
     policy = wrap_lora(model, cfg.model.lora)
     optim = OptimConfig(float(cfg.optim.lr), float(cfg.optim.weight_decay), int(cfg.optim.warmup_steps),
                         int(cfg.trainer.max_steps))
-    module = BiasUnlearnModule(policy, tokenizer, settings.loss, optim, datamodule.dev_examples, settings.scoring)
+    module = BiasUnlearnModule(policy, tokenizer, settings.loss, optim, datamodule.dev_examples, settings.scoring,
+                               compute=settings.compute)
 
     policy.to(device)
     before = score_base(cfg, module, test_examples, crows, settings.scoring)

@@ -119,6 +119,7 @@ def test_paper_defaults_for_retention_and_clipping_are_named_options():
     ("model.lr=0", "optim.lr"),
     ("loss.forget_weight=0 loss.retain_weight=0 loss.kl_weight=0", "all zero"),
     ("trainer.strategy=fsdp", "use strategy=fsdp"),
+    ("+compute.sparse_heads=false", "unknown compute option"),
 ])
 def test_bad_settings_are_refused_by_the_config_check(override, message):
     """validate_config runs before any data or model loads (train.py's first step)."""

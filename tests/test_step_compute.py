@@ -1,0 +1,164 @@
+"""The fast step computes what the plain step computes: the LM head only at loss positions and the cached KL
+reference give the same loss terms and the same gradients (GPT-2 and Llama shapes)."""
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from bias_unlearn.data.datamodule import UnlearningDataModule
+from bias_unlearn.data.splits import split_by_target
+from bias_unlearn.data.stereoset import load_stereoset
+from bias_unlearn.logprobs import selective_log_softmax, token_logprobs_from_logits
+from bias_unlearn.models.lm_head import split_lm, token_logprobs_at
+from bias_unlearn.models.lora import wrap_lora
+from bias_unlearn.module import BiasUnlearnModule, ComputeConfig, LossConfig, OptimConfig
+from tests.helpers import train_steps
+
+PLAIN = ComputeConfig.plain()
+FAST = ComputeConfig()  # the default: every switch on (dropout 0 here: the two ways see the same function)
+
+
+@pytest.fixture
+def policy_and_chunks(tiny, stereoset_jsonl):
+    model, tokenizer = tiny
+    split = split_by_target(load_stereoset("local", str(stereoset_jsonl)), fractions=(0.5, 0.25, 0.25))
+    dm = UnlearningDataModule(split, tokenizer, forget_batch=2, retain_batch=4, kl_batch=3,
+                              kinds=["intrasentence", "intersentence"])
+    targets = ["c_attn", "c_proj"] if "GPT2" in type(model).__name__ else ["q_proj", "v_proj", "down_proj"]
+    policy = wrap_lora(model, OmegaConf.create({"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": targets}))
+    stream = iter(dm.train_dataloader())
+    chunks = [next(stream) for _ in range(3)]
+    module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=5e-2, warmup_steps=0, total_steps=5),
+                               dm.dev_examples, compute=PLAIN)
+    train_steps(module, chunks[0], 2)  # move the adapter off zero: policy != reference
+    return policy, tokenizer, dm, chunks
+
+
+def losses_and_grads(module, chunk):
+    module.eval()  # no dropout: both ways see the same function
+    module.model.zero_grad()
+    terms = module.compute_losses(chunk)
+    terms["total"].backward()
+    grads = {n: p.grad.clone() for n, p in module.model.named_parameters() if p.requires_grad}
+    return {k: v.item() for k, v in terms.items()}, grads
+
+
+@pytest.mark.parametrize("loss, compute", [
+    (LossConfig(), FAST),
+    (LossConfig(forget="ga", kl_weight=0.5), FAST),
+    (LossConfig(retain_reduction="token"), FAST),
+    (LossConfig(), ComputeConfig(pack_sequences=False)),
+    (LossConfig(), ComputeConfig(cache_kl_reference=False)),
+], ids=["npo", "ga", "token-ce", "unpacked", "uncached"])
+def test_fast_step_equals_plain_step(policy_and_chunks, loss, compute):
+    policy, tokenizer, dm, chunks = policy_and_chunks
+    plain = BiasUnlearnModule(policy, tokenizer, loss, OptimConfig(), dm.dev_examples, compute=PLAIN)
+    fast = BiasUnlearnModule(policy, tokenizer, loss, OptimConfig(), dm.dev_examples, compute=compute)
+    assert fast.split is not None and plain.split is None
+    for chunk in chunks:
+        want_terms, want_grads = losses_and_grads(plain, chunk)
+        got_terms, got_grads = losses_and_grads(fast, chunk)
+        assert got_terms == pytest.approx(want_terms, rel=1e-5, abs=1e-6)
+        for name, grad in want_grads.items():
+            assert torch.allclose(got_grads[name], grad, rtol=1e-4, atol=1e-6), name
+    assert fast.ref_cache == pytest.approx(plain.ref_cache, rel=1e-5)
+
+
+def test_kl_reference_runs_once_per_sequence(policy_and_chunks):
+    policy, tokenizer, dm, chunks = policy_and_chunks
+    module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(), dm.dev_examples, compute=FAST)
+    reference_rows = []
+    body = module.split.body
+    hook = body.register_forward_hook(lambda m, args, kwargs, out: reference_rows.append(
+        len(kwargs["input_ids"])) if not torch.is_grad_enabled() else None, with_kwargs=True)
+    try:
+        module.compute_losses(chunks[1])
+        first = sum(reference_rows)
+        module.compute_losses(chunks[1])  # the same KL and forget sequences: nothing to recompute
+    finally:
+        hook.remove()
+    assert first > 0 and sum(reference_rows) == first
+    assert set(module.kl_cache) == set(chunks[1]["kl"]["keys"])
+
+
+def test_token_logprobs_at_match_the_full_head(tiny):
+    model, _ = tiny
+    split = split_lm(model)
+    ids = torch.randint(0, model.config.vocab_size, (3, 7))
+    mask = torch.zeros(3, 6, dtype=torch.long)
+    mask[0, 2:] = 1
+    mask[2, :4] = 1  # row 1 carries no loss
+    with torch.no_grad():
+        hidden = split.hidden(ids, torch.ones_like(ids))
+        full = token_logprobs_from_logits(model(input_ids=ids).logits, ids)
+        sparse = token_logprobs_at(split.head, hidden, ids, mask)
+    assert torch.allclose(sparse[mask.bool()], full[mask.bool()], atol=1e-5)
+    assert (sparse[~mask.bool()] == 0).all()
+
+
+def test_selective_log_softmax_in_chunks_matches_fp32():
+    logits = torch.randn(5, 9, 50)
+    index = torch.randint(0, 50, (5, 9))
+    want = torch.log_softmax(logits, -1).gather(-1, index[..., None])[..., 0]
+    got = selective_log_softmax(logits.to(torch.bfloat16), index, rows_per_chunk=4)
+    bf16_exact = torch.log_softmax(logits.to(torch.bfloat16).float(), -1).gather(-1, index[..., None])[..., 0]
+    assert got.dtype == torch.float32 and got.shape == index.shape
+    assert torch.allclose(got, bf16_exact, atol=1e-5) and torch.allclose(got, want, atol=0.1)
+    assert selective_log_softmax(logits[:0].to(torch.bfloat16), index[:0]).shape == (0, 9)
+
+
+def test_unknown_architectures_take_the_full_forward():
+    class Other(torch.nn.Module):
+        config = type("Config", (), {"model_type": "gemma2"})()  # soft-capped logits: not head(hidden)
+
+    assert split_lm(Other()) is None
+
+
+def test_packing_fills_rows_and_keeps_each_sequence_apart():
+    from bias_unlearn.models.packing import first_fit_decreasing, pack
+
+    assert first_fit_decreasing([5, 3, 4, 2], 7) == [[0, 3], [2, 1]]
+    a = {"input_ids": torch.tensor([[7, 8, 9, 0], [5, 6, 0, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 0],
+                                                                                               [1, 1, 0, 0]])}
+    b = {"input_ids": torch.tensor([[4, 3, 2, 1]]), "attention_mask": torch.tensor([[1, 1, 1, 1]])}
+    packed = pack([a, b], pad_id=0, widths=(6,))
+    assert packed.input_ids.tolist() == [[4, 3, 2, 1, 5, 6], [7, 8, 9, 0, 0, 0]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 0, 1], [0, 1, 2, 0, 0, 0]]
+    mask = packed.attention_mask[0, 0]
+    assert mask[5].tolist() == [False, False, False, False, True, True]  # 6 sees 5 and itself, not the other row
+    assert mask[3].tolist() == [True, True, True, True, False, False]
+    assert packed.gather[0].tolist() == [[6, 7, 8, 12], [4, 5, 12, 12]] and packed.gather[1].tolist() == [[0, 1, 2, 3]]
+
+
+def test_fast_dropout_keeps_each_element_with_probability_1_minus_p():
+    from bias_unlearn.models.dropout import FastDropout, use_fast_dropout
+
+    torch.manual_seed(0)
+    drop = FastDropout(0.1)
+    x = torch.ones(400, 500)
+    y = drop(x)
+    kept = (y != 0).float()
+    assert abs(kept.mean().item() - 0.9) < 0.003  # 200k Bernoulli(0.9) draws: sd 0.0007
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))
+    assert abs(kept[:, :250].mean() - kept[:, 250:].mean()) < 0.005 and not torch.equal(drop(x), y)
+    assert torch.equal(drop.eval()(x), x)
+    x = torch.randn(30, 7, requires_grad=True)
+    out = FastDropout(0.5).train()(x)
+    out.sum().backward()
+    assert torch.equal(x.grad, (out != 0).float() * 2)
+
+    from peft import LoraConfig, get_peft_model
+
+    from tests.helpers import make_model
+    model = get_peft_model(make_model("llama", 60), LoraConfig(r=2, lora_dropout=0.1, target_modules=["q_proj"]))
+    assert use_fast_dropout(model) == 2  # one per layer
+    assert all(isinstance(m.lora_dropout["default"], FastDropout) for m in model.modules() if hasattr(m, "lora_A"))
+
+
+def test_packing_chooses_the_width_with_the_least_padding():
+    from bias_unlearn.models.packing import pack
+
+    lengths = [10, 10, 10, 5, 5, 5, 5]  # width 10: 5 rows (50 cells); width 20: 3 rows (60); width 30: 2 rows (60)
+    batch = {"input_ids": torch.ones(len(lengths), 10, dtype=torch.long),
+             "attention_mask": torch.tensor([[1] * n + [0] * (10 - n) for n in lengths])}
+    packed = pack([batch], pad_id=0)
+    assert packed.input_ids.shape == (5, 10)
