@@ -1,9 +1,11 @@
-"""Scoring speed: our batched, prefix-sharing scorer against a batch-size-1 reference, on the same model and rows.
+"""Scoring speed: batch-size-1 reference, length-sorted batches, shared prefixes, and our default (share_prefix=auto:
+shared prefixes only where they skip at least half the tokens), on the same model and rows.
 
     python benchmarks/bench_scoring.py [--n 300] [--model-dir DIR] [--threads 2]
 
-Prints one table: sentences/s, executed GFLOP/s (decoder matmuls + LM head, padding included, attention-score
-FLOPs left out), its fraction of this machine's measured fp32 matmul peak, the speed-up over batch size 1, and
+Prints one table: sentences/s; executed GFLOP/s (decoder matmuls + LM head as run, padding included, attention-score
+FLOPs left out); model GFLOP/s (2 x parameters per real token of every scored sequence: the same count for every
+scorer) and its share of this machine's fp32 matmul peak, measured in the same run; the speed-up over batch size 1; and
 the largest difference of a sentence score (mean token log-prob) from the reference (must stay below 1e-4).
 """
 from __future__ import annotations
@@ -18,17 +20,9 @@ from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.eval.bbq import bbq_prompt
 from bias_unlearn.eval.scorer import SentenceScorer
 from bias_unlearn.models.loading import load_model
+from peak import matmul_peak_gflops  # benchmarks/peak.py (the script's folder is on sys.path)
 
 OPTIONS = ("stereotype", "anti_stereotype", "unrelated")
-
-
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 class FlopCounter:
@@ -55,6 +49,16 @@ class FlopCounter:
     @property
     def gflop(self) -> float:
         return (2 * self.decoder_params * self.tokens + self.head_flops_per_position * self.positions) / 1e9
+
+
+def model_gflop(scorer: SentenceScorer, kind: str, groups, n_params: int) -> float:
+    """The workload's model FLOPs, the same for every scorer: 2 P per real token of every scored sequence."""
+    if kind == "sentences":
+        tokens = sum(1 + len(scorer.encode(text)) for group in groups for text in group)
+    else:
+        tokens = sum(len(options) * (1 + len(scorer.encode(context))) + sum(
+            len(scorer.encode(" " + option.strip())) for option in options) for context, options in groups)
+    return 2 * n_params * tokens / 1e9
 
 
 def workloads(n: int) -> dict:
@@ -95,23 +99,28 @@ def main() -> None:
         "reference (batch 1, whole sequences)": SentenceScorer(model, tokenizer, 1, share_prefix=False),
         f"batched (batch {args.batch_size}, length-sorted)": SentenceScorer(model, tokenizer, args.batch_size,
                                                                            share_prefix=False),
-        f"ours (batch {args.batch_size}, shared prefixes)": SentenceScorer(model, tokenizer, args.batch_size),
+        f"shared prefixes (batch {args.batch_size})": SentenceScorer(model, tokenizer, args.batch_size,
+                                                                    share_prefix=True),
+        f"ours: auto (batch {args.batch_size})": SentenceScorer(model, tokenizer, args.batch_size, share_prefix="auto"),
     }
-    print(f"model: {type(model).__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; "
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model: {type(model).__name__}, {n_params / 1e6:.1f}M parameters; "
           f"threads: {torch.get_num_threads()}; measured fp32 matmul peak: {peak:.1f} GFLOP/s")
-    header = ["workload", "scorer", "sequences", "seconds", "seq/s", "GFLOP", "GFLOP/s", "% of peak", "speed-up",
-              "max |diff|"]
+    header = ["workload", "scorer", "sequences", "seconds", "seq/s", "executed GFLOP/s", "model GFLOP/s",
+              "% of peak (model)", "speed-up", "max |diff|"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for name, (kind, groups) in workloads(args.n).items():
         reference, ref_time = None, None
         for label, scorer in scorers.items():
             scores, seconds, gflop = run(scorer, counter, kind, groups)
+            useful = model_gflop(scorer, kind, groups, n_params)
             if reference is None:
                 reference, ref_time = scores, seconds
             diff = max(abs(a - b) for a, b in zip(scores, reference))
             assert diff < 1e-4, f"{label} disagrees with the reference by {diff}"
-            print(f"| {name} | {label} | {len(scores)} | {seconds:.1f} | {len(scores) / seconds:.1f} | {gflop:.0f} | "
-                  f"{gflop / seconds:.1f} | {100 * gflop / seconds / peak:.0f}% | {ref_time / seconds:.2f}x | "
+            print(f"| {name} | {label} | {len(scores)} | {seconds:.1f} | {len(scores) / seconds:.1f} | "
+                  f"{gflop / seconds:.1f} | {useful / seconds:.1f} | {100 * useful / seconds / peak:.0f}% | "
+                  f"{ref_time / seconds:.2f}x | "
                   f"{diff:.1e} |", flush=True)
 
 

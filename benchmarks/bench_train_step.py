@@ -1,12 +1,22 @@
-"""Training-step cost: our BiasUnlearn step against the authors' way, same model, data and batch sizes.
+"""Training-step cost: the authors' way, our previous step and our step, on the same model and chunks.
 
-    python benchmarks/bench_train_step.py [--steps 6] [--forget 4 --retain 8 --kl 8] [--model-dir DIR]
+    python benchmarks/bench_train_step.py [--chunks 4] [--forget 4 --retain 8 --kl 4] [--targets ...]
+                                          [--variants authors previous ours] [--model-dir DIR] [--threads 2]
 
-Ours: the reference is the LoRA model with its adapter disabled (no second copy), sequences are padded to the
-longest in their batch, forget reference log-probs are computed once and cached, and the policy runs the three
-batches in one forward pass. The authors' way: a second full model as reference, run on every step; every
-sequence padded to 100 tokens; no cache; one forward per batch. Both compute the same loss. Each variant runs in
-its own process so that its peak memory (RSS on CPU, max allocated on CUDA) is its own.
+- authors: a second full model as reference, run on every step; every sequence padded to 100 tokens; no caches;
+  one forward per batch; logits and log-softmax over every position.
+- previous: this project's step before the speed work (``ComputeConfig.plain()``): adapter-disabled reference, forget reference log-probs cached, the three batches
+  in one forward, the KL reference run on every step, logits over every position.
+- ours: the default step (``ComputeConfig()``): the LM head and its log-softmax only at positions that carry a
+  loss, the KL reference's hidden states cached per sequence, the policy's sequences packed without padding, LoRA
+  dropout masks from 16-bit draws.
+
+Every variant runs the same ``--chunks`` chunks twice: a warm-up pass (it also fills the caches, as a run's
+first pass over its pools does) and the measured pass, so the figures are a long run's steady state. Each variant
+runs in its own process so that its peak memory (RSS on CPU, max allocated on CUDA) is its own. Model FLOPs are
+counted the same way for every variant, from real tokens (padding excluded): a policy token 4 x P (forward and
+activation gradients; frozen weights need no weight gradients), a KL reference token 2 x P, P the parameter count;
+the machine's fp32 matmul peak is measured in the same run.
 """
 from __future__ import annotations
 
@@ -20,6 +30,10 @@ import time
 
 import torch
 
+from peak import matmul_peak_gflops  # benchmarks/peak.py (the script's folder is on sys.path)
+
+VARIANTS = ("authors", "previous", "ours")
+
 
 def build(args):
     from omegaconf import OmegaConf
@@ -28,26 +42,28 @@ def build(args):
     from bias_unlearn.data.splits import split_by_target
     from bias_unlearn.data.stereoset import load_stereoset
     from bias_unlearn.models.loading import load_model
-    from bias_unlearn.module import BiasUnlearnModule, LossConfig, OptimConfig
     from bias_unlearn.models.lora import wrap_lora
+    from bias_unlearn.module import BiasUnlearnModule, ComputeConfig, LossConfig, OptimConfig
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tokenizer = (load_model("local", args.model_dir, device=device) if args.model_dir
                         else load_model("offline", "smollm2-135m-instruct", device=device))
+    n_params = sum(p.numel() for p in model.parameters())
     split = split_by_target(load_stereoset("offline"), seed=0)
     dm = UnlearningDataModule(split, tokenizer, args.forget, args.retain, args.kl, 0.25, ["intrasentence"])
     reference = copy.deepcopy(model).eval() if args.variant == "authors" else None
     lora = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": args.targets}
     policy = wrap_lora(model, OmegaConf.create(lora))
-    module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=1e-4), dm.dev_examples)
+    compute = ComputeConfig() if args.variant == "ours" else ComputeConfig.plain()
+    module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=1e-4), dm.dev_examples,
+                               compute=compute)
     module.to(device).train()
-    return module, dm, reference, device
+    return module, dm, reference, device, n_params
 
 
 def pad_to(batch: dict, length: int, pad_id: int) -> dict:
     """The authors' fixed-length padding (every sequence to ``length`` tokens)."""
-    width = batch["input_ids"].shape[1]
-    grow = max(length - width, 0)
+    grow = max(length - batch["input_ids"].shape[1], 0)
     pad = torch.nn.functional.pad
     return {**batch, "input_ids": pad(batch["input_ids"], (0, grow), value=pad_id),
             "attention_mask": pad(batch["attention_mask"], (0, grow), value=0),
@@ -68,71 +84,102 @@ def authors_losses(module, reference, chunk: dict) -> torch.Tensor:
         ref_kl = module._forward(reference, k)
     forget = losses.npo_loss(seq, ref_seq, cfg.beta)
     retain = losses.cross_entropy_loss(token_logprobs_from_logits(module._forward(module.model, r), r["input_ids"]),
-                                       r["loss_mask"])
+                                       r["loss_mask"], cfg.retain_reduction)
     kl = losses.forward_kl_loss(ref_kl[:, :-1], module._forward(module.model, k)[:, :-1], k["loss_mask"])
     return cfg.forget_weight * forget + cfg.retain_weight * retain + cfg.kl_weight * kl
+
+
+def model_gflop(chunk: dict, n_params: int) -> float:
+    """Model FLOPs of one step from real tokens: 4 P per policy token, 2 P per KL reference token."""
+    real = {role: int(batch["attention_mask"].sum()) for role, batch in chunk.items()}
+    return (4 * n_params * sum(real.values()) + 2 * n_params * real["kl"]) / 1e9
 
 
 def run_variant(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
-    module, dm, reference, device = build(args)
+    module, dm, reference, device, n_params = build(args)
     optimizer = module.configure_optimizers()["optimizer"]
     stream = iter(dm.train_dataloader())
-    times, tokens = [], 0
-    for step in range(args.warmup + args.steps):
-        chunk = next(stream)
-        real = sum(int(chunk[role]["attention_mask"].sum()) for role in ("forget", "retain", "kl"))
-        if args.variant == "authors":
-            chunk = {role: pad_to(b, 100, dm.pad_id) for role, b in chunk.items()}
-        chunk = {role: {key: v.to(device) if torch.is_tensor(v) else v for key, v in b.items()}
-                 for role, b in chunk.items()}
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        loss = authors_losses(module, reference, chunk) if args.variant == "authors" else \
-            module.compute_losses(chunk)["total"]
-        loss.backward()
-        optimizer.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if step >= args.warmup:
-            times.append(time.perf_counter() - start)
-            tokens += real
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"variant": args.variant, "device": device, "step_s": sum(times) / len(times),
-            "tokens_per_s": tokens / sum(times), "peak_mib": peak}
+    chunks = [next(stream) for _ in range(args.chunks)]
+    sequences = sum(len(batch["keys"]) for batch in chunks[0].values())
+    times, gflop = [], 0.0
+    for measured in (False, True):  # warm-up pass (fills the caches), then the measured pass
+        for chunk in chunks:
+            flops = model_gflop(chunk, n_params)
+            if args.variant == "authors":
+                chunk = {role: pad_to(b, 100, dm.pad_id) for role, b in chunk.items()}
+            chunk = {role: {key: v.to(device) if torch.is_tensor(v) else v for key, v in b.items()}
+                     for role, b in chunk.items()}
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            optimizer.zero_grad()
+            loss = (authors_losses(module, reference, chunk) if args.variant == "authors"
+                    else module.compute_losses(chunk)["total"])
+            loss.backward()
+            optimizer.step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if measured:
+                times.append(time.perf_counter() - start)
+                gflop += flops
+    peak_mib = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    step_s = sum(times) / len(times)
+    return {"variant": args.variant, "device": device, "step_s": step_s, "seq_per_s": sequences / step_s,
+            "gflop_per_s": gflop / sum(times), "peak_mib": peak_mib, "params_m": n_params / 1e6,
+            "threads": torch.get_num_threads()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", choices=["ours", "authors"], default=None, help="run one variant (internal)")
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--variant", choices=VARIANTS, default=None, help="run one variant (internal)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--chunks", type=int, default=4, help="chunks per pass (warm-up pass + measured pass)")
     parser.add_argument("--forget", type=int, default=4)
     parser.add_argument("--retain", type=int, default=8)
-    parser.add_argument("--kl", type=int, default=8)
-    parser.add_argument("--targets", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj"])
+    parser.add_argument("--kl", type=int, default=4)
+    parser.add_argument("--targets", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                         "up_proj", "down_proj"])
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.variant:
         print(json.dumps(run_variant(args)))
         return
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    peaks = [matmul_peak_gflops()]
     rows = []
-    for variant in ("authors", "ours"):
-        cmd = [sys.executable, __file__, "--variant", variant] + [a for a in sys.argv[1:]]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    for variant in args.variants:
+        cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:  # e.g. -9: killed for memory (the authors' way at the paper's chunk on 24 GiB)
+            why = "killed (out of memory?)" if proc.returncode in (-9, 137) else (proc.stderr.strip().splitlines() or ["no message"])[-1]
+            rows.append({"variant": variant, "failed": f"exit {proc.returncode}: {why}"})
+            continue
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    base = rows[0]
-    print(f"chunk {args.forget} : {args.retain} : {args.kl}, {args.steps} measured steps after {args.warmup} warm-up, "
-          f"LoRA r 8 on {' '.join(args.targets)}, device {base['device']}, threads {args.threads or 'default'}")
-    print("| variant | s/step | real tokens/s | peak memory (MiB) | speed-up | memory ratio |\n|---|---|---|---|---|---|")
+        peaks.append(matmul_peak_gflops())  # between variants: the machine's drift shows in the spread
+    peak = max(peaks)
+    done = [row for row in rows if "failed" not in row]
+    if not done:
+        sys.exit("every variant failed: " + "; ".join(f"{r['variant']}: {r['failed']}" for r in rows))
+    first = done[0]
+    print(f"chunk {args.forget} : {args.retain} : {args.kl}, {args.chunks} chunks (warm-up pass, then measured), "
+          f"LoRA r 8 on {' '.join(args.targets)}, {first['params_m']:.1f}M parameters, device {first['device']}, "
+          f"{first['threads']} threads; fp32 matmul peak {peak:.0f} GFLOP/s (2048^3, best of "
+          f"{len(peaks)} measurements: {min(peaks):.0f}-{peak:.0f})")
+    header = ["variant", "s/step", "sequences/s", "model GFLOP/s", "% of peak", "peak memory (MiB)",
+              f"speed-up vs {first['variant']}"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
-        print(f"| {row['variant']} | {row['step_s']:.2f} | {row['tokens_per_s']:.1f} | {row['peak_mib']:.0f} | "
-              f"{base['step_s'] / row['step_s']:.2f}x | {row['peak_mib'] / base['peak_mib']:.2f} |")
+        if "failed" in row:
+            print(f"| {row['variant']} | {row['failed']} |" + " |" * (len(header) - 2))
+            continue
+        print(f"| {row['variant']} | {row['step_s']:.2f} | {row['seq_per_s']:.1f} | {row['gflop_per_s']:.1f} | "
+              f"{100 * row['gflop_per_s'] / peak:.0f}% | {row['peak_mib']:.0f} | "
+              f"{first['step_s'] / row['step_s']:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,12 @@ from typing import Sequence
 import torch
 
 from bias_unlearn.errors import ConfigError
-from bias_unlearn.eval.scoring import SCORE_MODES, Request, Score, score_groups, score_requests
+from bias_unlearn.eval.scoring import (SCORE_MODES, Request, Score, score_groups, score_requests,
+                                       shared_prefix_length)
 from bias_unlearn.logprobs import start_token_id
 
 START_MODES = ("prepend", "legacy")
+AUTO_SHARE_SAVING = 0.5  # share_prefix=auto shares when that skips this share of the tokens (benchmarks/bench_scoring.py)
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ class ScoringConfig:
     mode: str = "mean"  # sentence score: mean (bias-bench, BiasUnlearn) or sum (lm-evaluation-harness) of log-probs
     start: str = "prepend"  # prepend: [start] + ids in one pass | legacy: bias-bench's two passes
     batch_size: int = 64
-    share_prefix: bool = True  # run an example's shared prefix once (exact)
+    share_prefix: bool | str = "auto"  # run an example's shared prefix once (exact): true | false | auto
     n_bootstrap: int = 1000  # replicates for the SS 95% interval (0: none)
     seed: int = 0
 
@@ -36,8 +38,8 @@ class ScoringConfig:
             raise ConfigError(f"scoring.batch_size must be a positive integer, got {self.batch_size!r}")
         if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 0:
             raise ConfigError(f"scoring.n_bootstrap must be an integer >= 0, got {self.n_bootstrap!r}")
-        if not isinstance(self.share_prefix, bool):
-            raise ConfigError(f"scoring.share_prefix must be true or false, got {self.share_prefix!r}")
+        if not isinstance(self.share_prefix, bool) and self.share_prefix != "auto":
+            raise ConfigError(f"scoring.share_prefix must be true, false or auto, got {self.share_prefix!r}")
 
     @classmethod
     def from_config(cls, cfg) -> "ScoringConfig":
@@ -73,11 +75,11 @@ def first_token_logprobs(model, start_id: int) -> torch.Tensor:
 class SentenceScorer:
     """Scores groups of sentences or continuations with one model and tokenizer, per the options in SCORING.md.
 
-    ``share_prefix`` runs each group's common prefix once (the default); without it every sequence is scored
-    whole, in length-sorted right-padded batches.
+    ``share_prefix`` runs each group's common prefix once (true), scores every sequence whole in length-sorted
+    right-padded batches (false), or chooses per call from how many tokens sharing would skip (auto, the default).
     """
 
-    def __init__(self, model, tokenizer, batch_size: int = 32, start: str = "prepend", share_prefix: bool = True,
+    def __init__(self, model, tokenizer, batch_size: int = 32, start: str = "prepend", share_prefix: bool | str = "auto",
                  progress: bool = False):
         if start not in START_MODES:
             raise ConfigError(f"unknown start mode {start!r}; expected one of {START_MODES}")
@@ -91,8 +93,19 @@ class SentenceScorer:
     def encode(self, text: str) -> tuple[int, ...]:
         return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def shares_prefix(self, groups: Sequence[Sequence[Request]]) -> bool:
+        """Whether to run shared prefixes once: as configured, or (auto) when that saves at least
+        ``AUTO_SHARE_SAVING`` of the tokens. A prefix pass and a cached continuation pass cost more per token than
+        one whole pass, so short shared prefixes (intrasentence) lose and long contexts (BBQ) win."""
+        if self.share_prefix != "auto":
+            return bool(self.share_prefix)
+        seqs = [[r.context + r.continuation for r in group] for group in groups]
+        total = sum(len(s) for group in seqs for s in group)
+        saved = sum((len(group) - 1) * shared_prefix_length(group) for group in seqs if len(group) > 1)
+        return total > 0 and saved / total >= AUTO_SHARE_SAVING
+
     def score(self, groups: Sequence[Sequence[Request]], desc: str = "scoring") -> list[list[Score]]:
-        if self.share_prefix:
+        if self.shares_prefix(groups):
             return score_groups(self.model, groups, self.batch_size, self.pad_id, self.progress, desc)
         flat = score_requests(self.model, [r for g in groups for r in g], self.batch_size, self.pad_id,
                               self.progress, desc)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from bias_unlearn.data.stereoset import load_stereoset
+from bias_unlearn.errors import ConfigError
 from bias_unlearn.eval.scorer import SentenceScorer
 from bias_unlearn.eval.scoring import Request, score_groups, score_requests
 from bias_unlearn.logprobs import start_token_id
@@ -96,3 +97,18 @@ def test_evaluate_stereoset_reports_both_kinds(tiny, stereoset_jsonl):
     assert set(out) == {"intrasentence", "intersentence"}
     assert out["intrasentence"]["overall"]["n"] == 48 and out["intrasentence"]["overall"]["n_targets"] == 16
     assert 0 <= out["intrasentence"]["overall"]["ss"] <= 100
+
+
+def test_auto_prefix_sharing_follows_the_tokens_it_would_skip(tiny):
+    from bias_unlearn.eval.scorer import ScoringConfig
+
+    model, tokenizer = tiny
+    scorer = SentenceScorer(model, tokenizer, share_prefix="auto")
+    short = [[Request((1, 2), (3, 4, 5, 6)), Request((1, 2), (7, 8, 9)), Request((1, 2), (4, 4, 4))]]
+    long = [[Request(tuple(range(1, 40)), (41,)), Request(tuple(range(1, 40)), (42, 43)),
+             Request(tuple(range(1, 40)), (44,))]]  # a BBQ-like context and three short options
+    assert not scorer.shares_prefix(short) and scorer.shares_prefix(long)
+    assert SentenceScorer(model, tokenizer, share_prefix=True).shares_prefix(short)
+    assert not SentenceScorer(model, tokenizer, share_prefix=False).shares_prefix(long)
+    with pytest.raises(ConfigError, match="share_prefix"):
+        ScoringConfig(share_prefix="maybe")
