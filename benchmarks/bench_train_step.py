@@ -5,8 +5,9 @@
 
 - authors: a second full model as reference, run on every step; every sequence padded to 100 tokens; no caches;
   one forward per batch; logits and log-softmax over every position.
-- previous: this project's step before the speed work (``ComputeConfig.plain()``): adapter-disabled reference, forget reference log-probs cached, the three batches
-  in one forward, the KL reference run on every step, logits over every position.
+- previous: this project's step before the speed work (``ComputeConfig.plain()``): adapter-disabled reference,
+  forget reference log-probs cached, the three batches in one forward, the KL reference run on every step, logits
+  over every position.
 - ours: the default step (``ComputeConfig()``): the LM head and its log-softmax only at positions that carry a
   loss, the KL reference's hidden states cached per sequence, the policy's sequences packed without padding, LoRA
   dropout masks from 16-bit draws.
@@ -156,7 +157,8 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:  # e.g. -9: killed for memory (the authors' way at the paper's chunk on 24 GiB)
-            why = "killed (out of memory?)" if proc.returncode in (-9, 137) else (proc.stderr.strip().splitlines() or ["no message"])[-1]
+            last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+            why = "killed (out of memory?)" if proc.returncode in (-9, 137) else last
             rows.append({"variant": variant, "failed": f"exit {proc.returncode}: {why}"})
             continue
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))

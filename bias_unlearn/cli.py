@@ -5,7 +5,7 @@ import logging
 import sys
 
 from bias_unlearn.data.records import DataError
-from bias_unlearn.errors import ConfigError
+from bias_unlearn.errors import ConfigError, TrainingDiverged
 from bias_unlearn.models.loading import ModelLoadError
 from bias_unlearn.offline import OfflineAssetError
 
@@ -20,3 +20,6 @@ def run_cli(job, cfg):
         log.debug("traceback", exc_info=True)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except TrainingDiverged as err:  # the report is written; the run still failed
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(3)

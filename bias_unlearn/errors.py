@@ -3,3 +3,7 @@
 
 class ConfigError(ValueError):
     """An invalid setting; the message names the config key."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss term or gradient became NaN or inf; the run stopped and its report says where."""

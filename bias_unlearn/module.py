@@ -242,6 +242,7 @@ class BiasUnlearnModule(L.LightningModule):
 
     def training_step(self, chunk: dict, batch_idx: int) -> torch.Tensor:
         terms = self.compute_losses(chunk)
+        self.last_terms = {name: value.detach() for name, value in terms.items()}  # callbacks/non_finite.py
         for name, value in terms.items():
             self.log(f"train/{name}", value.detach(), prog_bar=name == "total", batch_size=1)
         return terms["total"]

@@ -33,6 +33,7 @@ class Summary:
     scoring: str = ""
     loss: dict = field(default_factory=dict)
     generations: list = field(default_factory=list)
+    diverged: dict | None = None  # {"step", "term"}: the run stopped at a NaN/inf (callbacks/non_finite.py)
 
 
 @dataclass

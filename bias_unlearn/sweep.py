@@ -58,6 +58,9 @@ def read_run(path: Path) -> Run:
         report = RunReport.load(report_path)
     except ReportError as exc:
         return Run(path.name, path, f"failed: {exc}")
+    if report.summary.diverged:
+        where = report.summary.diverged
+        return Run(path.name, path, f"failed: diverged at step {where['step']} ({where['term']})", report)
     if not (report.after or {}).get(KIND):
         return Run(path.name, path, "no after-evaluation", report)
     return Run(path.name, path, "ok", report)

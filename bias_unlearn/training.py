@@ -16,7 +16,7 @@ from bias_unlearn.callbacks.balance_stopping import check_threshold
 from bias_unlearn.data.crows_pairs import load_crows_pairs
 from bias_unlearn.data.datamodule import check_chunk
 from bias_unlearn.data.sources import build_stereoset_split
-from bias_unlearn.errors import ConfigError
+from bias_unlearn.errors import ConfigError, TrainingDiverged
 from bias_unlearn.eval.base_cache import cache_path, load_base_scores, save_base_scores
 from bias_unlearn.eval.crows_pairs import evaluate_crows_pairs
 from bias_unlearn.eval.generation import compare_generations
@@ -180,6 +180,7 @@ def run_training(cfg: DictConfig) -> RunReport:
     train_seconds = time.perf_counter() - train_started
 
     # Deliver and evaluate: the adapter chosen by the delivery rule, scored on the held-out test split.
+    guard = callbacks.get("non_finite")
     delivered = deliver_adapter(cfg, trainer, module, callbacks["adapter_checkpoint"], out_dir)
     policy.to(device)
     after, generations = None, []
@@ -198,7 +199,7 @@ def run_training(cfg: DictConfig) -> RunReport:
         swap_events=callbacks["swapping"].events, dev_history=module.dev_history,
         train_seconds=round(train_seconds, 1), wall_seconds=round(time.perf_counter() - started, 1),
         scoring=settings.scoring.describe(), loss=OmegaConf.to_container(cfg.loss, resolve=True),
-        generations=generations)
+        generations=generations, diverged=guard.diverged if guard is not None else None)
     before, after = before or {}, after or {}
     report = RunReport(summary, before.get("stereoset"), after.get("stereoset"),
                        {"before": before.get("crows_pairs"), "after": after.get("crows_pairs")})
@@ -210,4 +211,8 @@ def run_training(cfg: DictConfig) -> RunReport:
                         out_dir / "dev_ss.png")
         print(markdown)
         log.info("report written to %s", out_dir / "report.md")
+    if summary.diverged:
+        raise TrainingDiverged(f"training diverged at step {summary.diverged['step']} (non-finite "
+                               f"{summary.diverged['term']}); the report and the adapter from the last finite dev "
+                               f"checkpoint are in {out_dir}")
     return report

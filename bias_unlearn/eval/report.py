@@ -93,6 +93,9 @@ def training_report(report) -> str:
     """The run report (run_report.RunReport) as markdown: the run's facts, before/after tables, swaps, dev curve."""
     summary = report.summary
     parts = [f"# {summary.method} run", ""]
+    if summary.diverged:
+        parts += [f"**Diverged at step {summary.diverged['step']}: non-finite {summary.diverged['term']}.** Training "
+                  "stopped there; the adapter comes from the dev checkpoints written before.", ""]
     for key in ("method", "model", "adapter", "adapter_from", "adapter_rule", "lms_bar_met", "steps",
                 "stopped_early_at", "train_seconds", "wall_seconds", "scoring"):
         parts.append(f"- {key}: {getattr(summary, key)}")

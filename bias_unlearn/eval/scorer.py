@@ -17,7 +17,7 @@ from bias_unlearn.eval.scoring import (SCORE_MODES, Request, Score, score_groups
 from bias_unlearn.logprobs import start_token_id
 
 START_MODES = ("prepend", "legacy")
-AUTO_SHARE_SAVING = 0.5  # share_prefix=auto shares when that skips this share of the tokens (benchmarks/bench_scoring.py)
+AUTO_SHARE_SAVING = 0.5  # share_prefix=auto shares when that skips this share of the tokens (bench_scoring.py)
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ class SentenceScorer:
     right-padded batches (false), or chooses per call from how many tokens sharing would skip (auto, the default).
     """
 
-    def __init__(self, model, tokenizer, batch_size: int = 32, start: str = "prepend", share_prefix: bool | str = "auto",
-                 progress: bool = False):
+    def __init__(self, model, tokenizer, batch_size: int = 32, start: str = "prepend",
+                 share_prefix: bool | str = "auto", progress: bool = False):
         if start not in START_MODES:
             raise ConfigError(f"unknown start mode {start!r}; expected one of {START_MODES}")
         self.model, self.tokenizer = model, tokenizer

@@ -17,7 +17,7 @@ class Packed:
 
 
 def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
-    """Sequence indices grouped into rows of at most ``capacity`` tokens (longest first, into the first row with room)."""
+    """Sequence indices in rows of at most ``capacity`` tokens (longest first, into the first row with room)."""
     rows: list[list[int]] = []
     room: list[int] = []
     for i in sorted(range(len(lengths)), key=lambda j: -lengths[j]):
