@@ -61,6 +61,9 @@ def read_run(path: Path) -> Run:
     if report.summary.diverged:
         where = report.summary.diverged
         return Run(path.name, path, f"failed: diverged at step {where['step']} ({where['term']})", report)
+    overall = ((report.after or {}).get(KIND) or {}).get("overall") or {}
+    if overall and overall.get("ss") is None:  # NaN scores are written as null: a model with undefined scores
+        return Run(path.name, path, "failed: undefined scores after training (NaN)", report)
     if not (report.after or {}).get(KIND):
         return Run(path.name, path, "no after-evaluation", report)
     return Run(path.name, path, "ok", report)

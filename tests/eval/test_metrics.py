@@ -89,3 +89,16 @@ def test_bbq_without_metadata_reports_accuracy_only():
     out = metric.compute()["all"]
     assert out["acc_ambig"] == 100.0 and out["acc_disambig"] == 0.0
     assert "bias_ambig" not in out and out["n_with_metadata"] == 0
+
+
+def test_nan_scores_give_undefined_results_not_numbers():
+    """A diverged model scores NaN: its SS, LMS and CrowS-Pairs percentages are NaN, never 0 (issue 11)."""
+    targets = [("gender", "mother"), ("race", "Peru")]
+    metric = StereoSetMetric(targets, n_bootstrap=10)
+    metric.update([0, 0, 1], [float("nan"), 1.0, 2.0], [0.5, 0.5, 0.5], [0.0, 0.0, 0.0])
+    result = metric.compute()
+    assert math.isnan(result["overall"]["ss"]) and math.isnan(result["gender"]["lms"])
+    assert result["gender"]["n_undefined"] == 1 and result["race"]["ss"] == 100.0
+    crows = CrowsPairsMetric(["gender"])
+    crows.update([0, 0], [float("nan"), -1.0], [3, 3], [-2.0, -2.0], [3, 3])
+    assert math.isnan(crows.compute()["overall"]["pct_stereotype_mean"])
