@@ -4,7 +4,7 @@
     python report.py sweep_dir=multirun/methods/<time>       # comparison.md / .csv / .json + sweep_*.png
 """
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bias_unlearn.cli import run_cli
 
@@ -13,6 +13,8 @@ def make_report(cfg: DictConfig) -> dict:
     from bias_unlearn.errors import ConfigError
     from bias_unlearn.sweep import write_sweep_report
 
+    if OmegaConf.is_missing(cfg, "sweep_dir"):
+        raise ConfigError("sweep_dir is required: python report.py sweep_dir=multirun/<task>/<time>")
     try:
         result = write_sweep_report(cfg.sweep_dir, cfg.get("out_dir"))
     except FileNotFoundError as err:

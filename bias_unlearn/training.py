@@ -15,6 +15,7 @@ from bias_unlearn.callbacks.adapter_checkpoint import RULE_LAST
 from bias_unlearn.callbacks.balance_stopping import check_threshold
 from bias_unlearn.data.crows_pairs import load_crows_pairs
 from bias_unlearn.data.datamodule import check_chunk
+from bias_unlearn.data.records import STEREOSET_KINDS
 from bias_unlearn.data.sources import build_stereoset_split
 from bias_unlearn.errors import ConfigError, TrainingDiverged
 from bias_unlearn.eval.base_cache import cache_path, load_base_scores, save_base_scores
@@ -74,6 +75,13 @@ def validate_config(cfg: DictConfig) -> Settings:
     if isinstance(strategy, str) and strategy.startswith("fsdp"):
         raise ConfigError(f"trainer.strategy={strategy} is Lightning's plain FSDP (no LoRA-aware wrap policy): "
                           "use strategy=fsdp (conf/strategy/fsdp.yaml)")
+    for key in ("train.kinds", "eval.kinds"):
+        kinds = list(OmegaConf.select(cfg, key) or [])
+        unknown = [k for k in kinds if k not in STEREOSET_KINDS]
+        if unknown or not kinds:
+            raise ConfigError(f"{key} must list StereoSet kinds from {list(STEREOSET_KINDS)}, got {kinds}")
+    if not isinstance(cfg.seed, int):
+        raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
     if float(cfg.optim.lr) <= 0:
         raise ConfigError(f"optim.lr (model.lr) must be positive, got {cfg.optim.lr}")
     known = {f.name for f in fields(ComputeConfig)}

@@ -120,6 +120,9 @@ def test_paper_defaults_for_retention_and_clipping_are_named_options():
     ("loss.forget_weight=0 loss.retain_weight=0 loss.kl_weight=0", "all zero"),
     ("trainer.strategy=fsdp", "use strategy=fsdp"),
     ("+compute.sparse_heads=false", "unknown compute option"),
+    ("eval.kinds=[intrasentance]", "eval.kinds must list StereoSet kinds"),
+    ("train.kinds=[]", "train.kinds must list StereoSet kinds"),
+    ("seed=abc", "seed must be an integer"),
 ])
 def test_bad_settings_are_refused_by_the_config_check(override, message):
     """validate_config runs before any data or model loads (train.py's first step)."""

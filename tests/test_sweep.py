@@ -147,3 +147,16 @@ def test_methods_sweep_report_and_notebook(tmp_path, tiny_model_dir, stereoset_j
     assert not any(o.get("output_type") == "error" for o in outputs)
     assert any("method=cda" in str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_report_without_sweep_dir_names_the_key():
+    import importlib.util
+
+    from bias_unlearn.errors import ConfigError
+    from tests.helpers import compose_config
+
+    spec = importlib.util.spec_from_file_location("report_entry", ROOT / "report.py")
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+    with pytest.raises(ConfigError, match="sweep_dir is required"):
+        entry.make_report(compose_config("report"))
