@@ -12,6 +12,7 @@ from bias_unlearn.data.sources import load_eval_benchmarks
 from bias_unlearn.errors import ConfigError
 from bias_unlearn.eval.bbq import evaluate_bbq
 from bias_unlearn.eval.crows_pairs import evaluate_crows_pairs
+from bias_unlearn.eval.general import evaluate_general
 from bias_unlearn.eval.report import markdown_report, write_report
 from bias_unlearn.eval.scorer import ScoringConfig, SentenceScorer, make_scorer
 from bias_unlearn.eval.stereoset import evaluate_stereoset
@@ -50,6 +51,8 @@ def score_benchmarks(scorer: SentenceScorer, benchmarks: dict, split: str, scori
         results["crows_pairs"] = evaluate_crows_pairs(scorer, benchmarks["crows_pairs"])
     if "bbq" in benchmarks:
         results["bbq"] = evaluate_bbq(scorer, benchmarks["bbq"], scoring.mode)
+    if "general" in benchmarks:
+        results["general"] = evaluate_general(scorer, benchmarks["general"])
     return results
 
 

@@ -42,6 +42,7 @@ class RunReport:
     before: dict | None = None  # StereoSet test split, base model: {kind: {domain: {ss, lms, icat, n, ...}}}
     after: dict | None = None  # ... with the delivered adapter
     crows_pairs: dict = field(default_factory=lambda: {"before": None, "after": None})
+    general: dict = field(default_factory=lambda: {"before": None, "after": None})  # perplexity, MC accuracy
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
@@ -61,7 +62,8 @@ class RunReport:
         summary = {k: v for k, v in data["summary"].items() if k in known}
         try:
             return cls(Summary(**summary), data.get("before"), data.get("after"),
-                       data.get("crows_pairs") or {"before": None, "after": None})
+                       data.get("crows_pairs") or {"before": None, "after": None},
+                       data.get("general") or {"before": None, "after": None})
         except TypeError as err:
             raise ReportError(f"{source}: summary is missing fields ({err})") from err
 

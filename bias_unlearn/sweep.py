@@ -89,7 +89,8 @@ COLUMNS: list[tuple[str, str, str | None]] = [
     ("ss_overall", "SS overall", "balance"), ("ss_ci95", "SS 95% CI", None),
     *[(f"ss_{bt}", f"SS {bt}", "balance") for bt in BIAS_TYPES],
     ("lms", "LMS", "max"), ("delta_lms", "delta LMS", "max"), ("icat", "ICAT", "max"),
-    ("crows", "CrowS % stereo", "balance"), ("n", "N (targets)", None), ("steps", "steps", None)]
+    ("crows", "CrowS % stereo", "balance"), ("perplexity", "perplexity", None), ("mc_acc", "MC acc %", "max"),
+    ("n", "N (targets)", None), ("steps", "steps", None)]
 
 
 def stereoset_row(result: dict) -> dict:
@@ -108,19 +109,30 @@ def crows_overall(crows: dict | None) -> float | None:
     return overall.get("pct_stereotype_mean")
 
 
+def general_columns(general: dict | None) -> dict:
+    """Perplexity on held-out text and the mean multiple-choice accuracy over tasks (when general ability ran)."""
+    if not general:
+        return {}
+    accuracies = [v["acc"] for v in general.values() if "acc" in v]
+    return {"perplexity": (general.get("wiki") or {}).get("perplexity"),
+            "mc_acc": sum(accuracies) / len(accuracies) if accuracies else None}
+
+
 def comparison_rows(runs: list[Run]) -> list[dict]:
     """One row for the base model (from the first run that scored it) and one per run."""
     rows = []
     base = next((r for r in runs if r.report is not None and (r.report.before or {}).get(KIND)), None)
     if base is not None:
         row = {"run": "base model", "method": "none", "status": "ok", **stereoset_row(base.report.before),
-               "crows": crows_overall(base.report.crows_pairs.get("before")), "steps": 0}
+               "crows": crows_overall(base.report.crows_pairs.get("before")), "steps": 0,
+               **general_columns(base.report.general.get("before"))}
         rows.append(row)
     for run in runs:
         row = {"run": run.name, "method": run.method, "status": run.status}
         if run.ok:
             row.update(stereoset_row(run.report.after), steps=run.report.summary.steps,
-                       crows=crows_overall(run.report.crows_pairs.get("after")))
+                       crows=crows_overall(run.report.crows_pairs.get("after")),
+                       **general_columns(run.report.general.get("after")))
             before = (run.report.before or {}).get(KIND)
             if before:
                 row["delta_lms"] = row["lms"] - before["overall"]["lms"]

@@ -16,10 +16,11 @@ from bias_unlearn.callbacks.balance_stopping import check_threshold
 from bias_unlearn.data.crows_pairs import load_crows_pairs
 from bias_unlearn.data.datamodule import check_chunk
 from bias_unlearn.data.records import STEREOSET_KINDS
-from bias_unlearn.data.sources import build_stereoset_split
+from bias_unlearn.data.sources import build_stereoset_split, load_general_data
 from bias_unlearn.errors import ConfigError, TrainingDiverged
 from bias_unlearn.eval.base_cache import cache_path, load_base_scores, save_base_scores
 from bias_unlearn.eval.crows_pairs import evaluate_crows_pairs
+from bias_unlearn.eval.general import evaluate_general
 from bias_unlearn.eval.generation import compare_generations
 from bias_unlearn.eval.report import training_report
 from bias_unlearn.eval.scorer import ScoringConfig, make_scorer
@@ -99,13 +100,16 @@ def training_device(trainer_cfg: DictConfig) -> str:
     return "cpu"
 
 
-def evaluate_test(scorer, test_examples, crows, scoring: ScoringConfig) -> dict:
-    """The report's evaluation: StereoSet on the test split (per kind) and, when configured, CrowS-Pairs."""
+def evaluate_test(scorer, test_examples, side: dict, scoring: ScoringConfig) -> dict:
+    """The report's evaluation: StereoSet on the test split (per kind) and, when configured, the side effects:
+    CrowS-Pairs and general ability (``side``: the loaded data, or None where not configured)."""
+    crows, general = side.get("crows_pairs"), side.get("general")
     return {"stereoset": evaluate_stereoset(scorer, test_examples, scoring.mode, scoring.n_bootstrap, scoring.seed),
-            "crows_pairs": evaluate_crows_pairs(scorer, crows) if crows is not None else None}
+            "crows_pairs": evaluate_crows_pairs(scorer, crows) if crows is not None else None,
+            "general": evaluate_general(scorer, general) if general is not None else None}
 
 
-def score_base(cfg: DictConfig, module: BiasUnlearnModule, test_examples, crows, scoring) -> dict | None:
+def score_base(cfg: DictConfig, module: BiasUnlearnModule, test_examples, side, scoring) -> dict | None:
     """The base model's test scores (or None without eval.before); its step-0 dev score goes to the module.
     The base is the reference: the policy with its adapter disabled."""
     path = cache_path(cfg, test_examples, module.dev_examples) if cfg.eval.cache_before else None
@@ -115,7 +119,7 @@ def score_base(cfg: DictConfig, module: BiasUnlearnModule, test_examples, crows,
         return before
     with reference_mode(module.model):
         before = (evaluate_test(make_scorer(module.model, module.tokenizer, scoring, progress=True), test_examples,
-                                crows, scoring) if cfg.eval.before else None)
+                                side, scoring) if cfg.eval.before else None)
         module.dev_before = module.score_dev()
     if path is not None:
         save_base_scores(path, before, module.dev_before)
@@ -165,8 +169,9 @@ def run_training(cfg: DictConfig) -> RunReport:
     if resolve_dtype(cfg.model.get("dtype", "auto"), device) != model.dtype:
         model.to(resolve_dtype(cfg.model.get("dtype", "auto"), device))
     datamodule = instantiate(cfg.train, _partial_=True, _convert_="all")(split=split, tokenizer=tokenizer)
-    crows = (load_crows_pairs(cfg.data.crows_pairs.source, cfg.data.crows_pairs.path)
-             if cfg.eval.crows_pairs else None)
+    side = {"crows_pairs": (load_crows_pairs(cfg.data.crows_pairs.source, cfg.data.crows_pairs.path)
+                            if cfg.eval.crows_pairs else None),
+            "general": load_general_data(cfg.data.general) if cfg.eval.get("general") else None}
     split.save(out_dir / "split.json")
     write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     test_examples = [ex for ex in split.test if ex.kind in cfg.eval.kinds]
@@ -177,7 +182,7 @@ def run_training(cfg: DictConfig) -> RunReport:
                                compute=settings.compute)
 
     policy.to(device)
-    before = score_base(cfg, module, test_examples, crows, settings.scoring)
+    before = score_base(cfg, module, test_examples, side, settings.scoring)
     policy.to("cpu")
 
     # Fit: swapping, stopping and checkpoints act after each dev evaluation (callbacks, found by config key).
@@ -194,7 +199,7 @@ def run_training(cfg: DictConfig) -> RunReport:
     after, generations = None, []
     if trainer.is_global_zero:
         scorer = make_scorer(policy, tokenizer, settings.scoring, progress=True)
-        after = evaluate_test(scorer, test_examples, crows, settings.scoring) if cfg.eval.after else None
+        after = evaluate_test(scorer, test_examples, side, settings.scoring) if cfg.eval.after else None
         prompts = list(cfg.eval.generation.prompts or [])
         if prompts:
             generations = compare_generations(policy, tokenizer, prompts, int(cfg.eval.generation.max_new_tokens))
@@ -210,7 +215,8 @@ def run_training(cfg: DictConfig) -> RunReport:
         generations=generations, diverged=guard.diverged if guard is not None else None)
     before, after = before or {}, after or {}
     report = RunReport(summary, before.get("stereoset"), after.get("stereoset"),
-                       {"before": before.get("crows_pairs"), "after": after.get("crows_pairs")})
+                       {"before": before.get("crows_pairs"), "after": after.get("crows_pairs")},
+                       {"before": before.get("general"), "after": after.get("general")})
     if trainer.is_global_zero:
         report.save(out_dir / "report.json")
         markdown = training_report(report)

@@ -38,7 +38,10 @@ def data_overrides(stereoset_jsonl):
     """Command-line overrides that point every benchmark at the fixture files."""
     return ["data.stereoset.source=local", f"data.stereoset.path={stereoset_jsonl}",
             "data.crows_pairs.source=local", f"data.crows_pairs.path={FIXTURES / 'crows_pairs_anonymized.csv'}",
-            "data.bbq.source=local", f"data.bbq.paths=[{FIXTURES / 'bbq_religion.jsonl'}]"]
+            "data.bbq.source=local", f"data.bbq.paths=[{FIXTURES / 'bbq_religion.jsonl'}]",
+            "data.general.source=local",
+            *[f"data.general.paths.{task}={FIXTURES / f'general_{task}.jsonl'}"
+              for task in ("wiki", "piqa", "mmlu", "openbookqa")]]
 
 
 @pytest.fixture

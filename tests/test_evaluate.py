@@ -65,3 +65,13 @@ def test_readme_evaluate_commands_compose_and_run_fast(args, tmp_path, tiny_mode
                          f"model.name_or_path={tiny_model_dir}", *data_overrides, "scoring.n_bootstrap=0")
     results = run_evaluation(cfg)
     assert set(results) == set(cfg.benchmarks) and (tmp_path / "results.md").exists()
+
+
+def test_general_ability_benchmark(tmp_path, tiny_model_dir, data_overrides):
+    cfg = compose_config("evaluate", f"paths.output_dir={tmp_path}", "model=local",
+                         f"model.name_or_path={tiny_model_dir}", *data_overrides, "benchmarks=[general]")
+    results = run_evaluation(cfg)["general"]
+    assert set(results) == {"wiki", "piqa", "mmlu", "openbookqa"}
+    assert results["wiki"]["n"] == 3 and results["wiki"]["perplexity"] > 1
+    assert results["mmlu"]["n"] == 3 and 0 <= results["mmlu"]["acc"] <= 100
+    assert "## General ability" in (tmp_path / "results.md").read_text()

@@ -160,3 +160,10 @@ def test_report_without_sweep_dir_names_the_key():
     spec.loader.exec_module(entry)
     with pytest.raises(ConfigError, match="sweep_dir is required"):
         entry.make_report(compose_config("report"))
+
+
+def test_general_ability_columns():
+    from bias_unlearn.sweep import general_columns
+
+    general = {"wiki": {"n": 3, "perplexity": 21.5}, "piqa": {"n": 2, "acc": 50.0}, "mmlu": {"n": 4, "acc": 25.0}}
+    assert general_columns(general) == {"perplexity": 21.5, "mc_acc": 37.5} and general_columns(None) == {}

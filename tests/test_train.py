@@ -131,3 +131,14 @@ def test_experiments_compose(experiment):
         assert set(methods) <= known and cfg.grid_version == 1 and cfg.eval.crows_pairs
     if experiment.startswith("paper_"):
         assert cfg.model.name == experiment[len("paper_"):] and cfg.train.retain_batch == 28
+
+
+def test_side_effects_before_and_after(cfg_train, data_overrides):
+    """eval.crows_pairs and eval.general: CrowS-Pairs and general ability scored before and after, in the report."""
+    report = run_training(cfg_train(*data_overrides, "eval.before=true", "eval.crows_pairs=true",
+                                    "eval.general=true", "data.general.max_items=2", "eval.generation.prompts=[]"))
+    general = report.general
+    assert general["before"]["wiki"]["n"] == 2 and general["after"]["piqa"]["n"] == 2
+    assert report.crows_pairs["after"]["overall"]["n"] > 0
+    markdown = (Path(report.summary.adapter).parent / "report.md").read_text()
+    assert "## General ability (before / after)" in markdown

@@ -6,6 +6,7 @@ from bias_unlearn.data.crows_pairs import load_crows_pairs
 from bias_unlearn.data.records import DataError
 from bias_unlearn.data.splits import StereoSetSplit, check_split, explicit_split, split_by_target
 from bias_unlearn.data.stereoset import load_stereoset
+from bias_unlearn.data.general import load_general
 
 SPLIT_MODES = ("by_target", "explicit")
 
@@ -30,7 +31,7 @@ def build_stereoset_split(data_cfg) -> StereoSetSplit:
 
 def load_eval_benchmarks(data_cfg, names) -> dict:
     """Load every requested benchmark up front, so bad input stops the run before any model work."""
-    known = ("stereoset", "crows_pairs", "bbq")
+    known = ("stereoset", "crows_pairs", "bbq", "general")
     unknown = [n for n in names if n not in known]
     if unknown:
         raise DataError("benchmarks", f"unknown benchmark(s) {unknown}; expected some of {known}")
@@ -42,4 +43,14 @@ def load_eval_benchmarks(data_cfg, names) -> dict:
     if "bbq" in names:
         paths = data_cfg.bbq.paths
         out["bbq"] = load_bbq(data_cfg.bbq.source, list(paths) if paths else None)
+    if "general" in names:
+        out["general"] = load_general_data(data_cfg.general)
     return out
+
+
+def load_general_data(general_cfg) -> dict:
+    """{task: texts or ChoiceItems} for every task in ``data.general.tasks``."""
+    paths = general_cfg.get("paths") or {}
+    limit = general_cfg.get("max_items")
+    return {task: load_general(task, general_cfg.source, paths.get(task), int(limit) if limit else None)
+            for task in general_cfg.tasks}

@@ -24,6 +24,8 @@ def cache_key(cfg: DictConfig, test_examples, dev_examples) -> str:
     key = {"model": [model.source, str(model.name_or_path), model.get("revision"), model.get("dtype", "auto"), files],
            "scoring": OmegaConf.to_container(cfg.scoring, resolve=True),
            "crows": OmegaConf.to_container(cfg.data.crows_pairs, resolve=True) if cfg.eval.crows_pairs else None,
+           "general": (OmegaConf.to_container(cfg.data.general, resolve=True)
+                       if cfg.eval.get("general") else None),
            "test": [(ex.id, ex.stereotype, ex.anti_stereotype, ex.unrelated) for ex in test_examples],
            "dev": [(ex.id, ex.stereotype, ex.anti_stereotype, ex.unrelated) for ex in dev_examples]}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]

@@ -48,6 +48,19 @@ def bbq_table(results: dict) -> str:
                    "N left out of bias", "bias ambig", "bias disambig"], rows)
 
 
+def general_table(before: dict | None, after: dict | None = None) -> str:
+    """Perplexity and multiple-choice accuracy per task (before / after when both are given)."""
+    rows = []
+    for task, values in (after or before or {}).items():
+        b, a = (before or {}).get(task, {}), (after or {}).get(task, {})
+        key = "perplexity" if "perplexity" in values else "acc"
+        ci = (a or b).get("acc_ci95")
+        change = _f(a[key] - b[key]) if a and b else ""
+        rows.append([task, str(values["n"]), key, _f(b.get(key)), _f(a.get(key)), change,
+                     f"[{_f(ci[0])}, {_f(ci[1])}]" if ci else ""])
+    return _table(["task", "N", "measure", "before", "after", "change", "95% CI (after)"], rows)
+
+
 def markdown_report(results: dict, meta: dict) -> str:
     parts = ["# Bias evaluation", ""]
     parts += [f"- {key}: {value}" for key, value in meta.items()]
@@ -61,6 +74,10 @@ def markdown_report(results: dict, meta: dict) -> str:
     if "bbq" in results:
         parts += ["", "## BBQ", "", "Accuracy (%) by context condition; bias scores x100 (0 = unbiased) where the "
                   "source carries BBQ's metadata.", "", bbq_table(results["bbq"])]
+    if "general" in results:
+        parts += ["", "## General ability", "", "Perplexity on held-out text (lower is better); multiple-choice "
+                  "accuracy % by log-likelihood (lm-evaluation-harness style) with a 95% Wilson interval.", "",
+                  general_table(results["general"])]
     return "\n".join(parts) + "\n"
 
 
@@ -106,6 +123,10 @@ def training_report(report) -> str:
     if crows.get("before") or crows.get("after"):
         parts += ["", "## CrowS-Pairs (before / after)", "", crows_before_after_table(crows.get("before"),
                                                                                       crows.get("after"))]
+    general = report.general or {}
+    if general.get("before") or general.get("after"):
+        parts += ["", "## General ability (before / after)", "", general_table(general.get("before"),
+                                                                               general.get("after"))]
     if summary.generations:
         from bias_unlearn.eval.generation import generation_table
 

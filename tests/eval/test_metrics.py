@@ -102,3 +102,24 @@ def test_nan_scores_give_undefined_results_not_numbers():
     crows = CrowsPairsMetric(["gender"])
     crows.update([0, 0], [float("nan"), -1.0], [3, 3], [-2.0, -2.0], [3, 3])
     assert math.isnan(crows.compute()["overall"]["pct_stereotype_mean"])
+
+
+def test_general_ability_scores_by_hand(tiny):
+    """Perplexity from summed token log-probs; accuracy picks the option with the highest summed log-prob."""
+    from bias_unlearn.data.general import ChoiceItem
+    from bias_unlearn.eval.general import evaluate_choices, evaluate_perplexity, wilson_interval
+    from bias_unlearn.eval.scorer import SentenceScorer
+
+    model, tokenizer = tiny
+    scorer = SentenceScorer(model, tokenizer, batch_size=2)
+    texts = ["The nurse was caring today .", "The fox is far away ."]
+    result = evaluate_perplexity(scorer, texts)
+    scores = [scorer.sentences([[t]])[0][0] for t in texts]
+    by_hand = math.exp(-sum(s.logprob for s in scores) / sum(s.n_tokens for s in scores))
+    assert result["perplexity"] == pytest.approx(by_hand, rel=1e-5) and result["n"] == 2
+    item = ChoiceItem("The nurse was", ("caring today", "blue today"), 0)
+    options = scorer.continuations([(item.question, list(item.options))])[0]
+    picked = max(range(2), key=lambda k: options[k].logprob)
+    assert evaluate_choices(scorer, [item])["acc"] == (100.0 if picked == 0 else 0.0)
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(49.0, abs=0.1) and high == pytest.approx(94.3, abs=0.1)
