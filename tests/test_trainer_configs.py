@@ -231,3 +231,15 @@ def test_bf16_true_would_cast_the_adapters_and_lose_their_updates():
     assert _dtypes(module, True) == {torch.bfloat16} and _state_dtypes(optimizer) == {torch.bfloat16}
     assert not module.seen["autocast"]
     assert _moved_fraction(module) < 0.2
+
+
+def test_slurm_launcher_composes_for_grids():
+    """hydra/launcher=slurm: the maintained submitit launcher, one SLURM job per run; local stays the default."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        default = compose("train", overrides=["experiment=methods"], return_hydra_config=True)
+        slurm = compose("train", overrides=["experiment=methods", "hydra/launcher=slurm",
+                                            "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    assert "BasicLauncher" in default.hydra.launcher._target_
+    assert slurm.hydra.launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert slurm.hydra.launcher.partition == "gpu" and slurm.hydra.launcher.gpus_per_node == 1
+    assert slurm.hydra.sweeper.params.method == default.hydra.sweeper.params.method
