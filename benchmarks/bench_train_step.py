@@ -44,7 +44,8 @@ def build(args):
     from bias_unlearn.data.stereoset import load_stereoset
     from bias_unlearn.models.loading import load_model
     from bias_unlearn.models.lora import wrap_lora
-    from bias_unlearn.module import BiasUnlearnModule, ComputeConfig, LossConfig, OptimConfig
+    from bias_unlearn.module import BiasUnlearnModule
+    from bias_unlearn.module_config import ComputeConfig, LossConfig, OptimConfig
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tokenizer = (load_model("local", args.model_dir, device=device) if args.model_dir

@@ -1,7 +1,7 @@
 """The LightningModule: a LoRA policy over a frozen base model whose adapter-disabled self is the reference."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import lightning as L
 import torch
@@ -9,74 +9,15 @@ import torch
 from bias_unlearn import losses
 from bias_unlearn.balance import ss_resolution
 from bias_unlearn.data.records import BIAS_TYPES
-from bias_unlearn.errors import ConfigError
+from bias_unlearn.eval.metrics import StereoSetMetric
+from bias_unlearn.eval.scorer import ScoringConfig, make_scorer
+from bias_unlearn.eval.stereoset import stereoset_sentence_scores
+from bias_unlearn.logprobs import token_logprobs_from_logits
 from bias_unlearn.models.dropout import use_fast_dropout
 from bias_unlearn.models.lm_head import is_sharded, loss_rows, split_lm, token_logprobs_at
 from bias_unlearn.models.packing import pack, unpack
 from bias_unlearn.models.reference import reference_mode
-from bias_unlearn.eval.metrics import StereoSetMetric
-from bias_unlearn.eval.scorer import ScoringConfig, make_scorer
-from bias_unlearn.logprobs import token_logprobs_from_logits
-from bias_unlearn.eval.stereoset import stereoset_sentence_scores
-
-# The loss on the forget stream: BiasUnlearn's NPO, gradient ascent, plain cross-entropy (the SFT baseline learns
-# the stereotype stream too) or DPO (rejected = forget batch, chosen = its paired retain batch).
-FORGET_LOSSES = ("npo", "ga", "ce", "dpo")
-
-
-@dataclass
-class LossConfig:
-    """The objective a1 * forget + a2 * retain + a3 * KL (METHOD.md)."""
-
-    forget: str = "npo"  # npo | ga | ce | dpo
-    forget_weight: float = 0.4
-    retain_weight: float = 0.4
-    kl_weight: float = 0.2
-    beta: float = 0.1  # NPO / DPO temperature
-    logp_reduction: str = "mean"  # sequence log-prob: mean or sum of token log-probs
-    npo_reduction: str = "example"  # example (paper) | batch (authors' code)
-    retain_reduction: str = "example"  # cross-entropy: example (paper eq. 2, authors' code) | token (pooled)
-
-    def __post_init__(self):
-        weights = (self.forget_weight, self.retain_weight, self.kl_weight)
-        if any(w < 0 for w in weights):
-            raise ConfigError(f"loss weights must be >= 0, got forget/retain/kl = {weights}")
-        if not any(w > 0 for w in weights):
-            raise ConfigError("loss weights are all zero: nothing to train")
-        if self.forget not in FORGET_LOSSES:
-            raise ConfigError(f"unknown forget loss {self.forget!r}; expected one of {FORGET_LOSSES}")
-        if self.logp_reduction not in losses.LOGP_REDUCTIONS:
-            raise ConfigError(f"unknown logp_reduction {self.logp_reduction!r}")
-        if self.npo_reduction not in losses.NPO_REDUCTIONS:
-            raise ConfigError(f"unknown npo_reduction {self.npo_reduction!r}")
-        if self.retain_reduction not in losses.CE_REDUCTIONS:
-            raise ConfigError(f"loss.retain_reduction must be one of {losses.CE_REDUCTIONS}, got "
-                              f"{self.retain_reduction!r}")
-        if self.beta <= 0:
-            raise ConfigError(f"beta must be positive, got {self.beta}")
-
-
-@dataclass
-class ComputeConfig:
-    """How a step is computed. Each switch changes the cost, not the losses (tests/test_step_compute.py)."""
-
-    sparse_head: bool = True  # LM head + log-softmax only where a loss is (models/lm_head.py; exact architectures)
-    cache_kl_reference: bool = True  # the reference's hidden states of each KL sequence computed once and kept
-    pack_sequences: bool = True  # with sparse_head: the policy forward on packed rows, no padding (models/packing.py)
-    fast_dropout: bool = True  # LoRA dropout masks from 16-bit draws on CPU (models/dropout.py): same distribution
-
-    @classmethod
-    def plain(cls) -> "ComputeConfig":
-        """Every switch off: the step as it was before the speed work (benchmarks compare against it)."""
-        return cls(sparse_head=False, cache_kl_reference=False, pack_sequences=False, fast_dropout=False)
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 5e-5
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    total_steps: int = 1000  # the linear schedule decays to zero here
+from bias_unlearn.module_config import ComputeConfig, LossConfig, OptimConfig
 
 
 class BiasUnlearnModule(L.LightningModule):

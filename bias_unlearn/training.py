@@ -31,7 +31,8 @@ from bias_unlearn.model_card import model_card
 from bias_unlearn.models.loading import load_model, resolve_dtype
 from bias_unlearn.models.lora import load_adapter_weights, wrap_lora
 from bias_unlearn.models.reference import reference_mode
-from bias_unlearn.module import BiasUnlearnModule, ComputeConfig, LossConfig, OptimConfig
+from bias_unlearn.module import BiasUnlearnModule
+from bias_unlearn.module_config import ComputeConfig, LossConfig, OptimConfig
 from bias_unlearn.plots import plot_dev_curves
 from bias_unlearn.run_report import RunReport, Summary
 

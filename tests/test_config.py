@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from bias_unlearn.errors import ConfigError
-from bias_unlearn.methods import Objective, method_name
+from bias_unlearn.methods import method_name
 from bias_unlearn.training import validate_config
 from tests.helpers import compose_config
 

@@ -62,7 +62,8 @@ def _dev_examples(n: int) -> list[StereoSetExample]:
 
 
 def _module(model, dev_examples):
-    from bias_unlearn.module import BiasUnlearnModule, LossConfig, OptimConfig
+    from bias_unlearn.module import BiasUnlearnModule
+    from bias_unlearn.module_config import LossConfig, OptimConfig
 
     return BiasUnlearnModule(model, None, LossConfig(), OptimConfig(), dev_examples)
 

@@ -9,7 +9,8 @@ from bias_unlearn.data.splits import split_by_target
 from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.errors import ConfigError
 from bias_unlearn.eval.scorer import SentenceScorer
-from bias_unlearn.module import BiasUnlearnModule, LossConfig, OptimConfig
+from bias_unlearn.module import BiasUnlearnModule
+from bias_unlearn.module_config import LossConfig, OptimConfig
 from bias_unlearn.models.lora import wrap_lora
 from omegaconf import OmegaConf
 

@@ -10,7 +10,8 @@ from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.logprobs import selective_log_softmax, token_logprobs_from_logits
 from bias_unlearn.models.lm_head import split_lm, token_logprobs_at
 from bias_unlearn.models.lora import wrap_lora
-from bias_unlearn.module import BiasUnlearnModule, ComputeConfig, LossConfig, OptimConfig
+from bias_unlearn.module import BiasUnlearnModule
+from bias_unlearn.module_config import ComputeConfig, LossConfig, OptimConfig
 from tests.helpers import train_steps
 
 PLAIN = ComputeConfig.plain()

@@ -1,6 +1,5 @@
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 
 from bias_unlearn.eval.scorer import SentenceScorer
 from bias_unlearn.models.loading import ModelLoadError, load_model, resolve_dtype
