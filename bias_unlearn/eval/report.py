@@ -48,16 +48,22 @@ def bbq_table(results: dict) -> str:
                    "N left out of bias", "bias ambig", "bias disambig"], rows)
 
 
-def general_table(before: dict | None, after: dict | None = None) -> str:
-    """Perplexity and multiple-choice accuracy per task (before / after when both are given)."""
+def general_table(before: dict | None, after: dict | None = None, compare: bool = True) -> str:
+    """Perplexity and multiple-choice accuracy per task: before / after / change, or (``compare=False``) one
+    model's results in ``before``."""
     rows = []
     for task, values in (after or before or {}).items():
         b, a = (before or {}).get(task, {}), (after or {}).get(task, {})
         key = "perplexity" if "perplexity" in values else "acc"
         ci = (a or b).get("acc_ci95")
+        interval = f"[{_f(ci[0])}, {_f(ci[1])}]" if ci else ""
+        if not compare:
+            rows.append([task, str(values["n"]), key, _f(b.get(key)), interval, _f(b.get("acc_norm"))])
+            continue
         change = _f(a[key] - b[key]) if a and b else ""
-        rows.append([task, str(values["n"]), key, _f(b.get(key)), _f(a.get(key)), change,
-                     f"[{_f(ci[0])}, {_f(ci[1])}]" if ci else ""])
+        rows.append([task, str(values["n"]), key, _f(b.get(key)), _f(a.get(key)), change, interval])
+    if not compare:
+        return _table(["task", "N", "measure", "value", "95% CI", "acc_norm"], rows)
     return _table(["task", "N", "measure", "before", "after", "change", "95% CI (after)"], rows)
 
 
@@ -75,9 +81,10 @@ def markdown_report(results: dict, meta: dict) -> str:
         parts += ["", "## BBQ", "", "Accuracy (%) by context condition; bias scores x100 (0 = unbiased) where the "
                   "source carries BBQ's metadata.", "", bbq_table(results["bbq"])]
     if "general" in results:
-        parts += ["", "## General ability", "", "Perplexity on held-out text (lower is better); multiple-choice "
-                  "accuracy % by log-likelihood (lm-evaluation-harness style) with a 95% Wilson interval.", "",
-                  general_table(results["general"])]
+        parts += ["", "## General ability", "", "Perplexity on held-out text (short sentences scored without "
+                  "context: compare models, not papers; lower is better); multiple-choice accuracy % by "
+                  "log-likelihood (lm-evaluation-harness style) with a 95% Wilson interval.", "",
+                  general_table(results["general"], compare=False)]
     return "\n".join(parts) + "\n"
 
 
