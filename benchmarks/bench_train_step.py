@@ -17,7 +17,7 @@ first pass over its pools does) and the measured pass, so the figures are a long
 runs in its own process so that its peak memory (RSS on CPU, max allocated on CUDA) is its own. Model FLOPs are
 counted the same way for every variant, from real tokens (padding excluded): a policy token 4 x P (forward and
 activation gradients; frozen weights need no weight gradients), a KL reference token 2 x P, P the parameter count;
-the machine's fp32 matmul peak is measured in the same run.
+the machine's matmul peak (fp32 on CPU, bf16 on a GPU) is measured in the same run.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ import torch
 from peak import matmul_peak_gflops  # benchmarks/peak.py (the script's folder is on sys.path)
 
 VARIANTS = ("authors", "previous", "ours")
+PEAK_SHAPES = {"cpu": "fp32 2048^3", "cuda": "bf16 8192^3"}
 
 
 def build(args):
@@ -152,7 +153,8 @@ def main() -> None:
         return
     if args.threads:
         torch.set_num_threads(args.threads)
-    peaks = [matmul_peak_gflops()]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    peaks = [matmul_peak_gflops(device=device)]
     rows = []
     for variant in args.variants:
         cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
@@ -163,7 +165,7 @@ def main() -> None:
             rows.append({"variant": variant, "failed": f"exit {proc.returncode}: {why}"})
             continue
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        peaks.append(matmul_peak_gflops())  # between variants: the machine's drift shows in the spread
+        peaks.append(matmul_peak_gflops(device=device))  # between variants: the machine's drift shows in the spread
     peak = max(peaks)
     done = [row for row in rows if "failed" not in row]
     if not done:
@@ -171,7 +173,7 @@ def main() -> None:
     first = done[0]
     print(f"chunk {args.forget} : {args.retain} : {args.kl}, {args.chunks} chunks (warm-up pass, then measured), "
           f"LoRA r 8 on {' '.join(args.targets)}, {first['params_m']:.1f}M parameters, device {first['device']}, "
-          f"{first['threads']} threads; fp32 matmul peak {peak:.0f} GFLOP/s (2048^3, best of "
+          f"{first['threads']} threads; matmul peak {peak:.0f} GFLOP/s ({PEAK_SHAPES[device]}, best of "
           f"{len(peaks)} measurements: {min(peaks):.0f}-{peak:.0f})")
     header = ["variant", "s/step", "sequences/s", "model GFLOP/s", "% of peak", "peak memory (MiB)",
               f"speed-up vs {first['variant']}"]
