@@ -9,6 +9,7 @@ import torch
 from bias_unlearn import losses
 from bias_unlearn.balance import ss_resolution
 from bias_unlearn.data.records import BIAS_TYPES
+from bias_unlearn.distributed import any_rank
 from bias_unlearn.eval.metrics import StereoSetMetric
 from bias_unlearn.eval.scorer import ScoringConfig, make_scorer
 from bias_unlearn.eval.stereoset import stereoset_sentence_scores
@@ -78,36 +79,39 @@ class BiasUnlearnModule(L.LightningModule):
             return token_logprobs_from_logits(outputs, batch["input_ids"])
         return token_logprobs_at(self.split.head, outputs, batch["input_ids"], batch["loss_mask"])
 
-    def reference_logp(self, batch: dict) -> torch.Tensor:
-        from bias_unlearn.distributed import any_rank
-
-        missing = [i for i, key in enumerate(batch["keys"]) if key not in self.ref_cache]
-        # Under FSDP a forward is a collective: when any rank misses, every rank runs the reference (on its missing
-        # rows, or on all its rows when it has none missing, so no rank runs a zero-row batch).
-        if any_rank(bool(missing), batch["input_ids"].device):
-            rows = missing or list(range(len(batch["keys"])))
-            sub = {k: batch[k][rows] for k in ("input_ids", "attention_mask", "loss_mask")}
-            with self.reference() as ref:
-                logp = self._token_logp(self._outputs(ref, sub), sub)
-                values = losses.sequence_logp(logp, sub["loss_mask"], self.loss_cfg.logp_reduction)
-            for i, value in zip(missing, values.tolist()):  # rows == missing whenever missing is non-empty
-                self.ref_cache[batch["keys"][i]] = value
-        return torch.tensor([self.ref_cache[k] for k in batch["keys"]], device=batch["input_ids"].device)
-
-    def reference_kl_rows(self, batch: dict) -> torch.Tensor:
-        """The reference's final hidden states at the KL batch's loss rows (N, H), row-major; kept per sequence
-        when ``compute.cache_kl_reference``, with the same agreement across ranks as ``reference_logp``."""
-        from bias_unlearn.distributed import any_rank
-
-        cache = self.kl_cache if self.compute.cache_kl_reference else {}
-        keys, mask = batch["keys"], batch["loss_mask"].bool()
+    def _cached_reference(self, cache: dict, batch: dict, compute) -> list:
+        """Per sequence of ``batch``, the reference's value kept in ``cache``; ``compute(rows)`` gives the values of
+        those rows, run under the reference context. Under FSDP a forward is a collective: when any rank misses,
+        every rank runs the reference (on its missing rows, or on all its rows when none is missing, so no rank runs
+        a zero-row batch)."""
+        keys = batch["keys"]
         missing = [i for i, key in enumerate(keys) if key not in cache]
         if any_rank(bool(missing), batch["input_ids"].device):
             rows = missing or list(range(len(keys)))
             with self.reference():
-                hidden = self.split.hidden(batch["input_ids"][rows], batch["attention_mask"][rows])
-            cache.update({keys[i]: hidden[j, :-1][mask[i]] for j, i in enumerate(rows)})
-        return torch.cat([cache[key] for key in keys])
+                cache.update(zip([keys[i] for i in rows], compute(rows)))
+        return [cache[key] for key in keys]
+
+    def reference_logp(self, batch: dict) -> torch.Tensor:
+        """The reference's sequence log-prob of each forget sequence, computed once and kept."""
+        def logp(rows):
+            sub = {k: batch[k][rows] for k in ("input_ids", "attention_mask", "loss_mask")}
+            token_logp = self._token_logp(self._outputs(self.model, sub), sub)
+            return losses.sequence_logp(token_logp, sub["loss_mask"], self.loss_cfg.logp_reduction).tolist()
+
+        return torch.tensor(self._cached_reference(self.ref_cache, batch, logp), device=batch["input_ids"].device)
+
+    def reference_kl_rows(self, batch: dict) -> torch.Tensor:
+        """The reference's final hidden states at the KL batch's loss rows (N, H), row-major; kept per sequence
+        when ``compute.cache_kl_reference``."""
+        mask = batch["loss_mask"].bool()
+
+        def hidden_rows(rows):
+            hidden = self.split.hidden(batch["input_ids"][rows], batch["attention_mask"][rows])
+            return [hidden[j, :-1][mask[i]] for j, i in enumerate(rows)]
+
+        cache = self.kl_cache if self.compute.cache_kl_reference else {}
+        return torch.cat(self._cached_reference(cache, batch, hidden_rows))
 
     def kl_term(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
         """Forward KL(reference || policy) over the KL batch's loss positions."""

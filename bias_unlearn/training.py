@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -17,7 +17,7 @@ from bias_unlearn.data.crows_pairs import load_crows_pairs
 from bias_unlearn.data.datamodule import check_chunk
 from bias_unlearn.data.records import STEREOSET_KINDS
 from bias_unlearn.data.sources import build_stereoset_split, load_general_data
-from bias_unlearn.errors import ConfigError, TrainingDiverged
+from bias_unlearn.errors import ConfigError, TrainingDiverged, from_node
 from bias_unlearn.eval.base_cache import cache_path, load_base_scores, save_base_scores
 from bias_unlearn.eval.crows_pairs import evaluate_crows_pairs
 from bias_unlearn.eval.general import evaluate_general
@@ -87,11 +87,7 @@ def validate_config(cfg: DictConfig) -> Settings:
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
     if float(cfg.optim.lr) <= 0:
         raise ConfigError(f"optim.lr (model.lr) must be positive, got {cfg.optim.lr}")
-    known = {f.name for f in fields(ComputeConfig)}
-    unknown = sorted(set(cfg.get("compute") or {}) - known)
-    if unknown:
-        raise ConfigError(f"unknown compute option(s) {unknown}; known: {sorted(known)}")
-    compute = ComputeConfig(**{key: bool(value) for key, value in (cfg.get("compute") or {}).items()})
+    compute = from_node(ComputeConfig, cfg.get("compute"), "compute")
     return Settings(loss, scoring, Objective.from_config(cfg), compute)
 
 

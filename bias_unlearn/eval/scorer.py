@@ -6,12 +6,12 @@ swapping, stopping and the report compare one measure.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
 
-from bias_unlearn.errors import ConfigError
+from bias_unlearn.errors import ConfigError, from_node
 from bias_unlearn.eval.scoring import (SCORE_MODES, Request, Score, score_groups, score_requests,
                                        shared_prefix_length)
 from bias_unlearn.logprobs import start_token_id
@@ -43,13 +43,8 @@ class ScoringConfig:
 
     @classmethod
     def from_config(cls, cfg) -> "ScoringConfig":
-        """From the ``scoring`` config node; unknown keys are refused (a typo must not fall back to a default)."""
-        values = dict(cfg)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown scoring option(s) {unknown}; expected {sorted(known)}")
-        return cls(**values)
+        """From the ``scoring`` config node; unknown keys are refused."""
+        return from_node(cls, cfg, "scoring")
 
     def describe(self) -> str:
         return f"mode={self.mode}, start={self.start}"

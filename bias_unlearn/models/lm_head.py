@@ -43,10 +43,10 @@ def split_lm(model) -> SplitLM | None:
 
 
 def is_sharded(model) -> bool:
-    """Whether FSDP wraps ``model`` or any module in it (FSDP1's ``FullyShardedDataParallel``, FSDP2's ``FSDP<Class>``):
-    its weights are shards gathered by the wrapped module's own forward, which calling the body and the head apart
-    would bypass."""
-    return any(type(m).__name__.startswith(("FSDP", "FullyShardedDataParallel")) for m in model.modules())
+    """Whether FSDP wraps ``model`` itself (FSDP1's ``FullyShardedDataParallel``, FSDP2's ``FSDP<Class>``): the
+    root's weights (embeddings, head, final norm) are then shards gathered only by the root's own forward, which
+    calling the body and the head apart would bypass. Wrapped inner layers gather in their own forwards."""
+    return type(model).__name__.startswith(("FSDP", "FullyShardedDataParallel"))
 
 
 def loss_rows(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
