@@ -25,3 +25,12 @@ def any_rank(flag: bool, device=None) -> bool:
     value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_collective_device(device))
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+def gather_objects(obj) -> list:
+    """Every rank's ``obj`` in rank order (``[obj]`` outside torch.distributed); a collective."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered

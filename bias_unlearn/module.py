@@ -9,7 +9,7 @@ import torch
 from bias_unlearn import losses
 from bias_unlearn.balance import ss_resolution
 from bias_unlearn.data.records import BIAS_TYPES
-from bias_unlearn.distributed import any_rank
+from bias_unlearn.distributed import any_rank, gather_objects
 from bias_unlearn.eval.metrics import StereoSetMetric
 from bias_unlearn.eval.scorer import ScoringConfig, make_scorer
 from bias_unlearn.eval.stereoset import stereoset_sentence_scores
@@ -19,6 +19,7 @@ from bias_unlearn.models.lm_head import is_sharded, loss_rows, split_lm, token_l
 from bias_unlearn.models.packing import pack, unpack
 from bias_unlearn.models.reference import reference_mode
 from bias_unlearn.module_config import ComputeConfig, LossConfig, OptimConfig
+from bias_unlearn.resume import rng_state, set_rng_state
 
 
 class BiasUnlearnModule(L.LightningModule):
@@ -49,6 +50,8 @@ class BiasUnlearnModule(L.LightningModule):
         self.dev_position = {t: i for i, t in enumerate(self.dev_targets)}
         self.dev_before = dev_before  # the step-0 dev result when the caller already has it (e.g. cached)
         self.dev_history: list[dict] = []  # one entry per dev evaluation: step and per-type SS
+        self.strict_loading = False  # a resume checkpoint holds the adapter, not the frozen base
+        self._resumed_rng: list | None = None
 
     def reference(self):
         """The frozen reference (models/reference.py): adapter disabled, eval mode, no gradients."""
@@ -234,6 +237,24 @@ class BiasUnlearnModule(L.LightningModule):
                  "lms": result["overall"]["lms"]}
         self.dev_history.append(entry)
         return entry
+
+    # Resume (resume.py): the checkpoint keeps the adapter, the dev history and every rank's RNG state.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        checkpoint["bias_unlearn"] = {"dev_history": self.dev_history, "dev_before": self.dev_before,
+                                      "rng": gather_objects(rng_state())}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["bias_unlearn"]
+        self.dev_history, self.dev_before = [dict(e) for e in state["dev_history"]], state["dev_before"]
+        self._resumed_rng = state["rng"]
+
+    def on_train_start(self) -> None:
+        # The RNG as it stood when the checkpoint was written, set just before the first resumed step draws from it.
+        if self._resumed_rng is not None:
+            set_rng_state(self._resumed_rng[self.global_rank])
+            self._resumed_rng = None
 
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup

@@ -34,10 +34,12 @@ from bias_unlearn.models.reference import reference_mode
 from bias_unlearn.module import BiasUnlearnModule
 from bias_unlearn.module_config import ComputeConfig, LossConfig, OptimConfig
 from bias_unlearn.plots import plot_dev_curves
+from bias_unlearn.resume import resume_checkpoint
 from bias_unlearn.run_report import RunReport, Summary
 
 log = logging.getLogger(__name__)
 ADAPTER_CHOICES = ("best", "last")
+BASE_SCORES = Path("checkpoints") / "base_scores.json"
 LOSS_KEYS = ("forget", "forget_weight", "retain_weight", "kl_weight", "beta", "logp_reduction", "npo_reduction",
              "retain_reduction")
 
@@ -107,20 +109,26 @@ def evaluate_test(scorer, test_examples, side: dict, scoring: ScoringConfig) -> 
             "general": evaluate_general(scorer, general) if general is not None else None}
 
 
-def score_base(cfg: DictConfig, module: BiasUnlearnModule, test_examples, side, scoring) -> dict | None:
+def score_base(cfg: DictConfig, module: BiasUnlearnModule, test_examples, side, scoring, out_dir: Path,
+               resuming: bool) -> dict | None:
     """The base model's test scores (or None without eval.before); its step-0 dev score goes to the module.
-    The base is the reference: the policy with its adapter disabled."""
-    path = cache_path(cfg, test_examples, module.dev_examples) if cfg.eval.cache_before else None
-    cached = load_base_scores(path, bool(cfg.eval.before)) if path is not None else None
-    if cached is not None:
-        before, module.dev_before = cached
-        return before
-    with reference_mode(module.model):
-        before = (evaluate_test(make_scorer(module.model, module.tokenizer, scoring, progress=True), test_examples,
-                                side, scoring) if cfg.eval.before else None)
-        module.dev_before = module.score_dev()
-    if path is not None:
-        save_base_scores(path, before, module.dev_before)
+    The base is the reference: the policy with its adapter disabled. Kept in the run (a resumed run reads them
+    back) and, with eval.cache_before, in the cache shared by runs."""
+    in_run = out_dir / BASE_SCORES
+    shared = cache_path(cfg, test_examples, module.dev_examples) if cfg.eval.cache_before else None
+    for path in ([in_run] if resuming else []) + ([shared] if shared is not None else []):
+        cached = load_base_scores(path, bool(cfg.eval.before))
+        if cached is not None:
+            before, module.dev_before = cached
+            break
+    else:
+        with reference_mode(module.model):
+            before = (evaluate_test(make_scorer(module.model, module.tokenizer, scoring, progress=True),
+                                    test_examples, side, scoring) if cfg.eval.before else None)
+            module.dev_before = module.score_dev()
+    for path in (in_run, shared):
+        if path is not None:
+            save_base_scores(path, before, module.dev_before)
     return before
 
 
@@ -130,6 +138,15 @@ def build_trainer(cfg: DictConfig):
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()] or False
     trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=loggers)
     return trainer, callbacks
+
+
+def keep_csv_logs(cfg: DictConfig, out_dir: Path) -> None:
+    """A resumed run logs to a new CSV version (logs/resumed_<n>/): Lightning's CSV logger deletes the metrics file
+    of the folder it opens, and the first part of the run's logs lives there."""
+    for node in (cfg.get("logger") or {}).values():
+        if str(node.get("_target_", "")).endswith("CSVLogger"):
+            logs = out_dir / str(node.get("name") or "")
+            node.version = f"resumed_{len(list(logs.glob('resumed_*'))) + 1}"
 
 
 def deliver_adapter(cfg: DictConfig, trainer, module, checkpoint, out_dir: Path) -> dict:
@@ -153,6 +170,7 @@ def deliver_adapter(cfg: DictConfig, trainer, module, checkpoint, out_dir: Path)
 
 def run_training(cfg: DictConfig) -> RunReport:
     settings = validate_config(cfg)
+    checkpoint = resume_checkpoint(cfg) if cfg.get("resume") else None  # points paths.output_dir at the run
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(int(cfg.seed), workers=True)
@@ -180,14 +198,18 @@ def run_training(cfg: DictConfig) -> RunReport:
                                compute=settings.compute)
 
     policy.to(device)
-    before = score_base(cfg, module, test_examples, side, settings.scoring)
+    before = score_base(cfg, module, test_examples, side, settings.scoring, out_dir, bool(cfg.get("resume")))
     policy.to("cpu")
 
     # Fit: swapping, stopping and checkpoints act after each dev evaluation (callbacks, found by config key).
+    if checkpoint is not None:
+        keep_csv_logs(cfg, out_dir)
     trainer, callbacks = build_trainer(cfg)
     policy.train()  # load_model left the base in eval mode; training uses the models' own dropout
     train_started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    if checkpoint is not None:
+        log.info("resuming %s from %s", out_dir, checkpoint)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     train_seconds = time.perf_counter() - train_started
 
     # Deliver and evaluate: the adapter chosen by the delivery rule, scored on the held-out test split.

@@ -5,8 +5,9 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from bias_unlearn.data.records import BIAS_TYPES, DataError
-from bias_unlearn.errors import ConfigError
 from bias_unlearn.data.splits import StereoSetSplit
+from bias_unlearn.distributed import gather_objects
+from bias_unlearn.errors import ConfigError
 from bias_unlearn.data.unlearning import ChunkStream, build_sequences
 
 
@@ -24,6 +25,29 @@ def check_chunk(forget_batch: int, retain_batch: int, kl_batch: int, paired: boo
     elif retain_batch <= forget_batch:
         raise ConfigError(f"train.retain_batch ({retain_batch}) must be larger than train.forget_batch "
                           f"({forget_batch}): BiasUnlearn's data chunk is 1 : n with n > 1")
+
+
+class StreamLoader(DataLoader):
+    """The training stream's loader, resumable: Lightning saves its ``state_dict`` in every checkpoint and loads it
+    before iterating again. The state is the stream's before the first chunk not yet trained on (global step x
+    accumulation), one per rank (every rank draws its own chunks)."""
+
+    def __init__(self, stream: ChunkStream, datamodule: "UnlearningDataModule"):
+        super().__init__(stream, batch_size=None, num_workers=0)
+        self.datamodule = datamodule
+
+    def state_dict(self) -> dict:
+        trainer = self.datamodule.trainer
+        consumed = trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else 0
+        return {"ranks": gather_objects(self.dataset.state_dict(consumed))}
+
+    def load_state_dict(self, state: dict) -> None:
+        ranks, rank = state["ranks"], self.datamodule.trainer.global_rank if self.datamodule.trainer else 0
+        world = self.datamodule.trainer.world_size if self.datamodule.trainer else 1
+        if len(ranks) != world:
+            raise ConfigError(f"the checkpoint was written by {len(ranks)} process(es) and this run has {world}: "
+                              "resume with the same number of devices")
+        self.dataset.load_state_dict(ranks[rank])
 
 
 def _as_list(batch):
@@ -77,7 +101,14 @@ class UnlearningDataModule(L.LightningDataModule):
         # Every rank draws its own chunks; the swap state is shared by reference, so workers must stay in-process.
         self.stream = ChunkStream(self.sequences, self.batch_sizes, self.pad_id, self.swapped, seed=self.seed + rank,
                                   paired=self.paired)
-        return DataLoader(self.stream, batch_size=None, num_workers=0)
+        return StreamLoader(self.stream, self)
+
+    def state_dict(self) -> dict:
+        return {"swapped": sorted(self.swapped)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.swapped.clear()
+        self.swapped.update(state["swapped"])
 
     def val_dataloader(self) -> DataLoader:
         indexed = list(enumerate(self.dev_examples))  # (index, example): see _as_list

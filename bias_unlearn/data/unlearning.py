@@ -115,15 +115,33 @@ class CyclingPool:
             self.rng.shuffle(self.order)
         return self.items[self.order.pop()]
 
+    def state(self) -> dict:
+        return {"rng": self.rng.getstate(), "order": list(self.order)}
+
+    def restore(self, state: dict) -> None:
+        self.rng.setstate(_as_tuple(state["rng"]))
+        self.order = list(state["order"])
+
+
+def _as_tuple(value):
+    """A random.Random state from a checkpoint, where its tuples may have become lists."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
 
 class ChunkStream(IterableDataset):
     """Yields one chunk per step: a forget batch, a larger retain batch and a KL batch.
 
-    The forget role sets the epoch (its pools' total size / forget batch chunks); retain and KL cycle. Each item
+    An epoch is the unswapped forget pools' total size / forget batch chunks; retain and KL cycle. Each item
     of a role's batch comes from one of that role's pools, picked in proportion to pool size, so a swap only
     reassigns two pools: nothing is rebuilt and the other types' streams continue where they were. ``paired``: the
     retain batch is the forget batch's partners (each example's other sentence), row for row.
+
+    Resumable: ``state_dict(consumed)`` is the stream as it stood before its ``consumed``-th chunk (every RNG, pool
+    order and the epoch position), with the swap state of each chunk drawn since (a data loader draws ahead of
+    training, and a chunk keeps the roles it was drawn under); ``load_state_dict`` replays from there.
     """
+
+    KEEP_SNAPSHOTS = 8  # states kept for chunks drawn but not yet trained (the loader prefetches one or two)
 
     def __init__(self, sets: dict, batch_sizes: dict[str, int], pad_id: int, swapped: set[str], seed: int = 0,
                  paired: bool = False):
@@ -134,27 +152,66 @@ class ChunkStream(IterableDataset):
         self.batch_sizes, self.pad_id, self.swapped = batch_sizes, pad_id, swapped
         self.rng = random.Random(f"{seed}:roles")
         self.paired, self.partner = paired, sets.get("partner", {})
+        forget_size = sum(len(self.pools[("stereo", bt)]) for bt in self.bias_types)
+        self.epoch_length = max(1, math.ceil(forget_size / batch_sizes["forget"]))
+        self.position = 0  # chunks yielded in the current epoch
+        self.drawn = 0  # chunks yielded in all
+        self.snapshots: dict[int, dict] = {}  # drawn -> state before that chunk
+        self.replay_roles: list[list[str]] = []  # swap states of chunks to redraw after a resume
 
-    def role_pools(self, role: str) -> list[CyclingPool]:
-        """The pools that feed ``role`` under the current swap state."""
-        forget_set = {bt: "anti" if bt in self.swapped else "stereo" for bt in self.bias_types}
+    def role_pools(self, role: str, swapped: set[str] | None = None) -> list[CyclingPool]:
+        """The pools that feed ``role`` under the swap state ``swapped`` (default: the current one)."""
+        swapped = self.swapped if swapped is None else swapped
+        forget_set = {bt: "anti" if bt in swapped else "stereo" for bt in self.bias_types}
         if role == "forget":
             return [self.pools[(forget_set[bt], bt)] for bt in self.bias_types]
         return [self.pools[("stereo" if forget_set[bt] == "anti" else "anti", bt)] for bt in self.bias_types]
 
-    def draw(self, role: str) -> list[TrainSequence]:
+    def draw(self, role: str, swapped: set[str] | None = None) -> list[TrainSequence]:
         n = self.batch_sizes[role]
         if role == "kl":
             return [self.kl_pool.take() for _ in range(n)]
-        pools = self.role_pools(role)
+        pools = self.role_pools(role, swapped)
         picks = self.rng.choices(pools, weights=[len(p) for p in pools], k=n)
         return [pool.take() for pool in picks]
 
     def __len__(self) -> int:
-        return max(1, math.ceil(sum(len(p) for p in self.role_pools("forget")) / self.batch_sizes["forget"]))
+        return self.epoch_length
 
     def __iter__(self) -> Iterator[dict]:
-        for _ in range(len(self)):
-            drawn = {role: self.draw(role) for role in ("forget", "kl") if self.batch_sizes[role] > 0}
-            drawn["retain"] = [self.partner[s.key] for s in drawn["forget"]] if self.paired else self.draw("retain")
+        while self.position < self.epoch_length:
+            swapped = set(self.replay_roles.pop(0)) if self.replay_roles else set(self.swapped)
+            self.snapshots[self.drawn] = self._state(swapped)
+            self.snapshots.pop(self.drawn - self.KEEP_SNAPSHOTS, None)
+            drawn = {role: self.draw(role, swapped) for role in ("forget", "kl") if self.batch_sizes[role] > 0}
+            drawn["retain"] = ([self.partner[s.key] for s in drawn["forget"]] if self.paired
+                               else self.draw("retain", swapped))
+            self.position, self.drawn = self.position + 1, self.drawn + 1
             yield {role: collate(drawn[role], self.pad_id) for role in ROLES if role in drawn}
+        self.position = 0
+
+    def _state(self, swapped: set[str]) -> dict:
+        return {"drawn": self.drawn, "position": self.position, "roles_rng": self.rng.getstate(),
+                "pools": {f"{name}:{bt}": pool.state() for (name, bt), pool in self.pools.items()},
+                "kl_pool": self.kl_pool.state(), "swapped": sorted(swapped)}
+
+    def state_dict(self, consumed: int) -> dict:
+        """The state before chunk ``consumed`` (the first one not trained on) and the roles of those drawn since."""
+        if consumed == self.drawn:
+            return {"state": self._state(self.swapped), "pending_roles": []}
+        if consumed not in self.snapshots or consumed > self.drawn:
+            raise RuntimeError(f"the chunk stream cannot return to chunk {consumed}: it has drawn {self.drawn} and "
+                               f"keeps the states of chunks {sorted(self.snapshots)}")
+        return {"state": self.snapshots[consumed],
+                "pending_roles": [self.snapshots[i]["swapped"] for i in range(consumed, self.drawn)]}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = state["state"]
+        self.drawn, self.position = int(saved["drawn"]), int(saved["position"]) % self.epoch_length
+        self.rng.setstate(_as_tuple(saved["roles_rng"]))
+        for key, pool_state in saved["pools"].items():
+            name, bt = key.split(":", 1)
+            self.pools[(name, bt)].restore(pool_state)
+        self.kl_pool.restore(saved["kl_pool"])
+        self.replay_roles = [list(roles) for roles in state["pending_roles"]]
+        self.snapshots = {}

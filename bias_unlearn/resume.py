@@ -1,0 +1,79 @@
+"""Resuming a killed run: ``python train.py ... resume=<run dir>`` continues from the run's last checkpoint and ends
+exactly as the uninterrupted run would have.
+
+The checkpoint (``checkpoints/resume.ckpt``, written atomically after every dev evaluation by
+callbacks/resume_checkpoint.py) is Lightning's: the adapter (not the frozen base), optimizer and scheduler, global
+step and loop progress, every callback's state (swap events, stopping, the delivery rule's choice), the
+datamodule's swap state, the training stream's position and RNGs (data/unlearning.py), and the module's dev history
+and RNG states (below). It is loaded with ``weights_only=True``: tensors and plain values, nothing unpickled.
+A resumed run must have the run's configuration in everything that changes results (``config_differences``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bias_unlearn.errors import ConfigError
+
+CHECKPOINT = Path("checkpoints") / "resume.ckpt"
+# Keys that change where a run writes or how it shows progress, never what it computes.
+IGNORED = ("resume", "paths", "threads", "logger", "callbacks.progress_bar", "callbacks.lr_monitor",
+           "eval.cache_before", "trainer.default_root_dir", "trainer.enable_progress_bar",
+           "callbacks.adapter_checkpoint.dirpath", "callbacks.resume_checkpoint.dirpath")
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out or {prefix.rstrip("."): {}}
+    return {prefix.rstrip("."): tree}
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs, leaving out the IGNORED ones."""
+    old, new = flatten(saved), flatten(current)
+    keys = sorted(set(old) | set(new))
+    return [k for k in keys if not any(k == i or k.startswith(i + ".") for i in IGNORED)
+            and old.get(k, "<absent>") != new.get(k, "<absent>")]
+
+
+def resume_checkpoint(cfg: DictConfig) -> Path | None:
+    """For ``resume=<run dir>``: check that it is a run of this configuration and point the job at it (its output
+    directory becomes the run's); the checkpoint to continue from, or None (killed before its first dev
+    evaluation: the run starts again). Raises ConfigError naming the directory or the differing keys."""
+    run = Path(str(cfg.resume)).expanduser()
+    saved_config = run / "config.yaml"
+    if not run.is_dir() or not saved_config.is_file():
+        raise ConfigError(f"resume={cfg.resume}: not a run directory (a run directory holds the config.yaml that "
+                          "train.py writes, and checkpoints/resume.ckpt once a dev evaluation has run)")
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(saved_config), resolve=False)
+    except Exception as err:  # noqa: BLE001 - any YAML error: the file is not a run's config
+        raise ConfigError(f"resume={cfg.resume}: {saved_config} is not readable as a run config ({err})") from err
+    OmegaConf.update(cfg, "paths.output_dir", str(run.resolve()), force_add=True)
+    current = OmegaConf.to_container(cfg, resolve=True)
+    differing = config_differences(saved, current)
+    if differing:
+        shown = ", ".join(f"{k} ({flatten(saved).get(k, '<absent>')!r} -> {flatten(current).get(k, '<absent>')!r})"
+                          for k in differing[:8])
+        raise ConfigError(f"resume={cfg.resume}: the run was configured differently in what changes results: "
+                          f"{shown}{' ...' if len(differing) > 8 else ''}; resume with the run's settings, or start "
+                          "a new run")
+    checkpoint = run / CHECKPOINT
+    return checkpoint if checkpoint.is_file() else None
+
+
+def rng_state() -> dict:
+    """This process's torch RNG states (LoRA dropout draws from them)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["cpu"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
