@@ -4,10 +4,13 @@
     python evaluate.py model=gpt2_medium adapter=DIR    # a hub model with an adapter
     python evaluate.py benchmarks=[stereoset] split=all scoring.start=legacy
 """
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from bias_unlearn.cli import run_cli
+from bias_unlearn.cli import check_config_choices, run_cli
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
@@ -18,4 +21,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_config_choices(sys.argv[1:], Path(__file__).parent / "conf")
     main()

@@ -3,10 +3,13 @@
     python train.py -m experiment=methods                    # the baseline grid
     python report.py sweep_dir=multirun/methods/<time>       # comparison.md / .csv / .json + sweep_*.png
 """
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from bias_unlearn.cli import run_cli
+from bias_unlearn.cli import check_config_choices, run_cli
 
 
 def make_report(cfg: DictConfig) -> dict:
@@ -29,4 +32,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_config_choices(sys.argv[1:], Path(__file__).parent / "conf")
     main()

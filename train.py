@@ -5,10 +5,13 @@
     python train.py -m loss=full,no_kl,no_retain,no_adv seed=0,1
     python train.py model=mistral_7b trainer=gpu strategy=fsdp
 """
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from bias_unlearn.cli import run_cli
+from bias_unlearn.cli import check_config_choices, run_cli
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -19,4 +22,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_config_choices(sys.argv[1:], Path(__file__).parent / "conf")
     main()

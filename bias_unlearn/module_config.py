@@ -12,6 +12,9 @@ from bias_unlearn.errors import ConfigError
 FORGET_LOSSES = ("npo", "ga", "ce", "dpo")
 
 
+MIN_BETA = 1e-3
+
+
 @dataclass
 class LossConfig:
     """The objective a1 * forget + a2 * retain + a3 * KL (METHOD.md)."""
@@ -26,10 +29,12 @@ class LossConfig:
     retain_reduction: str = "example"  # cross-entropy: example (paper eq. 2, authors' code) | token (pooled)
 
     def __post_init__(self):
-        weights = (self.forget_weight, self.retain_weight, self.kl_weight)
-        if any(w < 0 for w in weights):
-            raise ConfigError(f"loss weights must be >= 0, got forget/retain/kl = {weights}")
-        if not any(w > 0 for w in weights):
+        weights = {"forget_weight": self.forget_weight, "retain_weight": self.retain_weight,
+                   "kl_weight": self.kl_weight}
+        for key, weight in weights.items():
+            if not weight >= 0:
+                raise ConfigError(f"loss.{key} must be >= 0, got {weight}")
+        if not any(w > 0 for w in weights.values()):
             raise ConfigError("loss weights are all zero: nothing to train")
         if self.forget not in FORGET_LOSSES:
             raise ConfigError(f"unknown forget loss {self.forget!r}; expected one of {FORGET_LOSSES}")
@@ -40,8 +45,9 @@ class LossConfig:
         if self.retain_reduction not in losses.CE_REDUCTIONS:
             raise ConfigError(f"loss.retain_reduction must be one of {losses.CE_REDUCTIONS}, got "
                               f"{self.retain_reduction!r}")
-        if self.beta <= 0:
-            raise ConfigError(f"beta must be positive, got {self.beta}")
+        if not self.beta >= MIN_BETA:
+            raise ConfigError(f"loss.beta must be at least {MIN_BETA} (NPO and DPO scale by 1 / beta: a smaller beta "
+                              f"makes the forget loss explode), got {self.beta}")
 
 
 @dataclass

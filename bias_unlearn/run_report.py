@@ -8,7 +8,8 @@ from pathlib import Path
 
 from bias_unlearn.io import write_json
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: per-example outcomes; 2 (without them) still reads
+READABLE_SCHEMAS = (2, 3)
 
 
 class ReportError(ValueError):
@@ -43,6 +44,8 @@ class RunReport:
     after: dict | None = None  # ... with the delivered adapter
     crows_pairs: dict = field(default_factory=lambda: {"before": None, "after": None})
     general: dict = field(default_factory=lambda: {"before": None, "after": None})  # perplexity, MC accuracy
+    # Per test example, before and after: {"stereoset": {kind: rows}, "crows_pairs": rows} (paired.py reads them)
+    outcomes: dict = field(default_factory=lambda: {"before": None, "after": None})
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
@@ -55,15 +58,16 @@ class RunReport:
     def from_dict(cls, data: dict, source: str = "report") -> "RunReport":
         if not isinstance(data, dict) or not isinstance(data.get("summary"), dict):
             raise ReportError(f"{source}: no summary (not a training run report)")
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise ReportError(f"{source}: report schema {data.get('schema_version')!r}, expected {SCHEMA_VERSION} "
-                              "(written by another version of bias_unlearn)")
+        if data.get("schema_version") not in READABLE_SCHEMAS:
+            raise ReportError(f"{source}: report schema {data.get('schema_version')!r}, expected one of "
+                              f"{READABLE_SCHEMAS} (written by another version of bias_unlearn)")
         known = {f.name for f in fields(Summary)}
         summary = {k: v for k, v in data["summary"].items() if k in known}
         try:
             return cls(Summary(**summary), data.get("before"), data.get("after"),
                        data.get("crows_pairs") or {"before": None, "after": None},
-                       data.get("general") or {"before": None, "after": None})
+                       data.get("general") or {"before": None, "after": None},
+                       data.get("outcomes") or {"before": None, "after": None})
         except TypeError as err:
             raise ReportError(f"{source}: summary is missing fields ({err})") from err
 

@@ -17,6 +17,7 @@ from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.io import write_json, write_text
 from bias_unlearn.methods import Objective, method_name
 from bias_unlearn.run_report import ReportError, RunReport
+from bias_unlearn.seeds import across_seeds, seeds_markdown
 
 KIND = "intrasentence"
 
@@ -53,6 +54,9 @@ def is_run_dir(path: Path) -> bool:
 def read_run(path: Path) -> Run:
     report_path = path / "report.json"
     if not report_path.exists():
+        error = path / "error.txt"  # bias_unlearn/cli.py: a job that failed with a known error says why
+        if error.exists():
+            return Run(path.name, path, f"failed: {error.read_text(encoding='utf-8').strip()}")
         return Run(path.name, path, "failed: no report.json (crashed, interrupted or still running)")
     try:
         report = RunReport.load(report_path)
@@ -223,15 +227,20 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
         "before_after": plot_before_after(rows, out_dir / "sweep_before_after.png"),
     }
     failed = [r for r in runs if not r.ok]
+    seeds = across_seeds(runs)
     markdown = "\n".join([
         f"# Sweep {Path(sweep_dir).name}", "",
         f"{len(ok)} of {len(runs)} runs finished. StereoSet {KIND} on the test split after training (the base model's "
         "row: before). Best trained value per column in bold: SS and CrowS closest to 50, LMS, delta LMS and ICAT "
         "highest.", "", markdown_table(rows), "",
         *(["## Runs without results", ""] + [f"- {r.name}: {r.status}" for r in failed] + [""] if failed else []),
+        *(["## Across split seeds", "", f"StereoSet {KIND}, held-out test split of each seed: mean ± sd over seeds, "
+           "and the pooled estimate over every seed's test examples.", "", seeds_markdown(seeds), ""]
+          if any(len(e["seeds"]) > 1 or "vs_reference" in e for e in seeds.values()) else []),
         *[f"![{name}]({Path(p).name})" for name, p in figures.items() if p],
     ]) + "\n"
     write_text(out_dir / "comparison.md", markdown)
     write_text(out_dir / "comparison.csv", csv_text(rows))
-    write_json(out_dir / "comparison.json", {"rows": rows, "figures": {k: str(v) for k, v in figures.items() if v}})
-    return {"rows": rows, "markdown": markdown, "figures": figures, "runs": runs}
+    write_json(out_dir / "comparison.json", {"rows": rows, "across_seeds": seeds,
+                                             "figures": {k: str(v) for k, v in figures.items() if v}})
+    return {"rows": rows, "markdown": markdown, "figures": figures, "runs": runs, "across_seeds": seeds}

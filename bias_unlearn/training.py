@@ -14,17 +14,17 @@ from omegaconf import DictConfig, OmegaConf
 from bias_unlearn.callbacks.adapter_checkpoint import RULE_LAST
 from bias_unlearn.callbacks.balance_stopping import check_threshold
 from bias_unlearn.data.crows_pairs import load_crows_pairs
-from bias_unlearn.data.datamodule import check_chunk
+from bias_unlearn.data.datamodule import check_chunk, check_split_kinds
 from bias_unlearn.data.records import STEREOSET_KINDS
 from bias_unlearn.data.sources import build_stereoset_split, load_general_data
 from bias_unlearn.errors import ConfigError, TrainingDiverged, from_node
 from bias_unlearn.eval.base_cache import cache_path, load_base_scores, save_base_scores
-from bias_unlearn.eval.crows_pairs import evaluate_crows_pairs
+from bias_unlearn.eval.crows_pairs import score_crows_pairs
 from bias_unlearn.eval.general import evaluate_general
 from bias_unlearn.eval.generation import compare_generations
 from bias_unlearn.eval.report import training_report
 from bias_unlearn.eval.scorer import ScoringConfig, make_scorer
-from bias_unlearn.eval.stereoset import evaluate_stereoset
+from bias_unlearn.eval.stereoset import score_stereoset
 from bias_unlearn.io import copy_dir, write_text
 from bias_unlearn.methods import Objective, method_name
 from bias_unlearn.model_card import model_card
@@ -104,9 +104,11 @@ def evaluate_test(scorer, test_examples, side: dict, scoring: ScoringConfig) -> 
     """The report's evaluation: StereoSet on the test split (per kind) and, when configured, the side effects:
     CrowS-Pairs and general ability (``side``: the loaded data, or None where not configured)."""
     crows, general = side.get("crows_pairs"), side.get("general")
-    return {"stereoset": evaluate_stereoset(scorer, test_examples, scoring.mode, scoring.n_bootstrap, scoring.seed),
-            "crows_pairs": evaluate_crows_pairs(scorer, crows) if crows is not None else None,
-            "general": evaluate_general(scorer, general) if general is not None else None}
+    stereoset, stereoset_rows = score_stereoset(scorer, test_examples, scoring.mode, scoring.n_bootstrap, scoring.seed)
+    crows_results, crows_rows = score_crows_pairs(scorer, crows) if crows is not None else (None, None)
+    return {"stereoset": stereoset, "crows_pairs": crows_results,
+            "general": evaluate_general(scorer, general) if general is not None else None,
+            "outcomes": {"stereoset": stereoset_rows, "crows_pairs": crows_rows}}  # per example: paired.py
 
 
 def score_base(cfg: DictConfig, module: BiasUnlearnModule, test_examples, side, scoring, out_dir: Path,
@@ -179,6 +181,7 @@ def run_training(cfg: DictConfig) -> RunReport:
 
     # Build: data, the LoRA policy over the base model, the module, the trainer.
     split = build_stereoset_split(cfg.data)
+    check_split_kinds(split, tuple(cfg.train.kinds))  # before the model loads
     device = training_device(cfg.trainer)
     model, tokenizer = load_model(cfg.model.source, cfg.model.name_or_path, cfg.model.get("dtype", "auto"), "cpu",
                                   cfg.model.get("revision"))
@@ -236,7 +239,8 @@ def run_training(cfg: DictConfig) -> RunReport:
     before, after = before or {}, after or {}
     report = RunReport(summary, before.get("stereoset"), after.get("stereoset"),
                        {"before": before.get("crows_pairs"), "after": after.get("crows_pairs")},
-                       {"before": before.get("general"), "after": after.get("general")})
+                       {"before": before.get("general"), "after": after.get("general")},
+                       {"before": before.get("outcomes"), "after": after.get("outcomes")})
     if trainer.is_global_zero:
         report.save(out_dir / "report.json")
         markdown = training_report(report)

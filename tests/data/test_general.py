@@ -44,5 +44,5 @@ def test_hub_layouts():
 def test_unknown_task_and_missing_file():
     with pytest.raises(DataError, match="unknown task 'hellaswag'"):
         load_general("hellaswag", "local", None)
-    with pytest.raises(DataError, match="needs data.general.paths.piqa"):
+    with pytest.raises(DataError, match="data.general.paths.piqa: source .local. needs a path"):
         load_general("piqa", "local", None)

@@ -1,0 +1,105 @@
+"""Across split seeds: what a grid of methods x seeds shows that one run cannot (the evidence a reviewer asks for).
+
+``seed`` reshuffles which targets land in train / dev / test, so each seed's test split is a different held-out set.
+Per method this gives the mean and standard deviation over seeds of the held-out scores, the pooled estimate over
+every seed's test examples with its 95% interval, and, on the same test examples, the paired difference to the
+reference method (BiasUnlearn) pooled over seeds. The base model (each run's before-scores) is a row of its own.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from omegaconf import OmegaConf
+
+from bias_unlearn.data.records import BIAS_TYPES
+from bias_unlearn.paired import over_seeds, paired_difference, pooled
+
+KIND = "intrasentence"
+BASE = "base model"
+
+
+def run_seed(run) -> int | None:
+    try:
+        return int(OmegaConf.load(run.path / "config.yaml").seed)
+    except Exception:  # noqa: BLE001 - no readable config: the run cannot be placed in a seed
+        return None
+
+
+def _rows(report, side: str) -> list | None:
+    outcomes = (report.outcomes or {}).get(side) or {}
+    return (outcomes.get("stereoset") or {}).get(KIND)
+
+
+def _keyed(rows: list, seed: int) -> list:
+    """Rows whose ids and targets carry their seed, so that seeds never share a target or an example."""
+    return [[f"{seed}:{r[0]}", r[1], f"{seed}:{r[2]}", *r[3:]] for r in rows]
+
+
+def seed_groups(runs) -> dict[str, dict[int, list]]:
+    """method -> seed -> outcome rows on that seed's test split (after training; the base model's before)."""
+    groups: dict[str, dict[int, list]] = defaultdict(dict)
+    for run in runs:
+        seed = run_seed(run) if run.ok else None
+        if seed is None:
+            continue
+        after, before = _rows(run.report, "after"), _rows(run.report, "before")
+        if after:
+            groups[run.method][seed] = after
+        if before:
+            groups[BASE].setdefault(seed, before)
+    return dict(groups)
+
+
+def across_seeds(runs, reference: str = "bias_unlearn", n_bootstrap: int = 1000) -> dict:
+    """Per method: mean / sd over seeds (SS overall and per type, LMS, ICAT), the pooled estimate, and the paired
+    difference method - reference on the seeds both ran."""
+    groups = seed_groups(runs)
+    out = {}
+    for method, by_seed in groups.items():
+        per_seed = {seed: pooled({str(seed): rows}, n_bootstrap=0) for seed, rows in by_seed.items()}
+        entry = {"seeds": sorted(by_seed), "pooled": pooled({str(s): r for s, r in by_seed.items()}, n_bootstrap)}
+        for domain in ("overall", *BIAS_TYPES):
+            for stat in ("ss", "lms", "icat"):
+                entry[f"{stat}_{domain}"] = over_seeds([per_seed[s].get(domain, {}).get(stat) for s in by_seed])
+        shared = sorted(set(by_seed) & set(groups.get(reference, {})))
+        if method != reference and shared:
+            a = [row for s in shared for row in _keyed(by_seed[s], s)]
+            b = [row for s in shared for row in _keyed(groups[reference][s], s)]
+            entry["vs_reference"] = {"reference": reference, "seeds": shared,
+                                     **paired_difference(a, b, n_bootstrap)["overall"]}
+        out[method] = entry
+    return out
+
+
+def _f(value) -> str:
+    return "n/a" if value is None or value != value else f"{value:.2f}"
+
+
+def _mean_sd(stat: dict) -> str:
+    return "n/a" if stat["mean"] is None else _f(stat["mean"]) + (f" ± {_f(stat['sd'])}" if stat["sd"] else "")
+
+
+def seeds_markdown(summary: dict) -> str:
+    if not summary:
+        return ""
+    head = ["method", "seeds", "SS", *[f"SS {bt}" for bt in BIAS_TYPES], "LMS", "ICAT", "pooled SS [95% CI]",
+            "pooled LMS", "pooled ICAT", "N (targets)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, e in summary.items():
+        p = e["pooled"]["overall"]
+        lines.append("| " + " | ".join([
+            method, str(len(e["seeds"])), _mean_sd(e["ss_overall"]), *[_mean_sd(e[f"ss_{bt}"]) for bt in BIAS_TYPES],
+            _mean_sd(e["lms_overall"]), _mean_sd(e["icat_overall"]),
+            f"{_f(p['ss'])} [{_f(p['ss_ci95'][0])}, {_f(p['ss_ci95'][1])}]", _f(p["lms"]), _f(p["icat"]),
+            f"{p['n']} ({p['n_targets']})"]) + " |")
+    paired = [(m, e["vs_reference"]) for m, e in summary.items() if "vs_reference" in e]
+    if paired:
+        lines += ["", f"Paired differences to {paired[0][1]['reference']} on the same test examples, pooled over the "
+                  "seeds both ran (95% bootstrap interval; * = resolved, the interval excludes 0; lower "
+                  "\\|SS - 50\\| and higher LMS / ICAT are better):", "",
+                  "| method - reference | seeds | \\|SS - 50\\| | LMS | ICAT |", "|---|---|---|---|---|"]
+        for method, d in paired:
+            cells = [f"{_f(d[s]['diff'])} [{_f(d[s]['ci95'][0])}, {_f(d[s]['ci95'][1])}]{' *' if d[s]['resolved'] else ''}"
+                     for s in ("abs_ss", "lms", "icat")]
+            lines.append(f"| {method} | {len(d['seeds'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
