@@ -240,8 +240,10 @@ class BiasUnlearnModule(L.LightningModule):
 
     # Resume (resume.py): the checkpoint keeps the adapter, the dev history and every rank's RNG state.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        def plain(name: str) -> str:  # FSDP1 / activation-checkpoint wrappers add segments to parameter names
+            return name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "")
+        trainable = {plain(name) for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if plain(k) in trainable}
         checkpoint["bias_unlearn"] = {"dev_history": self.dev_history, "dev_before": self.dev_before,
                                       "rng": gather_objects(rng_state())}
 

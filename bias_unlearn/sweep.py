@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +95,21 @@ COLUMNS: list[tuple[str, str, str | None]] = [
     *[(f"ss_{bt}", f"SS {bt}", "balance") for bt in BIAS_TYPES],
     ("lms", "LMS", "max"), ("delta_lms", "delta LMS", "max"), ("icat", "ICAT", "max"),
     ("crows", "CrowS % stereo", "balance"), ("perplexity", "perplexity", None), ("mc_acc", "MC acc %", "max"),
-    ("n", "N (targets)", None), ("steps", "steps", None)]
+    ("n", "N (targets)", None), ("steps", "steps", None),
+    ("dev_objective", "dev max \\|SS - 50\\|", "min_feasible"), ("dev_delta_lms", "dev delta LMS", None)]
+DEV_LMS_BAR = 1.0  # the dev objective's constraint: dev LMS may fall at most this far (conf/experiment/preset_sweep)
+
+
+def dev_columns(run: Run) -> dict:
+    """The dev objective of the delivered adapter: the largest per-type |dev SS - 50| at its dev evaluation, and
+    its dev LMS change from the base (the step-0 entry). What a preset is chosen by; test scores never are."""
+    try:
+        entry = json.loads((run.path / "adapter" / "state.json").read_text(encoding="utf-8"))["dev"]
+        base = run.report.summary.dev_history[0]
+        return {"dev_objective": max(abs(entry[bt] - 50) for bt in BIAS_TYPES if entry.get(bt) is not None),
+                "dev_delta_lms": entry["lms"] - base["lms"]}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):  # no delivered adapter or dev evaluation
+        return {}
 
 
 def stereoset_row(result: dict) -> dict:
@@ -133,6 +148,8 @@ def comparison_rows(runs: list[Run]) -> list[dict]:
         rows.append(row)
     for run in runs:
         row = {"run": run.name, "method": run.method, "status": run.status}
+        if run.report is not None:
+            row.update(dev_columns(run))
         if run.ok:
             row.update(stereoset_row(run.report.after), steps=run.report.summary.steps,
                        crows=crows_overall(run.report.crows_pairs.get("after")),
@@ -151,11 +168,15 @@ def mark_best(rows: list[dict]) -> None:
         row["best"] = []
     trained = [r for r in rows if r["status"] == "ok" and r["run"] != "base model"]
     for key, _, rule in COLUMNS:
-        values = [(r, r.get(key)) for r in trained if isinstance(r.get(key), (int, float))]
+        candidates = trained
+        if rule == "min_feasible":  # the dev objective: runs trained without a test evaluation count too
+            candidates = [r for r in rows if r["run"] != "base model" and r.get("dev_delta_lms") is not None
+                          and r["dev_delta_lms"] >= -DEV_LMS_BAR]
+        values = [(r, r.get(key)) for r in candidates if isinstance(r.get(key), (int, float))]
         values = [(r, v) for r, v in values if not math.isnan(v)]
         if not rule or not values:
             continue
-        score = (lambda v: -abs(v - 50)) if rule == "balance" else (lambda v: v)
+        score = {"balance": lambda v: -abs(v - 50), "min_feasible": lambda v: -v}.get(rule, lambda v: v)
         top = max(score(v) for _, v in values)
         for r, v in values:
             if math.isclose(score(v), top, abs_tol=1e-9):
@@ -169,7 +190,7 @@ def _fmt(key: str, value) -> str:
         finite = value and all(isinstance(v, (int, float)) and not math.isnan(v) for v in value)
         return f"[{value[0]:.2f}, {value[1]:.2f}]" if finite else "n/a"
     if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:+.2f}" if key == "delta_lms" else f"{value:.2f}"
+        return "n/a" if math.isnan(value) else f"{value:+.2f}" if "delta_lms" in key else f"{value:.2f}"
     return str(value)
 
 
@@ -179,7 +200,8 @@ def markdown_table(rows: list[dict]) -> str:
     for row in rows:
         cells = []
         for key, _, _ in COLUMNS:
-            text = _fmt(key, row.get(key)) if row["status"] == "ok" else ""
+            shown = row["status"] == "ok" or (key.startswith("dev_") and key in row)  # dev: also untested runs
+            text = _fmt(key, row.get(key)) if shown else ""
             cells.append(f"**{text}**" if key in row["best"] else text)
         lines.append(f"| {row['run']} | {row['method']} | {row['status']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -232,7 +254,11 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
         f"# Sweep {Path(sweep_dir).name}", "",
         f"{len(ok)} of {len(runs)} runs finished. StereoSet {KIND} on the test split after training (the base model's "
         "row: before). Best trained value per column in bold: SS and CrowS closest to 50, LMS, delta LMS and ICAT "
-        "highest.", "", markdown_table(rows), "",
+        "highest. The dev columns are the delivered adapter's dev evaluation: the dev objective (the largest "
+        f"per-type \\|SS - 50\\|, lowest in bold among runs whose dev LMS fell at most {DEV_LMS_BAR:g}) is what a "
+        "sweep chooses by; test columns are reported, never used to choose.", "", markdown_table(rows), "",
+        *([f"Chosen on dev: {', '.join(r['run'] for r in rows if 'dev_objective' in r['best'])}", ""]
+          if any("dev_objective" in r["best"] for r in rows) else []),
         *(["## Runs without results", ""] + [f"- {r.name}: {r.status}" for r in failed] + [""] if failed else []),
         *(["## Across split seeds", "", f"StereoSet {KIND}, held-out test split of each seed: mean ± sd over seeds, "
            "and the pooled estimate over every seed's test examples.", "", seeds_markdown(seeds), ""]

@@ -211,3 +211,22 @@ def test_across_seeds_mean_sd_pooled_and_paired(tmp_path):
     markdown = (sweep / "comparison.md").read_text()
     assert "## Across split seeds" in markdown and "| cda | 3 |" in markdown and "Paired differences" in markdown
     assert json.loads((sweep / "comparison.json").read_text())["across_seeds"]["cda"]["seeds"] == [0, 1, 2]
+
+
+def test_dev_objective_chooses_without_test_scores(tmp_path):
+    """The preset sweep's rule: smallest largest-per-type |dev SS - 50| among runs whose dev LMS fell at most 1;
+    a run never scored on test can be chosen, a more balanced run that lost 3 LMS points cannot."""
+    sweep = tmp_path / "sweep"
+    dev = {"0_lr=a": ({"gender": 54.0, "profession": 47.0, "race": 50.0, "religion": 52.0, "lms": 89.5}, None),
+           "1_lr=b": ({"gender": 51.0, "profession": 49.0, "race": 50.5, "religion": 50.0, "lms": 87.0}, None),
+           "2_lr=c": ({"gender": 52.5, "profession": 48.0, "race": 51.0, "religion": 49.0, "lms": 89.2}, "untested")}
+    for name, (entry, tested) in dev.items():
+        _write_run(sweep / name, "bias_unlearn", None if tested else {"overall": 50.0, **{
+            k: v for k, v in entry.items() if k != "lms"}})
+        (sweep / name / "adapter").mkdir()
+        (sweep / name / "adapter" / "state.json").write_text(json.dumps({"dev": {"step": 10, **entry}}))
+    rows = {r["run"]: r for r in comparison_rows(collect_runs(sweep))}
+    assert rows["0_lr=a"]["dev_objective"] == 4.0 and rows["1_lr=b"]["dev_delta_lms"] == pytest.approx(-3.0)
+    assert [name for name, r in rows.items() if "dev_objective" in r["best"]] == ["2_lr=c"]
+    assert rows["2_lr=c"]["status"] == "no after-evaluation"
+    assert "Chosen on dev: 2_lr=c" in write_sweep_report(sweep)["markdown"]
