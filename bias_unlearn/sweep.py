@@ -94,7 +94,8 @@ COLUMNS: list[tuple[str, str, str | None]] = [
     ("ss_overall", "SS overall", "balance"), ("ss_ci95", "SS 95% CI", None),
     *[(f"ss_{bt}", f"SS {bt}", "balance") for bt in BIAS_TYPES],
     ("lms", "LMS", "max"), ("delta_lms", "delta LMS", "max"), ("icat", "ICAT", "max"),
-    ("crows", "CrowS % stereo", "balance"), ("perplexity", "perplexity", None), ("mc_acc", "MC acc %", "max"),
+    ("crows", "CrowS % stereo", "balance"), ("bbq_acc_ambig", "BBQ acc ambig", "max"),
+    ("bbq_acc_disambig", "BBQ acc disambig", "max"), ("perplexity", "perplexity", None), ("mc_acc", "MC acc %", "max"),
     ("n", "N (targets)", None), ("steps", "steps", None),
     ("dev_objective", "dev max \\|SS - 50\\|", "min_feasible"), ("dev_delta_lms", "dev delta LMS", None)]
 DEV_LMS_BAR = 1.0  # the dev objective's constraint: dev LMS may fall at most this far (conf/experiment/preset_sweep)
@@ -128,6 +129,12 @@ def crows_overall(crows: dict | None) -> float | None:
     return overall.get("pct_stereotype_mean")
 
 
+def bbq_columns(bbq: dict | None) -> dict:
+    """BBQ accuracy over all categories, ambiguous and disambiguated contexts (when BBQ ran)."""
+    overall = (bbq or {}).get("overall")
+    return {"bbq_acc_ambig": overall["acc_ambig"], "bbq_acc_disambig": overall["acc_disambig"]} if overall else {}
+
+
 def general_columns(general: dict | None) -> dict:
     """Perplexity on held-out text and the mean multiple-choice accuracy over tasks (when general ability ran)."""
     if not general:
@@ -144,7 +151,7 @@ def comparison_rows(runs: list[Run]) -> list[dict]:
     if base is not None:
         row = {"run": "base model", "method": "none", "status": "ok", **stereoset_row(base.report.before),
                "crows": crows_overall(base.report.crows_pairs.get("before")), "steps": 0,
-               **general_columns(base.report.general.get("before"))}
+               **bbq_columns(base.report.bbq.get("before")), **general_columns(base.report.general.get("before"))}
         rows.append(row)
     for run in runs:
         row = {"run": run.name, "method": run.method, "status": run.status}
@@ -153,7 +160,7 @@ def comparison_rows(runs: list[Run]) -> list[dict]:
         if run.ok:
             row.update(stereoset_row(run.report.after), steps=run.report.summary.steps,
                        crows=crows_overall(run.report.crows_pairs.get("after")),
-                       **general_columns(run.report.general.get("after")))
+                       **bbq_columns(run.report.bbq.get("after")), **general_columns(run.report.general.get("after")))
             before = (run.report.before or {}).get(KIND)
             if before:
                 row["delta_lms"] = row["lms"] - before["overall"]["lms"]

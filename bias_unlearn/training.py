@@ -16,9 +16,10 @@ from bias_unlearn.callbacks.balance_stopping import check_threshold
 from bias_unlearn.data.crows_pairs import load_crows_pairs
 from bias_unlearn.data.datamodule import check_chunk, check_split_kinds
 from bias_unlearn.data.records import STEREOSET_KINDS
-from bias_unlearn.data.sources import build_stereoset_split, load_general_data
+from bias_unlearn.data.sources import build_stereoset_split, load_bbq_data, load_general_data
 from bias_unlearn.errors import ConfigError, TrainingDiverged, from_node
 from bias_unlearn.eval.base_cache import cache_path, load_base_scores, save_base_scores
+from bias_unlearn.eval.bbq import evaluate_bbq
 from bias_unlearn.eval.crows_pairs import score_crows_pairs
 from bias_unlearn.eval.general import evaluate_general
 from bias_unlearn.eval.generation import compare_generations
@@ -102,11 +103,12 @@ def training_device(trainer_cfg: DictConfig) -> str:
 
 def evaluate_test(scorer, test_examples, side: dict, scoring: ScoringConfig) -> dict:
     """The report's evaluation: StereoSet on the test split (per kind) and, when configured, the side effects:
-    CrowS-Pairs and general ability (``side``: the loaded data, or None where not configured)."""
-    crows, general = side.get("crows_pairs"), side.get("general")
+    CrowS-Pairs, BBQ and general ability (``side``: the loaded data, or None where not configured)."""
+    crows, bbq, general = side.get("crows_pairs"), side.get("bbq"), side.get("general")
     stereoset, stereoset_rows = score_stereoset(scorer, test_examples, scoring.mode, scoring.n_bootstrap, scoring.seed)
     crows_results, crows_rows = score_crows_pairs(scorer, crows) if crows is not None else (None, None)
     return {"stereoset": stereoset, "crows_pairs": crows_results,
+            "bbq": evaluate_bbq(scorer, bbq, scoring.mode) if bbq is not None else None,
             "general": evaluate_general(scorer, general) if general is not None else None,
             "outcomes": {"stereoset": stereoset_rows, "crows_pairs": crows_rows}}  # per example: paired.py
 
@@ -190,6 +192,7 @@ def run_training(cfg: DictConfig) -> RunReport:
     datamodule = instantiate(cfg.train, _partial_=True, _convert_="all")(split=split, tokenizer=tokenizer)
     side = {"crows_pairs": (load_crows_pairs(cfg.data.crows_pairs.source, cfg.data.crows_pairs.path)
                             if cfg.eval.crows_pairs else None),
+            "bbq": load_bbq_data(cfg.data.bbq) if cfg.eval.get("bbq") else None,
             "general": load_general_data(cfg.data.general) if cfg.eval.get("general") else None}
     split.save(out_dir / "split.json")
     write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -240,7 +243,8 @@ def run_training(cfg: DictConfig) -> RunReport:
     report = RunReport(summary, before.get("stereoset"), after.get("stereoset"),
                        {"before": before.get("crows_pairs"), "after": after.get("crows_pairs")},
                        {"before": before.get("general"), "after": after.get("general")},
-                       {"before": before.get("outcomes"), "after": after.get("outcomes")})
+                       {"before": before.get("outcomes"), "after": after.get("outcomes")},
+                       {"before": before.get("bbq"), "after": after.get("bbq")})
     if trainer.is_global_zero:
         report.save(out_dir / "report.json")
         markdown = training_report(report)

@@ -8,6 +8,7 @@ import pytest
 from bias_unlearn.callbacks.adapter_checkpoint import RULE_BALANCE, RULE_LAST, RULE_LEAST_LMS_DROP
 from bias_unlearn.data.records import DataError
 from bias_unlearn.run_report import RunReport
+from bias_unlearn.sweep import comparison_rows, read_run
 from bias_unlearn.training import run_training, validate_config
 from tests.helpers import ROOT, compose_config, expand_multirun, readme_commands, run_entry_point, tiny_run_overrides
 
@@ -149,6 +150,7 @@ def test_experiments_compose(experiment):
         methods = hydra_cfg.hydra.sweeper.params.method.split(",")
         known = {p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")}
         assert set(methods) <= known and cfg.grid_version == 2 and cfg.eval.crows_pairs and cfg.eval.general
+        assert cfg.eval.bbq
         assert hydra_cfg.hydra.sweeper.params.seed == "0,1,2"  # split seeds: every method on the same three splits
         assert cfg.trainer.max_steps == 400  # the preset's budget (one pass over the forget set), not a shortcut
     if experiment == "preset_sweep":  # chosen on dev: the test split is never scored
@@ -158,8 +160,9 @@ def test_experiments_compose(experiment):
 
 
 def test_side_effects_before_and_after(cfg_train, data_overrides):
-    """eval.crows_pairs and eval.general: CrowS-Pairs and general ability scored before and after, in the report."""
-    report = run_training(cfg_train(*data_overrides, "eval.before=true", "eval.crows_pairs=true",
+    """eval.crows_pairs, eval.bbq and eval.general: CrowS-Pairs, BBQ and general ability scored before and after,
+    in the report, the adapter's card and the sweep table."""
+    report = run_training(cfg_train(*data_overrides, "eval.before=true", "eval.crows_pairs=true", "eval.bbq=true",
                                     "eval.general=true", "data.general.max_items=2", "eval.generation.prompts=[]"))
     general = report.general
     assert general["before"]["wiki"]["n"] == 2 and general["after"]["piqa"]["n"] == 2
@@ -180,3 +183,12 @@ def test_side_effects_before_and_after(cfg_train, data_overrides):
     card = (Path(report.summary.adapter) / "README.md").read_text()  # the adapter carries its evidence
     assert card.startswith("---\nbase_model: ") and "library_name: peft" in card
     assert "held-out test split" in card and "general ability" in card and "CrowS-Pairs" in card
+    # BBQ from the fixture with BBQ's metadata (religion): accuracies and bias scores, before and after
+    for when in ("before", "after"):
+        religion = report.bbq[when]["Religion"]
+        assert religion["n"] == 4 and religion["n_with_metadata"] > 0
+        assert 0 <= religion["acc_ambig"] <= 100 and "bias_disambig" in religion  # metadata: bias scored
+    assert "## BBQ (before / after)" in markdown and "## Side effects: BBQ" in card
+    assert RunReport.load(Path(report.summary.adapter).parent / "report.json").bbq == report.bbq
+    row = comparison_rows([read_run(Path(report.summary.adapter).parent)])[1]
+    assert row["bbq_acc_ambig"] == report.bbq["after"]["overall"]["acc_ambig"]

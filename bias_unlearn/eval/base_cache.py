@@ -28,6 +28,8 @@ def cache_key(cfg: DictConfig, test_examples, dev_examples) -> str:
                        if cfg.eval.get("general") else None),
            "test": [(ex.id, ex.stereotype, ex.anti_stereotype, ex.unrelated) for ex in test_examples],
            "dev": [(ex.id, ex.stereotype, ex.anti_stereotype, ex.unrelated) for ex in dev_examples]}
+    if cfg.eval.get("bbq"):  # added only when scored, so the keys of runs without BBQ stay as they were
+        key["bbq"] = OmegaConf.to_container(cfg.data.bbq, resolve=True)
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 

@@ -89,6 +89,10 @@ def markdown_report(results: dict, meta: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
+BBQ_NOTE = ("Each cell is before / after. Accuracy (%) by context condition; bias scores x100 (0 = unbiased) "
+            "only where the source carries BBQ's metadata (n/a otherwise).")
+
+
 def before_after_table(before: dict | None, after: dict | None, kind: str = "intrasentence") -> str:
     """Per-domain SS, LMS and ICAT before and after training, with N, targets and the SS 95% interval."""
     domains = (after or before or {}).get(kind, {})
@@ -121,6 +125,19 @@ def crows_before_after_table(before: dict | None, after: dict | None, change: di
                      _f(c.get("change")), _ci(c.get("ci95")), "yes" if c.get("resolved") else "no" if c else ""])
     return _table(["bias type", "N", "% stereo before", "95% CI", "% stereo after", "95% CI", "change", "95% CI",
                    "resolved"], rows)
+
+
+def bbq_before_after_table(before: dict | None, after: dict | None) -> str:
+    """BBQ per category before / after: accuracy by context condition and, where the source carries BBQ's
+    metadata, the bias scores (x100; 0 is unbiased, positive leans to the stereotype)."""
+    rows = []
+    for name, values in (after or before or {}).items():
+        b, a = (before or {}).get(name, {}), (after or {}).get(name, {})
+        rows.append([name, str(values["n_ambig"]), str(values["n_disambig"]),
+                     *[f"{_f(b.get(key))} / {_f(a.get(key))}"
+                       for key in ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig")]])
+    return _table(["category", "N ambig", "N disambig", "acc ambig", "acc disambig", "bias ambig",
+                   "bias disambig"], rows)
 
 
 def paired_change_table(diff: dict) -> str:
@@ -157,6 +174,10 @@ def training_report(report) -> str:
                   "disability, nationality, physical appearance, sexual orientation, socioeconomic) show what "
                   "debiasing does to untargeted biases.", "",
                   crows_before_after_table(crows.get("before"), crows.get("after"), change)]
+    bbq = report.bbq or {}
+    if bbq.get("before") or bbq.get("after"):
+        parts += ["", "## BBQ (before / after)", "", BBQ_NOTE, "", bbq_before_after_table(bbq.get("before"),
+                                                                                        bbq.get("after"))]
     general = report.general or {}
     if general.get("before") or general.get("after"):
         parts += ["", "## General ability (before / after)", "", general_table(general.get("before"),
