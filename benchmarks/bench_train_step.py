@@ -10,7 +10,8 @@
   over every position.
 - ours: the default step (``ComputeConfig()``): the LM head and its log-softmax only at positions that carry a
   loss, the KL reference's hidden states cached per sequence, the policy's sequences packed without padding, LoRA
-  dropout masks from 16-bit draws.
+  dropout masks from 16-bit draws, the LoRA branch's scale and add inside one addmm.
+- ours-unfused: ours with PEFT's own LoRA forward (``fused_lora=False``): what the fused addmm saves.
 
 Every variant runs the same ``--chunks`` chunks twice: a warm-up pass (it also fills the caches, as a run's
 first pass over its pools does) and the measured pass, so the figures are a long run's steady state. Each variant
@@ -33,7 +34,7 @@ import torch
 
 from peak import matmul_peak_gflops  # benchmarks/peak.py (the script's folder is on sys.path)
 
-VARIANTS = ("authors", "previous", "ours")
+VARIANTS = ("authors", "previous", "ours-unfused", "ours")
 PEAK_SHAPES = {"cpu": "fp32 2048^3", "cuda": "bf16 8192^3"}
 
 
@@ -57,7 +58,8 @@ def build(args):
     reference = copy.deepcopy(model).eval() if args.variant == "authors" else None
     lora = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": args.targets}
     policy = wrap_lora(model, OmegaConf.create(lora))
-    compute = ComputeConfig() if args.variant == "ours" else ComputeConfig.plain()
+    compute = {"ours": ComputeConfig(), "ours-unfused": ComputeConfig(fused_lora=False)}.get(
+        args.variant, ComputeConfig.plain())
     module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=1e-4), dm.dev_examples,
                                compute=compute)
     module.to(device).train()

@@ -15,6 +15,7 @@ from bias_unlearn.eval.scorer import ScoringConfig, make_scorer
 from bias_unlearn.eval.stereoset import stereoset_sentence_scores
 from bias_unlearn.logprobs import token_logprobs_from_logits
 from bias_unlearn.models.dropout import use_fast_dropout
+from bias_unlearn.models.fused_lora import set_fused_lora
 from bias_unlearn.models.lm_head import is_sharded, loss_rows, split_lm, token_logprobs_at
 from bias_unlearn.models.packing import pack, unpack
 from bias_unlearn.models.reference import reference_mode
@@ -41,6 +42,8 @@ class BiasUnlearnModule(L.LightningModule):
         self._split = split_lm(model) if self.compute.sparse_head else None
         if self.compute.fast_dropout and model is not None:
             use_fast_dropout(model)
+        if model is not None:
+            set_fused_lora(model, self.compute.fused_lora)
         self.ref_cache: dict[str, float] = {}  # forget sequence key -> reference sequence log-prob
         self.kl_cache: dict[str, torch.Tensor] = {}  # KL sequence key -> reference hidden states at its loss rows
         self.dev_examples = list(dev_examples)

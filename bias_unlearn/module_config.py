@@ -58,11 +58,13 @@ class ComputeConfig:
     cache_kl_reference: bool = True  # the reference's hidden states of each KL sequence computed once and kept
     pack_sequences: bool = True  # with sparse_head: the policy forward on packed rows, no padding (models/packing.py)
     fast_dropout: bool = True  # LoRA dropout masks from 16-bit draws on CPU (models/dropout.py): same distribution
+    fused_lora: bool = True  # the LoRA branch's scale and add inside one addmm (models/fused_lora.py)
 
     @classmethod
     def plain(cls) -> "ComputeConfig":
         """Every switch off: the step as it was before the speed work (benchmarks compare against it)."""
-        return cls(sparse_head=False, cache_kl_reference=False, pack_sequences=False, fast_dropout=False)
+        return cls(sparse_head=False, cache_kl_reference=False, pack_sequences=False, fast_dropout=False,
+                   fused_lora=False)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from bias_unlearn.data.datamodule import UnlearningDataModule
 from bias_unlearn.data.splits import split_by_target
 from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.logprobs import selective_log_softmax, token_logprobs_from_logits
+from bias_unlearn.models.fused_lora import FusedLoraLinear, set_fused_lora
 from bias_unlearn.models.lm_head import split_lm, token_logprobs_at
 from bias_unlearn.models.lora import wrap_lora
 from bias_unlearn.module import BiasUnlearnModule
@@ -36,6 +37,7 @@ def policy_and_chunks(tiny, stereoset_jsonl):
 
 def losses_and_grads(module, chunk):
     module.eval()  # no dropout: both ways see the same function
+    set_fused_lora(module.model, module.compute.fused_lora)  # the modules share one policy: each its own forward
     module.model.zero_grad()
     terms = module.compute_losses(chunk)
     terms["total"].backward()
@@ -49,7 +51,8 @@ def losses_and_grads(module, chunk):
     (LossConfig(retain_reduction="token"), FAST),
     (LossConfig(), ComputeConfig(pack_sequences=False)),
     (LossConfig(), ComputeConfig(cache_kl_reference=False)),
-], ids=["npo", "ga", "token-ce", "unpacked", "uncached"])
+    (LossConfig(), ComputeConfig(fused_lora=False)),
+], ids=["npo", "ga", "token-ce", "unpacked", "uncached", "unfused"])
 def test_fast_step_equals_plain_step(policy_and_chunks, loss, compute):
     policy, tokenizer, dm, chunks = policy_and_chunks
     plain = BiasUnlearnModule(policy, tokenizer, loss, OptimConfig(), dm.dev_examples, compute=PLAIN)
@@ -153,6 +156,47 @@ def test_fast_dropout_keeps_each_element_with_probability_1_minus_p():
     model = get_peft_model(make_model("llama", 60), LoraConfig(r=2, lora_dropout=0.1, target_modules=["q_proj"]))
     assert use_fast_dropout(model) == 2  # one per layer
     assert all(isinstance(m.lora_dropout["default"], FastDropout) for m in model.modules() if hasattr(m, "lora_A"))
+
+
+@pytest.mark.parametrize("arch, targets", [("gpt2", ["c_attn", "c_fc"]), ("llama", ["q_proj", "down_proj"])])
+def test_fused_lora_computes_what_peft_computes_with_dropout_on(arch, targets):
+    """The fused forward (one addmm, dropout's 1 / (1 - p) folded into it) against PEFT's, in training mode with the
+    same dropout masks (same RNG state): outputs and every adapter gradient agree; a disabled adapter (the
+    reference) gives the base model in both."""
+    from peft import LoraConfig, get_peft_model
+
+    from bias_unlearn.models.dropout import use_fast_dropout
+    from tests.helpers import make_model
+
+    model = get_peft_model(make_model(arch, 60), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.3,
+                                                            target_modules=targets))
+    use_fast_dropout(model)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)  # B starts at zero: make the branch matter
+    ids = torch.randint(0, 60, (3, 9))
+    model.train()
+
+    def run(fused: bool):
+        set_fused_lora(model, fused)
+        assert sum(isinstance(m, FusedLoraLinear) for m in model.modules()) == (4 if fused else 0)  # 2 targets x 2
+        model.zero_grad()
+        torch.manual_seed(7)  # the same dropout masks both ways
+        logits = model(input_ids=ids).logits
+        logits.square().mean().backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    (want, want_grads), (got, got_grads) = run(False), run(True)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)
+    for name, grad in want_grads.items():
+        assert grad.abs().sum() > 0 and torch.allclose(got_grads[name], grad, rtol=1e-4, atol=1e-6), name
+    model.eval()
+    with torch.no_grad(), model.disable_adapter():
+        reference = model(input_ids=ids).logits
+    set_fused_lora(model, False)
+    with torch.no_grad(), model.disable_adapter():
+        assert torch.equal(model(input_ids=ids).logits, reference)
 
 
 def test_packing_chooses_the_width_with_the_least_padding():

@@ -24,14 +24,20 @@ class FastDropout(torch.nn.Module):
         self.scale = 1.0 / (1.0 - p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dropped, scale = self.masked(x)
+        return dropped * scale if scale != 1.0 else dropped
+
+    def masked(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """(x with dropped elements zeroed, the factor still to apply): the caller may fold the 1 / (1 - p) into a
+        later linear map (models/fused_lora.py) instead of a pass over x."""
         if not self.training or self.p == 0:
-            return x
+            return x, 1.0
         if x.device.type != "cpu":
-            return torch.nn.functional.dropout(x, self.p, True)
+            return torch.nn.functional.dropout(x, self.p, True), 1.0
         n = x.numel()
         draws = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
         keep = draws.view(torch.int16)[:n].view(x.shape) >= self.threshold
-        return x * keep * self.scale
+        return x * keep, self.scale
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
