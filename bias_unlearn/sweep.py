@@ -18,7 +18,7 @@ from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.io import write_json, write_text
 from bias_unlearn.methods import Objective, method_name
 from bias_unlearn.run_report import ReportError, RunReport
-from bias_unlearn.seeds import across_seeds, seeds_markdown
+from bias_unlearn.seeds import BASE, across_seeds, run_seed, seeds_markdown
 
 KIND = "intrasentence"
 
@@ -144,15 +144,26 @@ def general_columns(general: dict | None) -> dict:
             "mc_acc": sum(accuracies) / len(accuracies) if accuracies else None}
 
 
-def comparison_rows(runs: list[Run]) -> list[dict]:
-    """One row for the base model (from the first run that scored it) and one per run."""
+def base_rows(runs: list[Run]) -> list[dict]:
+    """The base model's test scores (each run's before-scores). One row per split seed, since every seed has its
+    own test split; a sweep over one seed keeps the single row "base model"."""
+    scored = [r for r in runs if r.report is not None and (r.report.before or {}).get(KIND)]
+    by_seed: dict = {}
+    for run in scored:
+        by_seed.setdefault(run_seed(run), run)  # the first run of a seed that scored its base model
     rows = []
-    base = next((r for r in runs if r.report is not None and (r.report.before or {}).get(KIND)), None)
-    if base is not None:
-        row = {"run": "base model", "method": "none", "status": "ok", **stereoset_row(base.report.before),
-               "crows": crows_overall(base.report.crows_pairs.get("before")), "steps": 0,
-               **bbq_columns(base.report.bbq.get("before")), **general_columns(base.report.general.get("before"))}
-        rows.append(row)
+    for seed, run in by_seed.items():
+        name = BASE if len(by_seed) == 1 or seed is None else f"{BASE} (seed {seed})"
+        rows.append({"run": name, "method": "none", "status": "ok", "base": True,
+                     **stereoset_row(run.report.before), "crows": crows_overall(run.report.crows_pairs.get("before")),
+                     "steps": 0, **bbq_columns(run.report.bbq.get("before")),
+                     **general_columns(run.report.general.get("before"))})
+    return rows
+
+
+def comparison_rows(runs: list[Run]) -> list[dict]:
+    """The base model's rows (one per split seed) and one row per run."""
+    rows = base_rows(runs)
     for run in runs:
         row = {"run": run.name, "method": run.method, "status": run.status}
         if run.report is not None:
@@ -173,11 +184,11 @@ def mark_best(rows: list[dict]) -> None:
     """rows[i]["best"] = the columns in which run i is best among the trained runs (ties all marked)."""
     for row in rows:
         row["best"] = []
-    trained = [r for r in rows if r["status"] == "ok" and r["run"] != "base model"]
+    trained = [r for r in rows if r["status"] == "ok" and not r.get("base")]
     for key, _, rule in COLUMNS:
         candidates = trained
         if rule == "min_feasible":  # the dev objective: runs trained without a test evaluation count too
-            candidates = [r for r in rows if r["run"] != "base model" and r.get("dev_delta_lms") is not None
+            candidates = [r for r in rows if not r.get("base") and r.get("dev_delta_lms") is not None
                           and r["dev_delta_lms"] >= -DEV_LMS_BAR]
         values = [(r, r.get(key)) for r in candidates if isinstance(r.get(key), (int, float))]
         values = [(r, v) for r, v in values if not math.isnan(v)]

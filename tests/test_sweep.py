@@ -27,9 +27,13 @@ def _stereoset(ss: dict, lms: float) -> dict:
     return {"intrasentence": domains}
 
 
-def _write_run(path: Path, method: str, after_ss: dict | None, after_lms: float = 88.0, crows: float = 55.0):
+def _write_run(path: Path, method: str, after_ss: dict | None, after_lms: float = 88.0, crows: float = 55.0,
+               seed: int | None = None, before_overall: float = 62.0, before_lms: float = 90.0):
     (path / ".hydra").mkdir(parents=True)
-    before = _stereoset({"overall": 62.0, "gender": 60.0, "profession": 61.0, "race": 64.0, "religion": 58.0}, 90.0)
+    if seed is not None:
+        (path / "config.yaml").write_text(f"seed: {seed}\n")
+    before = _stereoset({"overall": before_overall, "gender": 60.0, "profession": 61.0, "race": 64.0,
+                         "religion": 58.0}, before_lms)
     summary = Summary(method=method, objective={}, model="tiny", adapter=str(path / "adapter"), adapter_from="best",
                       adapter_rule=RULE_BALANCE, lms_bar_met=True, steps=10, stopped_early_at=None,
                       dev_history=[{"step": 0, "overall": 62.0, "gender": 60.0, "profession": 61.0, "race": 64.0,
@@ -77,6 +81,24 @@ def test_report_keeps_failed_runs_and_marks_the_best(synthetic_sweep):
     assert bu["delta_lms"] == pytest.approx(-1.5) and cda["delta_lms"] == pytest.approx(-0.5)
     assert set(bu["best"]) == {"ss_overall", "ss_profession", "ss_race", "ss_religion", "icat", "crows"}
     assert set(cda["best"]) == {"ss_gender", "lms", "delta_lms"}
+
+
+def test_one_base_row_per_split_seed(tmp_path):
+    """Each split seed has its own test split, so the base model gets a row per seed and every run's delta LMS is
+    taken from its own seed's base model."""
+    sweep = tmp_path / "sweep"
+    after = {"overall": 52.0, "gender": 53.0, "profession": 49.5, "race": 50.5, "religion": 56.0}
+    _write_run(sweep / "0_method=bias_unlearn,seed=0", "bias_unlearn", after, 88.0, seed=0)
+    _write_run(sweep / "1_method=bias_unlearn,seed=1", "bias_unlearn", after, 88.0, seed=1, before_overall=60.0,
+               before_lms=89.0)
+    _write_run(sweep / "2_method=cda,seed=1", "cda", after, 88.5, seed=1, before_overall=60.0, before_lms=89.0)
+    rows = comparison_rows(collect_runs(sweep))
+    assert [r["run"] for r in rows[:2]] == ["base model (seed 0)", "base model (seed 1)"]
+    assert [r["ss_overall"] for r in rows[:2]] == [62.0, 60.0] and all(r["best"] == [] for r in rows[:2])
+    by_run = {r["run"]: r for r in rows}
+    assert by_run["0_method=bias_unlearn,seed=0"]["delta_lms"] == pytest.approx(-2.0)
+    assert by_run["1_method=bias_unlearn,seed=1"]["delta_lms"] == pytest.approx(-1.0)
+    assert {"lms", "delta_lms"} <= set(by_run["2_method=cda,seed=1"]["best"])
 
 
 def test_report_files_and_figures(synthetic_sweep):
