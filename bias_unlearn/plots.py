@@ -50,23 +50,45 @@ def plot_dev_curves(history: list[dict], swap_events: list[dict], threshold: flo
     return _save(fig, path)
 
 
-def plot_sweep_dev_curves(histories: dict[str, list[dict]], path: Path) -> Path | None:
-    """Dev SS over steps, one panel per bias type (and overall), one line per run (the paper's Figure 4)."""
+def plot_sweep_dev_curves(histories: dict[str, list[dict]], path: Path, groups: dict[str, tuple] | None = None,
+                          swaps: dict[str, list[dict]] | None = None) -> Path | None:
+    """Dev SS over steps, one panel per bias type (and overall), one line per run (the paper's Figure 4).
+
+    ``groups`` (run -> (method, seed)) colours lines by method and dashes them by seed, so a methods x seeds grid
+    stays readable; ``swaps`` (run -> swap events) marks each swap (x) and swap back (+) on its type's panel."""
     if not any(histories.values()):
         return None
     plt = _pyplot()
+    groups = groups or {name: (name, None) for name in histories}
+    methods = list(dict.fromkeys(method for method, _ in groups.values()))
+    seeds = list(dict.fromkeys(seed for _, seed in groups.values()))
+    colour = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    dashes = {seed: ("-", "--", ":", "-.")[i % 4] for i, seed in enumerate(seeds)}
     domains = ("overall", *BIAS_TYPES)
-    fig, axes = plt.subplots(1, len(domains), figsize=(3.2 * len(domains), 3.4), sharey=True)
+    fig, axes = plt.subplots(1, len(domains), figsize=(3.2 * len(domains), 3.6), sharey=True)
     for ax, domain in zip(axes, domains):
         for name, history in histories.items():
+            method, seed = groups.get(name, (name, None))
             points = [(h["step"], h[domain]) for h in history if h.get(domain) is not None]
             if points:
-                ax.plot(*zip(*points), marker="o", ms=3, lw=1.2, label=name)
+                ax.plot(*zip(*points), marker="o", ms=2.5, lw=1.1, color=colour.get(method), ls=dashes.get(seed, "-"))
+            for event in (swaps or {}).get(name, []):
+                if event["bias_type"] == domain:
+                    ax.plot(event["step"], event["dev_ss"], "x" if event["swapped"] else "+", ms=7,
+                            color=colour.get(method))
         ax.axhline(50, color="black", lw=0.8)
         ax.set_title(domain)
         ax.set_xlabel("step")
     axes[0].set_ylabel("dev SS")
-    axes[-1].legend(fontsize=7)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colour[m], lw=2, label=m) for m in methods]
+    if len(seeds) > 1:
+        handles += [Line2D([], [], color="grey", ls=dashes[s], label=f"seed {s}") for s in seeds]
+    if any((swaps or {}).values()):
+        handles += [Line2D([], [], color="grey", marker=m, ls="", label=label)
+                    for m, label in (("x", "swap"), ("+", "swap back"))]
+    axes[-1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))  # outside the data
     return _save(fig, path)
 
 

@@ -262,7 +262,9 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
     ok = [r for r in runs if r.ok]
     figures = {
         "dev_ss": plot_sweep_dev_curves({r.name: r.report.summary.dev_history for r in ok},
-                                        out_dir / "sweep_dev_ss.png"),
+                                        out_dir / "sweep_dev_ss.png",
+                                        groups={r.name: (r.method, run_seed(r)) for r in ok},
+                                        swaps={r.name: r.report.summary.swap_events for r in ok}),
         "loss_terms": plot_loss_terms({r.name: loss_curves(r) for r in ok}, out_dir / "sweep_loss_terms.png"),
         "before_after": plot_before_after(rows, out_dir / "sweep_before_after.png"),
     }
