@@ -84,7 +84,8 @@ def plot_sweep_dev_curves(histories: dict[str, list[dict]], path: Path, groups: 
 
     handles = [Line2D([], [], color=colour[m], lw=2, label=m) for m in methods]
     if len(seeds) > 1:
-        handles += [Line2D([], [], color="grey", ls=dashes[s], label=f"seed {s}") for s in seeds]
+        handles += [Line2D([], [], color="grey", ls=dashes[s], label="no seed" if s is None else f"seed {s}")
+                    for s in seeds]
     if any((swaps or {}).values()):
         handles += [Line2D([], [], color="grey", marker=m, ls="", label=label)
                     for m, label in (("x", "swap"), ("+", "swap back"))]

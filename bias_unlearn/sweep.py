@@ -152,8 +152,8 @@ def base_rows(runs: list[Run]) -> list[dict]:
     for run in scored:
         by_seed.setdefault(run_seed(run), run)  # the first run of a seed that scored its base model
     rows = []
-    for seed, run in by_seed.items():
-        name = BASE if len(by_seed) == 1 or seed is None else f"{BASE} (seed {seed})"
+    for seed, run in sorted(by_seed.items(), key=lambda item: (item[0] is None, item[0] or 0)):
+        name = BASE if len(by_seed) == 1 else f"{BASE} (seed {seed})" if seed is not None else f"{BASE} (no seed)"
         rows.append({"run": name, "method": "none", "status": "ok", "base": True,
                      **stereoset_row(run.report.before), "crows": crows_overall(run.report.crows_pairs.get("before")),
                      "steps": 0, **bbq_columns(run.report.bbq.get("before")),
@@ -252,28 +252,35 @@ def loss_curves(run: Run) -> dict[str, list[tuple[int, float]]]:
     return curves
 
 
-def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> dict:
-    """comparison.{md,csv,json} and the figures in ``out_dir`` (default: the sweep directory)."""
+def sweep_figures(runs: list[Run], rows: list[dict], out_dir: Path) -> dict[str, Path | None]:
+    """The sweep's three figures in ``out_dir``: dev SS over steps (by method and seed, swaps marked), loss terms,
+    test SS before / after."""
     from bias_unlearn.plots import plot_before_after, plot_loss_terms, plot_sweep_dev_curves
 
+    ok = [r for r in runs if r.ok]
+    return {
+        "dev_ss": plot_sweep_dev_curves({r.name: r.report.summary.dev_history for r in ok},
+                                        Path(out_dir) / "sweep_dev_ss.png",
+                                        groups={r.name: (r.method, run_seed(r)) for r in ok},
+                                        swaps={r.name: r.report.summary.swap_events for r in ok}),
+        "loss_terms": plot_loss_terms({r.name: loss_curves(r) for r in ok}, Path(out_dir) / "sweep_loss_terms.png"),
+        "before_after": plot_before_after(rows, Path(out_dir) / "sweep_before_after.png"),
+    }
+
+
+def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> dict:
+    """comparison.{md,csv,json} and the figures in ``out_dir`` (default: the sweep directory)."""
     runs = collect_runs(sweep_dir)
     out_dir = Path(out_dir or sweep_dir)
     rows = comparison_rows(runs)
     ok = [r for r in runs if r.ok]
-    figures = {
-        "dev_ss": plot_sweep_dev_curves({r.name: r.report.summary.dev_history for r in ok},
-                                        out_dir / "sweep_dev_ss.png",
-                                        groups={r.name: (r.method, run_seed(r)) for r in ok},
-                                        swaps={r.name: r.report.summary.swap_events for r in ok}),
-        "loss_terms": plot_loss_terms({r.name: loss_curves(r) for r in ok}, out_dir / "sweep_loss_terms.png"),
-        "before_after": plot_before_after(rows, out_dir / "sweep_before_after.png"),
-    }
+    figures = sweep_figures(runs, rows, out_dir)
     failed = [r for r in runs if not r.ok]
     seeds = across_seeds(runs)
     markdown = "\n".join([
         f"# Sweep {Path(sweep_dir).name}", "",
         f"{len(ok)} of {len(runs)} runs finished. StereoSet {KIND} on the test split after training (the base model's "
-        "row: before). Best trained value per column in bold: SS and CrowS closest to 50, LMS, delta LMS and ICAT "
+        "rows, one per split seed: before). Best trained value per column in bold: SS and CrowS closest to 50, LMS, delta LMS and ICAT "
         "highest. The dev columns are the delivered adapter's dev evaluation: the dev objective (the largest "
         f"per-type \\|SS - 50\\|, lowest in bold among runs whose dev LMS fell at most {DEV_LMS_BAR:g}) is what a "
         "sweep chooses by; test columns are reported, never used to choose.", "", markdown_table(rows), "",
