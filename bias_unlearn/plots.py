@@ -131,3 +131,30 @@ def plot_before_after(rows: list[dict], path: Path) -> Path | None:
     ax.set_ylim(30, 80)
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
+
+
+PAIRED_PANELS = (("abs_ss", "|SS - 50| (lower is better)"), ("lms", "LMS (higher is better)"),
+                 ("icat", "ICAT (higher is better)"))
+
+
+def plot_paired_differences(summary: dict, path: Path) -> Path | None:
+    """Each method minus the reference on the same test examples, pooled over seeds (seeds.across_seeds): the
+    difference and its 95% paired bootstrap interval; filled markers are resolved (the interval excludes 0)."""
+    paired = [(method, e["vs_reference"]) for method, e in summary.items() if "vs_reference" in e]
+    if not paired:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(PAIRED_PANELS), figsize=(3.6 * len(PAIRED_PANELS), 0.9 + 0.45 * len(paired)),
+                             sharey=True)
+    for ax, (stat, title) in zip(axes, PAIRED_PANELS):
+        for y, (method, d) in enumerate(paired):
+            diff, (low, high) = d[stat]["diff"], d[stat]["ci95"]
+            ax.errorbar(diff, y, xerr=[[diff - low], [high - diff]], fmt="o", capsize=3, color="tab:blue",
+                        mfc="tab:blue" if d[stat]["resolved"] else "white")
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_title(title, fontsize=9)
+    axes[0].set_yticks(range(len(paired)), [f"{m} ({len(d['seeds'])} seeds)" for m, d in paired])
+    axes[0].invert_yaxis()
+    fig.suptitle(f"method - {paired[0][1]['reference']}, paired on the same test examples (95% interval)",
+                 fontsize=9)
+    return _save(fig, path)

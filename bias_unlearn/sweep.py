@@ -252,10 +252,11 @@ def loss_curves(run: Run) -> dict[str, list[tuple[int, float]]]:
     return curves
 
 
-def sweep_figures(runs: list[Run], rows: list[dict], out_dir: Path) -> dict[str, Path | None]:
-    """The sweep's three figures in ``out_dir``: dev SS over steps (by method and seed, swaps marked), loss terms,
-    test SS before / after."""
-    from bias_unlearn.plots import plot_before_after, plot_loss_terms, plot_sweep_dev_curves
+def sweep_figures(runs: list[Run], rows: list[dict], out_dir: Path,
+                  seeds: dict | None = None) -> dict[str, Path | None]:
+    """The sweep's figures in ``out_dir``: dev SS over steps (by method and seed, swaps marked), loss terms, test
+    SS before / after, and (given ``across_seeds``' summary) the paired differences to the reference method."""
+    from bias_unlearn.plots import plot_before_after, plot_loss_terms, plot_paired_differences, plot_sweep_dev_curves
 
     ok = [r for r in runs if r.ok]
     return {
@@ -265,6 +266,7 @@ def sweep_figures(runs: list[Run], rows: list[dict], out_dir: Path) -> dict[str,
                                         swaps={r.name: r.report.summary.swap_events for r in ok}),
         "loss_terms": plot_loss_terms({r.name: loss_curves(r) for r in ok}, Path(out_dir) / "sweep_loss_terms.png"),
         "before_after": plot_before_after(rows, Path(out_dir) / "sweep_before_after.png"),
+        "paired": plot_paired_differences(seeds or {}, Path(out_dir) / "sweep_paired.png"),
     }
 
 
@@ -274,16 +276,17 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
     out_dir = Path(out_dir or sweep_dir)
     rows = comparison_rows(runs)
     ok = [r for r in runs if r.ok]
-    figures = sweep_figures(runs, rows, out_dir)
-    failed = [r for r in runs if not r.ok]
     seeds = across_seeds(runs)
+    figures = sweep_figures(runs, rows, out_dir, seeds)
+    failed = [r for r in runs if not r.ok]
     markdown = "\n".join([
         f"# Sweep {Path(sweep_dir).name}", "",
-        f"{len(ok)} of {len(runs)} runs finished. StereoSet {KIND} on the test split after training (the base model's "
-        "rows, one per split seed: before). Best trained value per column in bold: SS and CrowS closest to 50, LMS, delta LMS and ICAT "
-        "highest. The dev columns are the delivered adapter's dev evaluation: the dev objective (the largest "
-        f"per-type \\|SS - 50\\|, lowest in bold among runs whose dev LMS fell at most {DEV_LMS_BAR:g}) is what a "
-        "sweep chooses by; test columns are reported, never used to choose.", "", markdown_table(rows), "",
+        f"{len(ok)} of {len(runs)} runs finished. StereoSet {KIND} on the test split after training (the base "
+        "model's rows, one per split seed: before). Best trained value per column in bold: SS and CrowS closest to "
+        "50, LMS, delta LMS and ICAT highest. The dev columns are the delivered adapter's dev evaluation: the dev "
+        "objective (the largest per-type \\|SS - 50\\|, lowest in bold among runs whose dev LMS fell at most "
+        f"{DEV_LMS_BAR:g}) is what a sweep chooses by; test columns are reported, never used to choose.", "",
+        markdown_table(rows), "",
         *([f"Chosen on dev: {', '.join(r['run'] for r in rows if 'dev_objective' in r['best'])}", ""]
           if any("dev_objective" in r["best"] for r in rows) else []),
         *(["## Runs without results", ""] + [f"- {r.name}: {r.status}" for r in failed] + [""] if failed else []),

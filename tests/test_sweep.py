@@ -233,6 +233,9 @@ def test_across_seeds_mean_sd_pooled_and_paired(tmp_path):
     markdown = (sweep / "comparison.md").read_text()
     assert "## Across split seeds" in markdown and "| cda | 3 |" in markdown and "Paired differences" in markdown
     assert json.loads((sweep / "comparison.json").read_text())["across_seeds"]["cda"]["seeds"] == [0, 1, 2]
+    assert (sweep / "sweep_paired.png").stat().st_size > 5000 and "![paired](sweep_paired.png)" in markdown
+    base_rows = [r["run"] for r in result["rows"] if r.get("base")]
+    assert base_rows == ["base model (seed 0)", "base model (seed 1)", "base model (seed 2)"]
 
 
 def test_dev_objective_chooses_without_test_scores(tmp_path):
