@@ -9,20 +9,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from omegaconf import OmegaConf
-
 from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.paired import over_seeds, paired_difference, pooled
 
 KIND = "intrasentence"
 BASE = "base model"
-
-
-def run_seed(run) -> int | None:
-    try:
-        return int(OmegaConf.load(run.path / "config.yaml").seed)
-    except Exception:  # noqa: BLE001 - no readable config: the run cannot be placed in a seed
-        return None
 
 
 def _rows(report, side: str) -> list | None:
@@ -39,7 +30,7 @@ def seed_groups(runs) -> dict[str, dict[int, list]]:
     """method -> seed -> outcome rows on that seed's test split (after training; the base model's before)."""
     groups: dict[str, dict[int, list]] = defaultdict(dict)
     for run in runs:
-        seed = run_seed(run) if run.ok else None
+        seed = run.seed if run.ok else None
         if seed is None:
             continue
         after, before = _rows(run.report, "after"), _rows(run.report, "before")

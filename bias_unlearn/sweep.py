@@ -10,6 +10,7 @@ import io
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -18,7 +19,7 @@ from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.io import write_json, write_text
 from bias_unlearn.methods import Objective, method_name
 from bias_unlearn.run_report import ReportError, RunReport
-from bias_unlearn.seeds import BASE, across_seeds, run_seed, seeds_markdown
+from bias_unlearn.seeds import BASE, across_seeds, seeds_markdown
 
 KIND = "intrasentence"
 
@@ -45,6 +46,15 @@ class Run:
             except Exception:  # missing or unreadable config: the method stays unknown
                 continue
         return "?"
+
+    @cached_property
+    def seed(self) -> int | None:
+        """The split seed from the run's saved config (read once: the table, the figures and the seeds summary all
+        group by it); None when the config is missing or unreadable."""
+        try:
+            return int(OmegaConf.load(self.path / "config.yaml").seed)
+        except Exception:  # noqa: BLE001 - no readable config: the run cannot be placed in a seed
+            return None
 
 
 def is_run_dir(path: Path) -> bool:
@@ -150,7 +160,7 @@ def base_rows(runs: list[Run]) -> list[dict]:
     scored = [r for r in runs if r.report is not None and (r.report.before or {}).get(KIND)]
     by_seed: dict = {}
     for run in scored:
-        by_seed.setdefault(run_seed(run), run)  # the first run of a seed that scored its base model
+        by_seed.setdefault(run.seed, run)  # the first run of a seed that scored its base model
     rows = []
     for seed, run in sorted(by_seed.items(), key=lambda item: (item[0] is None, item[0] or 0)):
         name = BASE if len(by_seed) == 1 else f"{BASE} (seed {seed})" if seed is not None else f"{BASE} (no seed)"
@@ -262,7 +272,7 @@ def sweep_figures(runs: list[Run], rows: list[dict], out_dir: Path,
     return {
         "dev_ss": plot_sweep_dev_curves({r.name: r.report.summary.dev_history for r in ok},
                                         Path(out_dir) / "sweep_dev_ss.png",
-                                        groups={r.name: (r.method, run_seed(r)) for r in ok},
+                                        groups={r.name: (r.method, r.seed) for r in ok},
                                         swaps={r.name: r.report.summary.swap_events for r in ok}),
         "loss_terms": plot_loss_terms({r.name: loss_curves(r) for r in ok}, Path(out_dir) / "sweep_loss_terms.png"),
         "before_after": plot_before_after(rows, Path(out_dir) / "sweep_before_after.png"),
