@@ -209,7 +209,7 @@ class BiasUnlearnModule(L.LightningModule):
 
     def score_dev(self) -> dict:
         """The whole dev split scored on this process (step 0, before any update), as one result per domain."""
-        metric = StereoSetMetric(self.dev_targets, n_bootstrap=0)
+        metric = StereoSetMetric(self.dev_targets, n_bootstrap=0, sync_on_compute=False)  # every rank scores it all
         scores = stereoset_sentence_scores(self.dev_scorer(), self.dev_examples, self.scoring.mode)
         metric.update([self.dev_position[(ex.bias_type, ex.target)] for ex in self.dev_examples],
                       *zip(*scores))

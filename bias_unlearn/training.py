@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from bias_unlearn.callbacks.adapter_checkpoint import RULE_LAST
+from bias_unlearn.callbacks.adapter_checkpoint import RULE_LAST, is_sharded, policy_state_dict
 from bias_unlearn.callbacks.balance_stopping import check_threshold
 from bias_unlearn.data.crows_pairs import load_crows_pairs
 from bias_unlearn.data.datamodule import check_chunk, check_split_kinds
@@ -26,6 +27,7 @@ from bias_unlearn.eval.generation import compare_generations
 from bias_unlearn.eval.report import training_report
 from bias_unlearn.eval.scorer import ScoringConfig, make_scorer
 from bias_unlearn.eval.stereoset import score_stereoset
+from bias_unlearn.evaluation import load_policy
 from bias_unlearn.io import copy_dir, write_text
 from bias_unlearn.methods import Objective, method_name
 from bias_unlearn.model_card import model_card
@@ -162,14 +164,27 @@ def deliver_adapter(cfg: DictConfig, trainer, module, checkpoint, out_dir: Path)
         chosen, rule, bar_met = checkpoint.dirpath / "best", best.get("rule"), best.get("lms_bar_met")
     if not (chosen / "adapter_model.safetensors").exists():  # no dev evaluation ran: the final weights
         chosen, rule, bar_met = None, "no dev evaluation ran: the final weights", None
+    weights = policy_state_dict(trainer) if chosen is None else None  # every rank: under FSDP it gathers
     if trainer.is_global_zero:
         if chosen is not None:
-            load_adapter_weights(module.model, chosen)
+            if not is_sharded(trainer):  # a sharded policy is not scored in place (evaluation_policy)
+                load_adapter_weights(module.model, chosen)
             copy_dir(chosen, out_dir / "adapter")
         else:
-            module.model.save_pretrained(out_dir / "adapter")
+            module.model.save_pretrained(out_dir / "adapter", state_dict=weights)
+        # The adapter carries its split: evaluate.py refuses to score it on targets it trained on or chose by.
+        shutil.copyfile(out_dir / "split.json", out_dir / "adapter" / "split.json")
     return {"adapter": str(out_dir / "adapter"), "adapter_from": str(chosen or "final weights"),
             "adapter_rule": rule, "lms_bar_met": bar_met}
+
+
+def evaluation_policy(cfg: DictConfig, trainer, policy, tokenizer, adapter: Path, device: str):
+    """The model rank 0 scores the test split with after training: the trained policy itself, except under FSDP
+    over several processes, where the policy is sharded and each of its forwards would wait for the other ranks:
+    there the base model is loaded whole with the delivered adapter's files."""
+    if not is_sharded(trainer):
+        return policy.to(device), tokenizer
+    return load_policy(cfg.model, device, str(adapter))
 
 
 def run_training(cfg: DictConfig) -> RunReport:
@@ -221,14 +236,16 @@ def run_training(cfg: DictConfig) -> RunReport:
     # Deliver and evaluate: the adapter chosen by the delivery rule, scored on the held-out test split.
     guard = callbacks.get("non_finite")
     delivered = deliver_adapter(cfg, trainer, module, callbacks["adapter_checkpoint"], out_dir)
-    policy.to(device)
     after, generations = None, []
     if trainer.is_global_zero:
-        scorer = make_scorer(policy, tokenizer, settings.scoring, progress=True)
+        scored, scored_tokenizer = evaluation_policy(cfg, trainer, policy, tokenizer, Path(delivered["adapter"]),
+                                                     device)
+        scorer = make_scorer(scored, scored_tokenizer, settings.scoring, progress=True)
         after = evaluate_test(scorer, test_examples, side, settings.scoring) if cfg.eval.after else None
         prompts = list(cfg.eval.generation.prompts or [])
         if prompts:
-            generations = compare_generations(policy, tokenizer, prompts, int(cfg.eval.generation.max_new_tokens))
+            generations = compare_generations(scored, scored_tokenizer, prompts,
+                                              int(cfg.eval.generation.max_new_tokens))
 
     # Report: one typed object, written as JSON and markdown, with the dev curves.
     summary = Summary(

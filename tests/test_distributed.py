@@ -277,3 +277,86 @@ def test_dev_metric_counts_padded_duplicates_once(tmp_path):
         # without ids the duplicate counts twice: one row too many, and a different SS
         assert result["without_ids"]["overall"]["n"] == N_DEV + 1
         assert result["without_ids"]["overall"]["ss"] != pytest.approx(expected["overall"]["ss"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (c) after training only rank 0 evaluates: its metrics must not wait for the other ranks, and a sharded policy
+# is not scored in place
+
+
+class _FakeScorer:
+    """Fixed scores (no model): sentence pairs and multiple-choice continuations."""
+
+    def sentences(self, pairs, desc=None):
+        from bias_unlearn.eval.scoring import Score
+        return [(Score(-1.0 * (i % 3), 2), Score(-1.5, 2)) for i, _ in enumerate(pairs)]
+
+    def continuations(self, requests, desc=None):
+        from bias_unlearn.eval.scoring import Score
+        return [[Score(-float(k), 1) for k, _ in enumerate(options)] for _, options in requests]
+
+
+def _rank0_eval_worker(rank: int, port: int, out: str) -> None:
+    import bias_unlearn.eval.stereoset as stereoset_lib
+    from bias_unlearn.data.records import BBQItem, CrowsPair
+    from bias_unlearn.eval.bbq import evaluate_bbq
+    from bias_unlearn.eval.crows_pairs import score_crows_pairs
+
+    _init(rank, port)
+    try:
+        if rank == 0:  # the other rank goes straight to the barrier, as training.py's non-zero ranks do
+            stereoset_lib.stereoset_sentence_scores = lambda scorer, exs, mode: [_scores(i % N_DEV)
+                                                                                 for i in range(len(exs))]
+            stereo, _ = stereoset_lib.score_stereoset(None, _dev_examples(8), n_bootstrap=20)
+            pairs = [CrowsPair(f"c{i}", "gender", "more", "less") for i in range(5)]
+            crows, _ = score_crows_pairs(_FakeScorer(), pairs)
+            items = [BBQItem(f"b{i}", "Age", "ctx", "q?", ("a", "b", "c"), i % 3, ("ambig", "disambig")[i % 2],
+                             None, None) for i in range(6)]
+            bbq = evaluate_bbq(_FakeScorer(), items)
+            torch.save({"stereo": stereo, "crows": crows, "bbq": bbq}, os.path.join(out, "rank0.pt"))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_rank_zero_alone_scores_the_test_split(tmp_path):
+    _spawn(_rank0_eval_worker, str(tmp_path))  # a metric that synced on compute would wait for rank 1: an error
+    result = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    assert result["stereo"]["intrasentence"]["overall"]["n"] == 8  # this rank's rows only, none gathered twice
+    assert result["crows"]["overall"]["n"] == 5 and result["bbq"]["Age"]["n"] == 6
+
+
+def test_a_sharded_policy_is_scored_from_the_delivered_adapter(tmp_path, tiny_model_dir):
+    """Under FSDP with several processes rank 0 reloads the base model with the adapter's files instead of
+    running the sharded policy: the reloaded model gives the trained policy's log-probs."""
+    from lightning.pytorch.strategies import FSDPStrategy
+    from omegaconf import OmegaConf
+    from peft import LoraConfig, get_peft_model
+
+    from bias_unlearn.models.loading import load_model
+    from bias_unlearn.training import evaluation_policy
+
+    model, tokenizer = load_model("local", str(tiny_model_dir), "float32")
+    policy = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in policy.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)  # a trained adapter (LoRA B starts at zero)
+    policy.save_pretrained(tmp_path / "adapter")
+    cfg = OmegaConf.create({"model": {"source": "local", "name_or_path": str(tiny_model_dir), "dtype": "float32"}})
+
+    whole = SimpleNamespace(strategy=None, world_size=1)
+    assert evaluation_policy(cfg, whole, policy, tokenizer, tmp_path / "adapter", "cpu") == (policy, tokenizer)
+
+    sharded = SimpleNamespace(strategy=FSDPStrategy.__new__(FSDPStrategy), world_size=2)
+    reloaded, reloaded_tokenizer = evaluation_policy(cfg, sharded, policy, tokenizer, tmp_path / "adapter", "cpu")
+    assert reloaded is not policy and len(reloaded_tokenizer) == len(tokenizer)
+    ids = torch.tensor([[1, 5, 9, 12, 3]])
+    policy.eval()
+    with torch.no_grad():
+        trained = policy(input_ids=ids).logits
+        assert torch.allclose(reloaded(input_ids=ids).logits, trained, atol=1e-5)
+        with policy.disable_adapter():  # the adapter matters: the check above is not the base against itself
+            assert not torch.allclose(policy(input_ids=ids).logits, trained, atol=1e-3)

@@ -36,6 +36,20 @@ def selection_key(entry: dict, base_lms: float, max_lms_drop: float | None, thre
     return 1, -entry["lms"], imbalance(entry)
 
 
+def is_sharded(trainer) -> bool:
+    """FSDP over several processes: each holds a shard, and every forward or state dict is a collective."""
+    return isinstance(trainer.strategy, FSDPStrategy) and trainer.world_size > 1
+
+
+def policy_state_dict(trainer) -> dict | None:
+    """Under FSDP, the policy's full state dict gathered from the shards (a collective: call it on every rank);
+    otherwise None (the live model's own weights are whole)."""
+    if not isinstance(trainer.strategy, FSDPStrategy):
+        return None
+    full = trainer.strategy.lightning_module_state_dict()
+    return {k[len("model."):]: v for k, v in full.items() if k.startswith("model.")}
+
+
 def save_adapter(model, directory: Path, state: dict, state_dict: dict | None = None) -> Path:
     """Write the adapter and ``state.json`` into a temporary folder, then swap it into place."""
     with atomic_dir(directory) as tmp:
@@ -72,11 +86,7 @@ class AdapterCheckpoint(L.Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not pl_module.dev_history:
             return
-        weights = None
-        if isinstance(trainer.strategy, FSDPStrategy):
-            # Sharded parameters: gather the full state dict (a collective call, so on every rank).
-            full = trainer.strategy.lightning_module_state_dict()
-            weights = {k[len("model."):]: v for k, v in full.items() if k.startswith("model.")}
+        weights = policy_state_dict(trainer)  # every rank: under FSDP it gathers the shards
         if trainer.is_global_zero:
             candidate = self.selection(pl_module.dev_history[-1], pl_module.dev_history, pl_module.dev_resolution)
             better = self.save_best and self.is_better(candidate)

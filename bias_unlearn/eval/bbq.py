@@ -28,6 +28,6 @@ def evaluate_bbq(scorer: SentenceScorer, items: Sequence[BBQItem], mode: str = "
         # why the bias score leaves the item out (-1: it does not, or the loader gave no reason)
         rows["reason"].append(BBQ_LEFT_OUT_REASONS.index(item.roles_issue)
                               if item.roles_issue in BBQ_LEFT_OUT_REASONS else -1)
-    metric = BBQMetric(categories)
+    metric = BBQMetric(categories, sync_on_compute=False)  # one process scored every item
     metric.update(**rows)
     return metric.compute()

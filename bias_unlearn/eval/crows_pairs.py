@@ -16,7 +16,7 @@ def score_crows_pairs(scorer: SentenceScorer, pairs: Sequence[CrowsPair]) -> tup
     """(the metric's results, one row per pair: [id, bias_type, sent_more preferred in mean mode (1/0, -1 NaN)])."""
     scores = scorer.sentences([(p.sent_more, p.sent_less) for p in pairs], desc="CrowS-Pairs")
     bias_types = sorted({p.bias_type for p in pairs})
-    metric = CrowsPairsMetric(bias_types)
+    metric = CrowsPairsMetric(bias_types, sync_on_compute=False)  # one process scored every pair
     more, less = [s[0] for s in scores], [s[1] for s in scores]
     metric.update([bias_types.index(p.bias_type) for p in pairs], [s.logprob for s in more],
                   [s.n_tokens for s in more], [s.logprob for s in less], [s.n_tokens for s in less])

@@ -61,7 +61,8 @@ def score_stereoset(scorer: SentenceScorer, examples: Sequence[StereoSetExample]
             continue
         targets = sorted({(examples[i].bias_type, examples[i].target) for i in idx})
         position = {t: k for k, t in enumerate(targets)}
-        metric = StereoSetMetric(targets, n_bootstrap=n_bootstrap, seed=seed)
+        # This process scored every example: no rank to gather from (after training only rank 0 evaluates).
+        metric = StereoSetMetric(targets, n_bootstrap=n_bootstrap, seed=seed, sync_on_compute=False)
         metric.update([position[(examples[i].bias_type, examples[i].target)] for i in idx],
                       [scores[i][0] for i in idx], [scores[i][1] for i in idx], [scores[i][2] for i in idx])
         results[kind] = metric.compute()
