@@ -1,6 +1,7 @@
 """The evaluation job behind ``evaluate.py``: load everything first, score, then write JSON + markdown."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bias_unlearn.data.sources import load_eval_benchmarks
+from bias_unlearn.data.splits import saved_target_keys, target_keys
 from bias_unlearn.errors import ConfigError
 from bias_unlearn.eval.bbq import evaluate_bbq
 from bias_unlearn.eval.crows_pairs import evaluate_crows_pairs
@@ -41,6 +43,39 @@ def load_policy(model_cfg: DictConfig, device: str, adapter: str | None = None):
     return model, tokenizer
 
 
+def adapter_split(adapter: str) -> Path | None:
+    """The ``split.json`` of the run that trained an adapter: in the adapter folder, or its run directory."""
+    for path in (Path(adapter) / "split.json", Path(adapter).parent / "split.json"):
+        if path.is_file():
+            return path
+    return None
+
+
+def check_held_out(adapter: str, examples: list, split: str) -> None:
+    """Refuse to score an adapter on target terms its run trained on or chose by (a memorisation score, not a
+    held-out one): the evaluation's StereoSet split must be built as the adapter's run built its own."""
+    path = adapter_split(adapter)
+    if path is None:
+        log.warning("no split.json beside adapter %s: cannot check that its StereoSet %s targets are held out",
+                    adapter, split)
+        return
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: malformed split file ({err})") from None
+    seen = saved_target_keys(info, ("train", "dev")) & target_keys(examples)
+    if not seen:
+        return
+    if split == "all":
+        log.warning("split=all includes %d target terms adapter %s was trained or chosen on", len(seen), adapter)
+        return
+    raise ConfigError(
+        f"adapter {adapter} was trained or chosen on {len(seen)} of the {len(target_keys(examples))} target terms "
+        f"of this StereoSet {split} split (e.g. {', '.join(sorted(seen)[:3])}; its run's split: {path}, seed "
+        f"{info.get('seed')}); evaluate with seed={info.get('seed')} and the run's data.split settings to score "
+        "its held-out split")
+
+
 def score_benchmarks(scorer: SentenceScorer, benchmarks: dict, split: str, scoring: ScoringConfig) -> dict:
     results = {}
     if "stereoset" in benchmarks:
@@ -65,6 +100,10 @@ def run_evaluation(cfg: DictConfig) -> dict:
     if cfg.split not in ("train", "dev", "test", "all"):
         raise ConfigError(f"split {cfg.split!r} is not one of train, dev, test, all")
     benchmarks = load_eval_benchmarks(cfg.data, list(cfg.benchmarks))
+    if cfg.get("adapter") and "stereoset" in benchmarks:
+        data = benchmarks["stereoset"]
+        check_held_out(cfg.adapter, data.train + data.dev + data.test if cfg.split == "all" else data[cfg.split],
+                       cfg.split)
     model, tokenizer = load_policy(cfg.model, device, cfg.get("adapter"))
     scorer = make_scorer(model, tokenizer, scoring, progress=True)
     start = time.perf_counter()

@@ -75,3 +75,25 @@ def test_general_ability_benchmark(tmp_path, tiny_model_dir, data_overrides):
     assert results["wiki"]["n"] == 3 and results["wiki"]["perplexity"] > 1
     assert results["mmlu"]["n"] == 3 and 0 <= results["mmlu"]["acc"] <= 100
     assert "## General ability" in (tmp_path / "results.md").read_text()
+
+
+def test_an_adapter_is_not_scored_on_targets_its_run_trained_on(tmp_path, stereoset_jsonl, caplog):
+    from bias_unlearn.data.splits import split_by_target
+    from bias_unlearn.data.stereoset import load_stereoset
+    from bias_unlearn.errors import ConfigError
+    from bias_unlearn.evaluation import check_held_out
+
+    examples = load_stereoset("local", str(stereoset_jsonl))
+    adapter = tmp_path / "run" / "adapter"
+    adapter.mkdir(parents=True)
+    split_by_target(examples, seed=1).save(tmp_path / "run" / "split.json")  # beside the adapter, in its run
+    own, other = split_by_target(examples, seed=1), split_by_target(examples, seed=0)
+    check_held_out(str(adapter), own.test, "test")  # its own held-out targets: fine
+    assert {ex.target for ex in other.test} - {ex.target for ex in own.test}  # seed 0 tests targets seed 1 trained on
+    with pytest.raises(ConfigError, match="seed=1"):
+        check_held_out(str(adapter), other.test, "test")
+    check_held_out(str(adapter), examples, "all")  # asked for everything: a warning, not an error
+    assert "split=all includes" in caplog.text
+    (adapter / "split.json").write_text("{")  # the adapter's own copy wins over the run's
+    with pytest.raises(ConfigError, match="malformed split file"):
+        check_held_out(str(adapter), own.test, "test")

@@ -55,6 +55,7 @@ def test_train_end_to_end(cfg_train):
     saved = RunReport.load(out / "report.json")  # the file is the returned object (NaN written as null)
     assert saved.summary == report.summary and saved.after["intrasentence"]["overall"]["ss_ci95"] == [None, None]
     assert (out / "adapter" / "adapter_model.safetensors").exists()
+    assert (out / "adapter" / "split.json").read_text() == (out / "split.json").read_text()  # it carries its split
     state = json.loads((out / "checkpoints" / "last" / "state.json").read_text())
     assert state["step"] == 4 and "swapped" in state
     assert (out / "dev_ss.png").stat().st_size > 1000

@@ -10,6 +10,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 from bias_unlearn.data.records import BIAS_TYPES, DataError, StereoSetExample
 from bias_unlearn.io import write_json
@@ -54,6 +55,21 @@ def _describe(split: dict[str, list[StereoSetExample]], recipe: dict) -> dict:
         info[name] = {"n_examples": len(examples), "counts": _counts(examples),
                       "targets": sorted({f"{ex.bias_type}:{ex.target}" for ex in examples})}
     return info
+
+
+def target_keys(examples: Iterable[StereoSetExample]) -> set[str]:
+    """``bias_type:target`` (target lower-cased, as the split assigns it) of every example."""
+    return {f"{ex.bias_type}:{ex.target.lower()}" for ex in examples}
+
+
+def saved_target_keys(info: dict, names: Iterable[str]) -> set[str]:
+    """The same keys from a saved split (``split.json``) for the named parts."""
+    keys = set()
+    for name in names:
+        for key in info.get(name, {}).get("targets", []):
+            bias_type, _, target = key.partition(":")
+            keys.add(f"{bias_type}:{target.lower()}")
+    return keys
 
 
 def _partition(examples: list[StereoSetExample], seed: int, fractions: dict[str, float]) -> dict:
@@ -105,6 +121,11 @@ def explicit_split(train_examples: list[StereoSetExample], eval_examples: list[S
     """The paper's setup: train on one file, test on another; dev is a target-disjoint slice of the train file."""
     if not 0 < dev_fraction < 1:
         raise DataError("split", f"dev_fraction {dev_fraction} must lie in (0, 1)")
+    shared = target_keys(train_examples) & target_keys(eval_examples)
+    if shared:  # a test set must be target-disjoint from what trains and chooses (StereoSet's dev and test are)
+        raise DataError("split", f"the evaluation file shares {len(shared)} target term(s) with the train file "
+                                 f"(e.g. {', '.join(sorted(shared)[:3])}): give files with disjoint targets, or "
+                                 "use data.split.mode=by_target")
     parts = _partition(train_examples, seed, {"train": 1 - dev_fraction, "dev": dev_fraction})
     parts["test"] = list(eval_examples)
     recipe = {"mode": "explicit", "seed": seed, "dev_fraction": dev_fraction,

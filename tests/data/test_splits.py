@@ -54,12 +54,21 @@ def test_too_few_targets_and_bad_fractions(examples):
 
 
 def test_explicit_split_keeps_eval_file_whole(examples):
-    train_file = [ex for ex in examples if ex.kind == "intrasentence"]
-    eval_file = [ex for ex in examples if ex.kind == "intersentence"]
+    by_target = split_by_target(examples, seed=0)  # two files with disjoint targets, as StereoSet's test and dev
+    train_file, eval_file = by_target.train + by_target.dev, by_target.test
     split = explicit_split(train_file, eval_file, seed=0, dev_fraction=0.25)
     assert split.test == eval_file
     assert not (_targets(split.train) & _targets(split.dev))
     assert len(split.train) + len(split.dev) == len(train_file)
+
+
+def test_explicit_split_refuses_an_eval_file_sharing_targets(examples):
+    train_file = [ex for ex in examples if ex.kind == "intrasentence"]
+    eval_file = [ex for ex in examples if ex.kind == "intersentence"]  # the same target terms
+    shared = _targets(train_file) & _targets(eval_file)
+    assert shared
+    with pytest.raises(DataError, match=f"shares {len(shared)} target term"):
+        explicit_split(train_file, eval_file, seed=0, dev_fraction=0.25)
 
 
 def test_check_split_rejects_missing_bias_type(examples):
