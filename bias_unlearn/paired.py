@@ -51,10 +51,12 @@ def _within_group_draws(group: torch.Tensor, n_bootstrap: int, seed: int):
 
 
 def _interval(values: list[float]) -> list[float]:
-    finite = torch.tensor([v for v in values if v == v], dtype=torch.float64)
-    if len(finite) == 0:
+    """The 2.5% and 97.5% quantiles of bootstrap replicates; undefined (NaN) when any replicate is: a replicate is
+    NaN only where the estimate itself is (a row without a score), and the finite ones would be those that missed
+    that row by chance."""
+    if not values or any(v != v for v in values):
         return [math.nan, math.nan]
-    q = torch.quantile(finite, torch.tensor([0.025, 0.975], dtype=torch.float64))
+    q = torch.quantile(torch.tensor(values, dtype=torch.float64), torch.tensor([0.025, 0.975], dtype=torch.float64))
     return [float(q[0]), float(q[1])]
 
 

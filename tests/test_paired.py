@@ -71,3 +71,14 @@ def test_crows_change_per_category():
 def test_over_seeds():
     assert over_seeds([1.0, 3.0]) == {"mean": 2.0, "sd": pytest.approx(2 ** 0.5), "n_runs": 2}
     assert over_seeds([4.0, None]) == {"mean": 4.0, "sd": None, "n_runs": 1}
+
+
+def test_an_undefined_estimate_has_no_interval():
+    """One row without a score (-1) makes the estimate NaN; replicates that happen to miss it must not give it a
+    finite interval."""
+    data = rows(0, 0.6)
+    data[0][3] = data[0][4] = -1
+    got = stereoset_summary(data, n_bootstrap=200)
+    assert got["overall"]["ss"] != got["overall"]["ss"]  # NaN
+    assert all(v != v for v in got["overall"]["ss_ci95"])
+    assert got["race"]["ss_ci95"][0] == got["race"]["ss_ci95"][0]  # the types without that row keep theirs

@@ -15,6 +15,7 @@ from bias_unlearn.errors import ConfigError, from_node
 from bias_unlearn.eval.scoring import (SCORE_MODES, Request, Score, score_groups, score_requests,
                                        shared_prefix_length)
 from bias_unlearn.logprobs import start_token_id
+from bias_unlearn.models.reference import evaluation_mode
 
 START_MODES = ("prepend", "legacy")
 AUTO_SHARE_SAVING = 0.5  # share_prefix=auto shares when that skips this share of the tokens (bench_scoring.py)
@@ -58,12 +59,13 @@ def make_scorer(model, tokenizer, scoring: ScoringConfig, progress: bool = False
     return SentenceScorer(model, tokenizer, scoring.batch_size, scoring.start, scoring.share_prefix, progress)
 
 
-@torch.no_grad()
 def first_token_logprobs(model, start_id: int) -> torch.Tensor:
-    """log p(. | [start]) over the vocabulary: the legacy mode's score of every sentence's first token."""
+    """log p(. | [start]) over the vocabulary: the legacy mode's score of every sentence's first token (in eval
+    mode: after training the policy is in train mode, and dropout would make this score noisy)."""
     device = next(model.parameters()).device
     ids = torch.tensor([[start_id]], device=device)
-    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].float()
+    with evaluation_mode(model):
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].float()
     return torch.log_softmax(logits, dim=-1).cpu()
 
 

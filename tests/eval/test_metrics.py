@@ -81,6 +81,12 @@ def test_bbq_accuracy_and_bias_scores():
     # every ambiguous answer biased and wrong: s = 1, acc = 0 -> s_AMB = 100
     metric2.update(category=[0, 0], condition=[0, 0], correct=[0, 0], role=[1, 2], polarity=[0, 1])
     assert metric2.compute()["Religion"]["bias_ambig"] == pytest.approx(100.0)
+    metric3 = BBQMetric(["Religion"])
+    # s_AMB's accuracy is over every ambiguous item, with roles or not (Parrish et al.): two biased wrong answers
+    # with roles (s = 1) and two correct answers without roles: acc_amb = 1/2 -> s_AMB = 50, not (1 - 0) * 100
+    metric3.update(category=[0] * 4, condition=[0] * 4, correct=[0, 0, 1, 1], role=[1, 2, -1, -1],
+                   polarity=[0, 1, -1, -1])
+    assert metric3.compute()["Religion"]["bias_ambig"] == pytest.approx(50.0)
 
 
 def test_bbq_without_metadata_reports_accuracy_only():

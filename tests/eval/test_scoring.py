@@ -112,3 +112,21 @@ def test_auto_prefix_sharing_follows_the_tokens_it_would_skip(tiny):
     assert not SentenceScorer(model, tokenizer, share_prefix=False).shares_prefix(long)
     with pytest.raises(ConfigError, match="share_prefix"):
         ScoringConfig(share_prefix="maybe")
+
+
+def test_legacy_first_token_pass_runs_in_eval_mode():
+    """After training the policy is in train mode: the legacy first-token scores must not carry dropout noise."""
+    from bias_unlearn.eval.scorer import first_token_logprobs
+    from tests.helpers import make_model
+
+    model = make_model("gpt2", 64)
+    model.config.resid_pdrop = model.config.embd_pdrop = 0.5
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.5
+    clean = first_token_logprobs(model, 1)  # built in eval mode
+    model.train()
+    assert torch.equal(first_token_logprobs(model, 1), clean) and model.training  # the mode is given back
+    with torch.no_grad():  # the check can fail: in train mode the same pass is noisy
+        noisy = torch.log_softmax(model(input_ids=torch.tensor([[1]])).logits[0, -1], -1)
+    assert not torch.allclose(noisy, clean)
