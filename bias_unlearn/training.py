@@ -121,7 +121,7 @@ def score_base(cfg: DictConfig, module: BiasUnlearnModule, test_examples, side, 
     The base is the reference: the policy with its adapter disabled. Kept in the run (a resumed run reads them
     back) and, with eval.cache_before, in the cache shared by runs."""
     in_run = out_dir / BASE_SCORES
-    shared = cache_path(cfg, test_examples, module.dev_examples) if cfg.eval.cache_before else None
+    shared = cache_path(cfg, test_examples, module.dev_examples, module.model) if cfg.eval.cache_before else None
     for path in ([in_run] if resuming else []) + ([shared] if shared is not None else []):
         cached = load_base_scores(path, bool(cfg.eval.before))
         if cached is not None:

@@ -1,6 +1,7 @@
 """The base model's scores, kept between runs (``eval.cache_before``): every run of a sweep starts from one base
 model, so its test and dev scores are computed once. The key covers the model (and a local model's files), the
-scoring config, the benchmarks' settings and every scored example, so any change scores afresh."""
+scoring config, the benchmarks' settings, every scored example, the device type and dtype the model ran in, and
+the version of the scoring code, so any change scores afresh."""
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,12 @@ from bias_unlearn.offline import cache_dir
 
 log = logging.getLogger(__name__)
 
+# Bump when a fix changes how a base score is computed, so no cached score from before the fix is reused.
+# 2: BBQ's s_AMB over every ambiguous item; legacy first-token pass in eval mode.
+SCORES_VERSION = 2
 
-def cache_key(cfg: DictConfig, test_examples, dev_examples) -> str:
+
+def cache_key(cfg: DictConfig, test_examples, dev_examples, device_type: str, dtype: str) -> str:
     model = cfg.model
     files = []
     if model.source == "local" and Path(str(model.name_or_path)).is_dir():
@@ -28,13 +33,17 @@ def cache_key(cfg: DictConfig, test_examples, dev_examples) -> str:
                        if cfg.eval.get("general") else None),
            "test": [(ex.id, ex.stereotype, ex.anti_stereotype, ex.unrelated) for ex in test_examples],
            "dev": [(ex.id, ex.stereotype, ex.anti_stereotype, ex.unrelated) for ex in dev_examples]}
-    if cfg.eval.get("bbq"):  # added only when scored, so the keys of runs without BBQ stay as they were
+    if cfg.eval.get("bbq"):
         key["bbq"] = OmegaConf.to_container(cfg.data.bbq, resolve=True)
+    key["ran"] = [device_type, dtype, SCORES_VERSION]  # an fp32 CPU score is not a bf16 GPU one
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def cache_path(cfg: DictConfig, test_examples, dev_examples) -> Path:
-    return cache_dir() / "before" / f"{cache_key(cfg, test_examples, dev_examples)}.json"
+def cache_path(cfg: DictConfig, test_examples, dev_examples, model) -> Path:
+    """Where ``model``'s (the base, as it sits on its device) scores for these settings are kept."""
+    weight = next(model.parameters())
+    key = cache_key(cfg, test_examples, dev_examples, weight.device.type, str(weight.dtype).removeprefix("torch."))
+    return cache_dir() / "before" / f"{key}.json"
 
 
 def load_base_scores(path: Path, need_test: bool) -> tuple[dict | None, dict] | None:
