@@ -4,9 +4,10 @@ The paper stops when every type's dev SS is within 2 of 50. A type's SS is a mac
 100 * (stereotype-preferring examples) / (examples), so it moves in steps: a type with one dev target of 25
 examples takes only the values 0, 4, ..., 48, 52, ...; |SS - 50| < 2 can never hold and such a run would always
 go to max_steps. So a type also counts as balanced when it sits within half a step of 50, the closest its dev set
-can measure: its ``resolution`` is the largest step one example moves its SS (100 / (targets x the smallest
-target's examples)); consecutive attainable values are at most one resolution apart, so some attainable value
-lies within half of it from 50, and the rule is always reachable.
+can measure: its ``resolution`` is the largest gap between attainable SS values, 100 / (targets x the largest
+target's examples). (The largest target sweeps its whole share of SS in steps of that size, and one example of any
+other target moves SS by at most that whole share, so no gap is wider.) Some attainable value lies within half a
+resolution of 50, so the rule is always reachable, and no looser than it must be.
 """
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ from bias_unlearn.data.records import BIAS_TYPES
 
 
 def ss_resolution(examples: Iterable) -> dict[str, float]:
-    """Per bias type: the largest step one example moves the type's macro SS, 100 / (targets x min examples)."""
+    """Per bias type: the largest gap between attainable values of its macro SS, 100 / (targets x max examples)."""
     per_target = Counter((ex.bias_type, ex.target) for ex in examples)
     out = {}
     for bias_type in BIAS_TYPES:
         sizes = [n for (bt, _), n in per_target.items() if bt == bias_type]
         if sizes:
-            out[bias_type] = 100.0 / (len(sizes) * min(sizes))
+            out[bias_type] = 100.0 / (len(sizes) * max(sizes))
     return out
 
 

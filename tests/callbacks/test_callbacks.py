@@ -67,6 +67,19 @@ def test_resolution_of_a_type_is_one_examples_step():
     assert ss_resolution(examples) == {"religion": 4.0, "race": 5.0}
 
 
+@pytest.mark.parametrize("sizes", [(8, 30), (5, 40), (3, 7, 20), (25,)])
+def test_resolution_is_the_largest_gap_between_attainable_values(sizes):
+    """Brute force: every SS a type with these target sizes can take; the resolution is its widest gap (uneven
+    targets: the largest target sets it, not the smallest)."""
+    import itertools
+
+    values = sorted({sum(100 * k / n for k, n in zip(ks, sizes)) / len(sizes)
+                     for ks in itertools.product(*(range(n + 1) for n in sizes))})
+    widest = max(b - a for a, b in zip(values, values[1:]))
+    examples = [SimpleNamespace(bias_type="race", target=f"t{i}") for i, n in enumerate(sizes) for _ in range(n)]
+    assert ss_resolution(examples)["race"] == pytest.approx(widest)
+
+
 def test_balance_is_reachable_for_a_type_with_one_small_dev_target():
     """One religion target of 25 dev examples: SS takes the values ..., 48, 52, ...; the paper's |SS - 50| < 2
     never holds (the old rule), so balance must count values within half a resolution step of 50."""
