@@ -77,6 +77,14 @@ def validate_config(cfg: DictConfig) -> Settings:
                           "anti-stereotype")
     check_chunk(int(train.forget_batch), int(train.retain_batch), int(train.kl_batch), paired,
                 float(cfg.loss.adversarial_fraction))
+    if float(train.get("adversarial_fraction", cfg.loss.adversarial_fraction)) != float(cfg.loss.adversarial_fraction):
+        # the data and the method's name must agree: one key decides
+        raise ConfigError(f"train.adversarial_fraction ({train.adversarial_fraction}) follows "
+                          f"loss.adversarial_fraction ({cfg.loss.adversarial_fraction}): set loss.adversarial_fraction "
+                          "(or loss=no_adv) instead")
+    if int(train.kl_batch) == 0 and float(cfg.loss.kl_weight) > 0:
+        raise ConfigError(f"train.kl_batch=0 leaves the KL term (loss.kl_weight={cfg.loss.kl_weight}) without "
+                          "sequences: set loss.kl_weight=0 (or loss=no_kl) too")
     if cfg.trainer.max_steps is None or int(cfg.trainer.max_steps) <= 0:
         raise ConfigError(f"trainer.max_steps must be a positive number of steps, got {cfg.trainer.max_steps}")
     strategy = cfg.trainer.get("strategy")

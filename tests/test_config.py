@@ -123,6 +123,8 @@ def test_paper_defaults_for_retention_and_clipping_are_named_options():
     ("eval.kinds=[intrasentance]", "eval.kinds must list StereoSet kinds"),
     ("train.kinds=[]", "train.kinds must list StereoSet kinds"),
     ("seed=abc", "seed must be an integer"),
+    ("train.adversarial_fraction=0", "follows loss.adversarial_fraction"),  # would train no_adv, named bias_unlearn
+    ("train.kl_batch=0", "leaves the KL term"),
 ])
 def test_bad_settings_are_refused_by_the_config_check(override, message):
     """validate_config runs before any data or model loads (train.py's first step)."""
