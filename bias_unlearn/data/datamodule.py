@@ -27,6 +27,24 @@ def check_chunk(forget_batch: int, retain_batch: int, kl_batch: int, paired: boo
                           f"({forget_batch}): BiasUnlearn's data chunk is 1 : n with n > 1")
 
 
+BATCH_SCOPES = ("per_device", "global")
+
+
+def rank_batch_sizes(batch_sizes: dict[str, int], world_size: int, scope: str) -> dict[str, int]:
+    """What one process draws per step: the sizes as given (``per_device``: the authors' code, 4 GPUs x 4 : 28) or
+    the sizes split over the processes (``global``: the paper's 4 : 28 in all, 1 : 7 on each of 4 GPUs; DDP averages
+    the gradients, so the step is the global batch's)."""
+    if scope not in BATCH_SCOPES:
+        raise ConfigError(f"train.batch_scope must be one of {BATCH_SCOPES}, got {scope!r}")
+    if scope == "per_device" or world_size == 1:
+        return dict(batch_sizes)
+    uneven = {role: n for role, n in batch_sizes.items() if n % world_size}
+    if uneven:
+        raise ConfigError(f"train.batch_scope=global splits each batch over {world_size} processes, but "
+                          f"{', '.join(f'train.{r}_batch={n}' for r, n in uneven.items())} does not divide evenly")
+    return {role: n // world_size for role, n in batch_sizes.items()}
+
+
 def check_split_kinds(split: StereoSetSplit, train_kinds, dev_kinds=("intrasentence",)) -> tuple[list, list]:
     """The train examples of ``train_kinds`` and dev examples of ``dev_kinds``; DataError when a bias type has none
     in either (it could neither be unlearned nor measured)."""
@@ -77,9 +95,12 @@ class UnlearningDataModule(L.LightningDataModule):
 
     def __init__(self, split: StereoSetSplit, tokenizer, forget_batch: int = 4, retain_batch: int = 28,
                  kl_batch: int = 28, adversarial_fraction: float = 0.25, kinds=("intrasentence",),
-                 dev_kinds=("intrasentence",), dev_batch: int = 64, seed: int = 0, paired: bool = False):
+                 dev_kinds=("intrasentence",), dev_batch: int = 64, seed: int = 0, paired: bool = False,
+                 batch_scope: str = "per_device"):
         super().__init__()
         check_chunk(forget_batch, retain_batch, kl_batch, paired, adversarial_fraction)
+        rank_batch_sizes({}, 1, batch_scope)  # a bad scope is refused here, before training
+        self.batch_scope = batch_scope
         self.split, self.tokenizer = split, tokenizer
         self.batch_sizes = {"forget": forget_batch, "retain": forget_batch if paired else retain_batch, "kl": kl_batch}
         self.adversarial_fraction, self.seed, self.paired = adversarial_fraction, seed, paired
@@ -103,8 +124,10 @@ class UnlearningDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank = self.trainer.global_rank if self.trainer is not None else 0
+        world = self.trainer.world_size if self.trainer is not None else 1
+        sizes = rank_batch_sizes(self.batch_sizes, world, self.batch_scope)
         # Every rank draws its own chunks; the swap state is shared by reference, so workers must stay in-process.
-        self.stream = ChunkStream(self.sequences, self.batch_sizes, self.pad_id, self.swapped, seed=self.seed + rank,
+        self.stream = ChunkStream(self.sequences, sizes, self.pad_id, self.swapped, seed=self.seed + rank,
                                   paired=self.paired)
         return StreamLoader(self.stream, self)
 

@@ -67,6 +67,29 @@ def test_chunks_have_configured_sizes_and_cycle(split):
     assert all(k.endswith(":a") for c in chunks for k in c["retain"]["keys"])
 
 
+@pytest.mark.parametrize("scope, expected", [("per_device", [4, 28, 28]), ("global", [1, 7, 7])])
+def test_batch_scope_global_splits_the_chunk_over_processes(split, scope, expected):
+    """The paper's 4 : 28 : 28 is global: on 4 processes each draws 1 : 7 : 7 (DDP averages the gradients)."""
+    from types import SimpleNamespace
+
+    dm = UnlearningDataModule(split, make_tokenizer("llama"), forget_batch=4, retain_batch=28, kl_batch=28,
+                              batch_scope=scope)
+    dm.trainer = SimpleNamespace(global_rank=1, world_size=4)
+    chunk = next(iter(dm.train_dataloader()))
+    assert [chunk[r]["input_ids"].shape[0] for r in ("forget", "retain", "kl")] == expected
+
+
+def test_batch_scope_refuses_a_chunk_that_does_not_split_evenly():
+    from bias_unlearn.data.datamodule import rank_batch_sizes
+
+    sizes = {"forget": 4, "retain": 28, "kl": 30}
+    assert rank_batch_sizes(sizes, 1, "global") == sizes
+    with pytest.raises(ConfigError, match="train.kl_batch=30 does not divide evenly"):
+        rank_batch_sizes(sizes, 4, "global")
+    with pytest.raises(ConfigError, match="batch_scope must be one of"):
+        rank_batch_sizes(sizes, 4, "everywhere")
+
+
 def test_swap_flips_one_type_only(split):
     tok = make_tokenizer("llama")
     dm = UnlearningDataModule(split, tok, forget_batch=4, retain_batch=8, kl_batch=2)
