@@ -7,6 +7,7 @@ reference method (BiasUnlearn) pooled over seeds. The base model (each run's bef
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 
 from bias_unlearn.data.records import BIAS_TYPES
@@ -14,6 +15,8 @@ from bias_unlearn.paired import over_seeds, paired_difference, pooled
 
 KIND = "intrasentence"
 BASE = "base model"
+
+log = logging.getLogger(__name__)
 
 
 def _rows(report, side: str) -> list | None:
@@ -26,18 +29,38 @@ def _keyed(rows: list, seed: int) -> list:
     return [[f"{seed}:{r[0]}", r[1], f"{seed}:{r[2]}", *r[3:]] for r in rows]
 
 
-def seed_groups(runs) -> dict[str, dict[int, list]]:
-    """method -> seed -> outcome rows on that seed's test split (after training; the base model's before)."""
-    groups: dict[str, dict[int, list]] = defaultdict(dict)
+def variant_labels(runs) -> dict[str, str]:
+    """Run name -> the label its seeds are grouped under: the method, or, where runs of one method trained with
+    different settings (a preset sweep's candidates), the method with the settings that tell them apart."""
+    by_method = defaultdict(list)
     for run in runs:
-        seed = run.seed if run.ok else None
-        if seed is None:
-            continue
+        by_method[run.method].append(run)
+    labels = {}
+    for method, members in by_method.items():
+        configs = [run.training_config for run in members]
+        differing = sorted({k for c in configs for k in c if any(other.get(k) != c.get(k) for other in configs)})
+        for run, config in zip(members, configs):
+            labels[run.name] = (f"{method} ({', '.join(f'{k}={config.get(k)}' for k in differing)})" if differing
+                                else method)
+    return labels
+
+
+def seed_groups(runs) -> dict[str, dict[int, list]]:
+    """label -> seed -> outcome rows on that seed's test split (after training; the base model's before); the label
+    is the method (variant_labels). A second run of one label and seed is left out, with a warning."""
+    ok = [run for run in runs if run.ok and run.seed is not None]
+    labels = variant_labels(ok)
+    groups: dict[str, dict[int, list]] = defaultdict(dict)
+    for run in ok:
         after, before = _rows(run.report, "after"), _rows(run.report, "before")
         if after:
-            groups[run.method][seed] = after
+            if run.seed in groups[labels[run.name]]:
+                log.warning("%s repeats %s with seed %d: left out of the across-seeds summary", run.name,
+                            labels[run.name], run.seed)
+            else:
+                groups[labels[run.name]][run.seed] = after
         if before:
-            groups[BASE].setdefault(seed, before)
+            groups[BASE].setdefault(run.seed, before)
     return dict(groups)
 
 

@@ -22,13 +22,14 @@ from bias_unlearn.run_report import ReportError, RunReport
 from bias_unlearn.seeds import BASE, across_seeds, seeds_markdown
 
 KIND = "intrasentence"
+DEV_ONLY = "dev only (eval.after=false)"
 
 
 @dataclass
 class Run:
     name: str
     path: Path
-    status: str  # ok | failed: <why> | no after-evaluation
+    status: str  # ok | failed: <why> | no after-evaluation | DEV_ONLY
     report: RunReport | None = None
 
     @property
@@ -48,6 +49,22 @@ class Run:
         return "?"
 
     @cached_property
+    def training_config(self) -> dict:
+        """What the run trained with apart from its seed, flattened (``train.forget_batch`` -> 4): the model, data
+        stream, objective, optimiser and step budget. Two runs of one method that differ here are different variants
+        of it (a preset sweep's candidates), not seeds of one."""
+        try:
+            cfg = OmegaConf.to_container(OmegaConf.load(self.path / "config.yaml"))
+        except Exception:  # noqa: BLE001 - no readable config: nothing tells the run apart
+            return {}
+        trained = {key: cfg.get(key) for key in TRAINING_KEYS if cfg.get(key) is not None}
+        trained["trainer.max_steps"] = (cfg.get("trainer") or {}).get("max_steps")
+        flat = _flatten(trained)
+        for key in ("train.seed", "train.dev_batch"):  # the seed itself, and how dev is batched
+            flat.pop(key, None)
+        return flat
+
+    @cached_property
     def seed(self) -> int | None:
         """The split seed from the run's saved config (read once: the table, the figures and the seeds summary all
         group by it); None when the config is missing or unreadable."""
@@ -55,6 +72,26 @@ class Run:
             return int(OmegaConf.load(self.path / "config.yaml").seed)
         except Exception:  # noqa: BLE001 - no readable config: the run cannot be placed in a seed
             return None
+
+
+TRAINING_KEYS = ("model", "train", "loss", "optim")
+
+
+def _flatten(tree, prefix: str = "") -> dict:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out = {}
+    for key, value in tree.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _dev_only(path: Path) -> bool:
+    """The run was told not to score test (a preset sweep's candidate): its dev columns are its result."""
+    try:
+        return OmegaConf.load(path / "config.yaml").eval.after is False
+    except Exception:  # noqa: BLE001 - no readable config: not known to be dev-only
+        return False
 
 
 def is_run_dir(path: Path) -> bool:
@@ -80,7 +117,7 @@ def read_run(path: Path) -> Run:
     if overall and overall.get("ss") is None:  # NaN scores are written as null: a model with undefined scores
         return Run(path.name, path, "failed: undefined scores after training (NaN)", report)
     if not (report.after or {}).get(KIND):
-        return Run(path.name, path, "no after-evaluation", report)
+        return Run(path.name, path, DEV_ONLY if _dev_only(path) else "no after-evaluation", report)
     return Run(path.name, path, "ok", report)
 
 
@@ -288,10 +325,12 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
     ok = [r for r in runs if r.ok]
     seeds = across_seeds(runs)
     figures = sweep_figures(runs, rows, out_dir, seeds)
-    failed = [r for r in runs if not r.ok]
+    failed = [r for r in runs if not r.ok and r.status != DEV_ONLY]
+    dev_only = len(runs) - len(ok) - len(failed)
     markdown = "\n".join([
         f"# Sweep {Path(sweep_dir).name}", "",
-        f"{len(ok)} of {len(runs)} runs finished. StereoSet {KIND} on the test split after training (the base "
+        f"{len(ok)} of {len(runs)} runs scored on test"
+        f"{f'; {dev_only} trained and scored on dev only (eval.after=false)' if dev_only else ''}. StereoSet {KIND} on the test split after training (the base "
         "model's rows, one per split seed: before). Best trained value per column in bold: SS and CrowS closest to "
         "50, LMS, delta LMS and ICAT highest. The dev columns are the delivered adapter's dev evaluation: the dev "
         "objective (the largest per-type \\|SS - 50\\|, lowest in bold among runs whose dev LMS fell at most "

@@ -191,7 +191,7 @@ def test_general_ability_columns():
     assert general_columns(general) == {"perplexity": 21.5, "mc_acc": 37.5} and general_columns(None) == {}
 
 
-def _seed_run(path: Path, method: str, seed: int, p_pro: float):
+def _seed_run(path: Path, method: str, seed: int, p_pro: float, config: str = ""):
     """A finished run of ``method`` on split ``seed`` with per-example outcomes: 4 targets x 25 examples."""
     import random
 
@@ -201,7 +201,7 @@ def _seed_run(path: Path, method: str, seed: int, p_pro: float):
                           ("religion", f"x{seed}")) for k in range(25)]
     base = [[*r[:3], 1 if k % 10 < 6 else 0, 2] for k, r in enumerate(rows)]  # the base model: SS 60
     path.mkdir(parents=True)
-    (path / "config.yaml").write_text(f"seed: {seed}\n")
+    (path / "config.yaml").write_text(f"seed: {seed}\n{config}")
     summary = Summary(method=method, objective={}, model="tiny", adapter="a", adapter_from="best",
                       adapter_rule=RULE_BALANCE, lms_bar_met=True, steps=10, stopped_early_at=None)
     stereo = _stereoset({"overall": 100 * sum(r[3] for r in rows) / len(rows)}, 100.0)
@@ -238,6 +238,22 @@ def test_across_seeds_mean_sd_pooled_and_paired(tmp_path):
     assert base_rows == ["base model (seed 0)", "base model (seed 1)", "base model (seed 2)"]
 
 
+def test_runs_of_one_method_with_other_settings_are_variants_not_seeds(tmp_path, caplog):
+    """A grid over settings (a preset sweep scored on test) must not fold its candidates into one method's seeds:
+    each setting is its own row; a repeated run of one setting and seed is left out, with a warning."""
+    sweep = tmp_path / "grid"
+    for k, lr in enumerate(("2e-4", "5e-4")):
+        for seed in (0, 1):
+            _seed_run(sweep / f"{k}{seed}_lr={lr},seed={seed}", "bias_unlearn", seed, 0.5 + 0.1 * k,
+                      f"model: {{lr: {lr}}}\ntrain: {{seed: {seed}, forget_batch: 4}}\n")
+    _seed_run(sweep / "99_again", "bias_unlearn", 0, 0.9, "model: {lr: 5e-4}\ntrain: {seed: 0, forget_batch: 4}\n")
+    seeds = write_sweep_report(sweep)["across_seeds"]
+    assert sorted(seeds) == ["base model", "bias_unlearn (model.lr=0.0002)", "bias_unlearn (model.lr=0.0005)"]
+    assert seeds["bias_unlearn (model.lr=0.0005)"]["seeds"] == [0, 1]
+    assert seeds["bias_unlearn (model.lr=0.0005)"]["ss_overall"]["mean"] < 70  # the repeat (SS 90) is not in it
+    assert "99_again repeats bias_unlearn (model.lr=0.0005) with seed 0" in caplog.text
+
+
 def test_dev_objective_chooses_without_test_scores(tmp_path):
     """The preset sweep's rule: smallest largest-per-type |dev SS - 50| among runs whose dev LMS fell at most 1;
     a run never scored on test can be chosen, a more balanced run that lost 3 LMS points cannot."""
@@ -255,3 +271,7 @@ def test_dev_objective_chooses_without_test_scores(tmp_path):
     assert [name for name, r in rows.items() if "dev_objective" in r["best"]] == ["2_lr=c"]
     assert rows["2_lr=c"]["status"] == "no after-evaluation"
     assert "Chosen on dev: 2_lr=c" in write_sweep_report(sweep)["markdown"]
+    (sweep / "2_lr=c" / "config.yaml").write_text("seed: 0\neval: {after: false}\n")  # told not to score test
+    markdown = write_sweep_report(sweep)["markdown"]
+    assert "2 of 3 runs scored on test; 1 trained and scored on dev only" in markdown
+    assert "- 2_lr=c" not in markdown  # not listed as a run without results
