@@ -110,7 +110,9 @@ def seeds_markdown(summary: dict) -> str:
     if paired:
         lines += ["", f"Paired differences to {paired[0][1]['reference']} on the same test examples, pooled over the "
                   "seeds both ran (95% bootstrap interval; * = resolved, the interval excludes 0; lower "
-                  "\\|SS - 50\\| and higher LMS / ICAT are better):", "",
+                  "\\|SS - 50\\| and higher LMS / ICAT are better). Every interval here resamples examples within "
+                  "each target: it is conditional on the held-out targets (how results move with the targets is the "
+                  "sd over seeds), and a target held out by several seeds counts once per seed.", "",
                   "| method - reference | seeds | \\|SS - 50\\| | LMS | ICAT |", "|---|---|---|---|---|"]
         for method, d in paired:
             cells = [f"{_f(d[s]['diff'])} [{_f(d[s]['ci95'][0])}, {_f(d[s]['ci95'][1])}]{' *' if d[s]['resolved'] else ''}"
