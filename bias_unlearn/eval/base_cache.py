@@ -17,8 +17,8 @@ from bias_unlearn.offline import cache_dir
 log = logging.getLogger(__name__)
 
 # Bump when a fix changes how a base score is computed, so no cached score from before the fix is reused.
-# 2: BBQ's s_AMB over every ambiguous item; legacy first-token pass in eval mode.
-SCORES_VERSION = 2
+# 2: BBQ's s_AMB over every ambiguous item; legacy first-token pass in eval mode. 3: harness prompts for multiple choice.
+SCORES_VERSION = 3
 
 
 def cache_key(cfg: DictConfig, test_examples, dev_examples, device_type: str, dtype: str) -> str:
