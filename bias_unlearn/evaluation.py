@@ -44,8 +44,10 @@ def load_policy(model_cfg: DictConfig, device: str, adapter: str | None = None):
 
 
 def adapter_split(adapter: str) -> Path | None:
-    """The ``split.json`` of the run that trained an adapter: in the adapter folder, or its run directory."""
-    for path in (Path(adapter) / "split.json", Path(adapter).parent / "split.json"):
+    """The ``split.json`` of the run that trained an adapter: in the adapter folder, or its run directory (the
+    delivered ``adapter/`` and the ``checkpoints/best``, ``checkpoints/last`` folders)."""
+    here = Path(adapter)
+    for path in (here / "split.json", here.parent / "split.json", here.parent.parent / "split.json"):
         if path.is_file():
             return path
     return None
@@ -72,8 +74,8 @@ def check_held_out(adapter: str, examples: list, split: str) -> None:
     raise ConfigError(
         f"adapter {adapter} was trained or chosen on {len(seen)} of the {len(target_keys(examples))} target terms "
         f"of this StereoSet {split} split (e.g. {', '.join(sorted(seen)[:3])}; its run's split: {path}, seed "
-        f"{info.get('seed')}); evaluate with seed={info.get('seed')} and the run's data.split settings to score "
-        "its held-out split")
+        f"{info.get('seed')}); evaluate split=test with seed={info.get('seed')} and the run's data.split settings to "
+        "score its held-out split")
 
 
 def score_benchmarks(scorer: SentenceScorer, benchmarks: dict, split: str, scoring: ScoringConfig) -> dict:

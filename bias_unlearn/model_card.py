@@ -18,11 +18,13 @@ def split_sentence(cfg) -> str:
     """How the StereoSet split was made, in words."""
     split = cfg.data.split
     if split.mode == "explicit":
-        return (f"StereoSet's train file ({split.train_source}) was split by target term into train / dev "
+        source = split.train_path or split.train_source
+        return (f"StereoSet's train file ({source}) was split by target term into train / dev "
                 f"(dev {split.dev_fraction:g} of its targets, seed {split.seed}); the test split is a separate file "
                 "with no target term in common")
-    return (f"StereoSet was split by target term into train / dev / test ({' / '.join(f'{f:g}' for f in split.fractions)}"
-            f" of each bias type's targets, seed {split.seed})")
+    fractions = " / ".join(f"{f:g}" for f in split.fractions)
+    return (f"StereoSet was split by target term into train / dev / test ({fractions} of each bias type's targets, "
+            f"seed {split.seed})")
 
 
 def model_card(report, cfg) -> str:
@@ -36,8 +38,9 @@ def model_card(report, cfg) -> str:
              f"{summary.steps} steps, seed {cfg.seed}). Load it with "
              "`PeftModel.from_pretrained(base_model, \"<this folder>\")`.", "",
              "## How it was obtained", "",
-             f"{split_sentence(cfg)} (`split.json` in this folder). The train split trained; the dev split alone decided swaps, early stopping and which checkpoint became this "
-             "adapter; the test split was only scored, before and after.", "",
+             f"{split_sentence(cfg)} (`split.json` in this folder). The train split trained; the dev split alone "
+             "decided swaps, early stopping and which checkpoint became this adapter; the test split was only scored, "
+             "before and after.", "",
              f"- delivered by: {summary.adapter_rule} (LMS bar met: {summary.lms_bar_met})",
              f"- checkpoint: {summary.adapter_from}",
              f"- objective: {summary.objective}",

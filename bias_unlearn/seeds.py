@@ -68,6 +68,8 @@ def across_seeds(runs, reference: str = "bias_unlearn", n_bootstrap: int = 1000)
     """Per method: mean / sd over seeds (SS overall and per type, LMS, ICAT), the pooled estimate, and the paired
     difference method - reference on the seeds both ran."""
     groups = seed_groups(runs)
+    if reference not in groups and any(label.startswith(f"{reference} (") for label in groups):
+        log.warning("%s ran with several settings: no paired differences (which one is the reference?)", reference)
     out = {}
     for method, by_seed in groups.items():
         per_seed = {seed: pooled({str(seed): rows}, n_bootstrap=0) for seed, rows in by_seed.items()}

@@ -19,7 +19,7 @@ from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.io import write_json, write_text
 from bias_unlearn.methods import Objective, method_name
 from bias_unlearn.run_report import ReportError, RunReport
-from bias_unlearn.seeds import BASE, across_seeds, seeds_markdown
+from bias_unlearn.seeds import BASE, across_seeds, seeds_markdown, variant_labels
 
 KIND = "intrasentence"
 DEV_ONLY = "dev only (eval.after=false)"
@@ -60,7 +60,8 @@ class Run:
         trained = {key: cfg.get(key) for key in TRAINING_KEYS if cfg.get(key) is not None}
         trained["trainer.max_steps"] = (cfg.get("trainer") or {}).get("max_steps")
         flat = _flatten(trained)
-        for key in ("train.seed", "train.dev_batch"):  # the seed itself, and how dev is batched
+        # the seed itself, how dev is batched, and optim.lr (it follows model.lr)
+        for key in ("train.seed", "train.dev_batch", "optim.lr"):
             flat.pop(key, None)
         return flat
 
@@ -305,13 +306,15 @@ def sweep_figures(runs: list[Run], rows: list[dict], out_dir: Path,
     SS before / after, and (given ``across_seeds``' summary) the paired differences to the reference method."""
     from bias_unlearn.plots import plot_before_after, plot_loss_terms, plot_paired_differences, plot_sweep_dev_curves
 
-    ok = [r for r in runs if r.ok]
+    trained = [r for r in runs if r.ok or r.status == DEV_ONLY]  # a dev-only run's curves are its result
+    labels = variant_labels(trained)  # colour by method, or by a method's variant where settings differ
     return {
-        "dev_ss": plot_sweep_dev_curves({r.name: r.report.summary.dev_history for r in ok},
+        "dev_ss": plot_sweep_dev_curves({r.name: r.report.summary.dev_history for r in trained},
                                         Path(out_dir) / "sweep_dev_ss.png",
-                                        groups={r.name: (r.method, r.seed) for r in ok},
-                                        swaps={r.name: r.report.summary.swap_events for r in ok}),
-        "loss_terms": plot_loss_terms({r.name: loss_curves(r) for r in ok}, Path(out_dir) / "sweep_loss_terms.png"),
+                                        groups={r.name: (labels[r.name], r.seed) for r in trained},
+                                        swaps={r.name: r.report.summary.swap_events for r in trained}),
+        "loss_terms": plot_loss_terms({r.name: loss_curves(r) for r in trained},
+                                      Path(out_dir) / "sweep_loss_terms.png"),
         "before_after": plot_before_after(rows, Path(out_dir) / "sweep_before_after.png"),
         "paired": plot_paired_differences(seeds or {}, Path(out_dir) / "sweep_paired.png"),
     }
@@ -330,7 +333,8 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None)
     markdown = "\n".join([
         f"# Sweep {Path(sweep_dir).name}", "",
         f"{len(ok)} of {len(runs)} runs scored on test"
-        f"{f'; {dev_only} trained and scored on dev only (eval.after=false)' if dev_only else ''}. StereoSet {KIND} on the test split after training (the base "
+        + (f"; {dev_only} trained and scored on dev only (eval.after=false)" if dev_only else "")
+        + f". StereoSet {KIND} on the test split after training (the base "
         "model's rows, one per split seed: before). Best trained value per column in bold: SS and CrowS closest to "
         "50, LMS, delta LMS and ICAT highest. The dev columns are the delivered adapter's dev evaluation: the dev "
         "objective (the largest per-type \\|SS - 50\\|, lowest in bold among runs whose dev LMS fell at most "

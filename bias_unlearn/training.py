@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -12,10 +13,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from bias_unlearn.callbacks.adapter_checkpoint import RULE_LAST, is_sharded, policy_state_dict
+from bias_unlearn.callbacks.adapter_checkpoint import RULE_LAST, policy_state_dict, sharded_over_ranks
 from bias_unlearn.callbacks.balance_stopping import check_threshold
 from bias_unlearn.data.crows_pairs import load_crows_pairs
-from bias_unlearn.data.datamodule import check_chunk, check_split_kinds
+from bias_unlearn.data.datamodule import check_chunk, check_split_kinds, rank_batch_sizes
 from bias_unlearn.data.records import STEREOSET_KINDS
 from bias_unlearn.data.sources import build_stereoset_split, load_bbq_data, load_general_data
 from bias_unlearn.errors import ConfigError, TrainingDiverged, from_node
@@ -105,9 +106,14 @@ def validate_config(cfg: DictConfig) -> Settings:
 
 
 def training_device(trainer_cfg: DictConfig) -> str:
+    """``cpu`` or this process's GPU: under a multi-GPU launch (Lightning re-runs train.py once per GPU, setting
+    LOCAL_RANK) every process loads and scores on its own GPU, not all on GPU 0."""
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return "cuda"
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)
+        return f"cuda:{local_rank}"
     return "cpu"
 
 
@@ -172,10 +178,12 @@ def deliver_adapter(cfg: DictConfig, trainer, module, checkpoint, out_dir: Path)
         chosen, rule, bar_met = checkpoint.dirpath / "best", best.get("rule"), best.get("lms_bar_met")
     if not (chosen / "adapter_model.safetensors").exists():  # no dev evaluation ran: the final weights
         chosen, rule, bar_met = None, "no dev evaluation ran: the final weights", None
-    weights = policy_state_dict(trainer) if chosen is None else None  # every rank: under FSDP it gathers
+    # Rank 0's view decides (a collective follows); under FSDP the state dict is gathered on every rank.
+    final_weights = trainer.strategy.broadcast(chosen is None, src=0)
+    weights = policy_state_dict(trainer) if final_weights else None
     if trainer.is_global_zero:
         if chosen is not None:
-            if not is_sharded(trainer):  # a sharded policy is not scored in place (evaluation_policy)
+            if not sharded_over_ranks(trainer):  # a sharded policy is not scored in place (evaluation_policy)
                 load_adapter_weights(module.model, chosen)
             copy_dir(chosen, out_dir / "adapter")
         else:
@@ -190,7 +198,7 @@ def evaluation_policy(cfg: DictConfig, trainer, policy, tokenizer, adapter: Path
     """The model rank 0 scores the test split with after training: the trained policy itself, except under FSDP
     over several processes, where the policy is sharded and each of its forwards would wait for the other ranks:
     there the base model is loaded whole with the delivered adapter's files."""
-    if not is_sharded(trainer):
+    if not sharded_over_ranks(trainer):
         return policy.to(device), tokenizer
     return load_policy(cfg.model, device, str(adapter))
 
@@ -234,6 +242,7 @@ def run_training(cfg: DictConfig) -> RunReport:
     if checkpoint is not None:
         keep_csv_logs(cfg, out_dir)
     trainer, callbacks = build_trainer(cfg)
+    rank_batch_sizes(datamodule.batch_sizes, trainer.world_size, datamodule.batch_scope)  # refused before fit
     policy.train()  # load_model left the base in eval mode; training uses the models' own dropout
     train_started = time.perf_counter()
     if checkpoint is not None:
@@ -245,12 +254,12 @@ def run_training(cfg: DictConfig) -> RunReport:
     guard = callbacks.get("non_finite")
     delivered = deliver_adapter(cfg, trainer, module, callbacks["adapter_checkpoint"], out_dir)
     after, generations = None, []
-    if trainer.is_global_zero:
+    prompts = list(cfg.eval.generation.prompts or [])
+    if trainer.is_global_zero and (cfg.eval.after or prompts):
         scored, scored_tokenizer = evaluation_policy(cfg, trainer, policy, tokenizer, Path(delivered["adapter"]),
                                                      device)
         scorer = make_scorer(scored, scored_tokenizer, settings.scoring, progress=True)
         after = evaluate_test(scorer, test_examples, side, settings.scoring) if cfg.eval.after else None
-        prompts = list(cfg.eval.generation.prompts or [])
         if prompts:
             generations = compare_generations(scored, scored_tokenizer, prompts,
                                               int(cfg.eval.generation.max_new_tokens))
@@ -279,7 +288,7 @@ def run_training(cfg: DictConfig) -> RunReport:
                         out_dir / "dev_ss.png")
         print(markdown)
         log.info("report written to %s", out_dir / "report.md")
-    if summary.diverged:
+    if summary.diverged and trainer.is_global_zero:  # another rank exiting non-zero would kill rank 0's reporting
         raise TrainingDiverged(f"training diverged at step {summary.diverged['step']} (non-finite "
                                f"{summary.diverged['term']}); the report and the adapter from the last finite dev "
                                f"checkpoint are in {out_dir}")

@@ -304,7 +304,7 @@ def _rank0_eval_worker(rank: int, port: int, out: str) -> None:
 
     _init(rank, port)
     try:
-        if rank == 0:  # the other rank goes straight to the barrier, as training.py's non-zero ranks do
+        if rank == 0:  # rank 1 only waits (in training.py the other ranks skip evaluation)
             stereoset_lib.stereoset_sentence_scores = lambda scorer, exs, mode: [_scores(i % N_DEV)
                                                                                  for i in range(len(exs))]
             stereo, _ = stereoset_lib.score_stereoset(None, _dev_examples(8), n_bootstrap=20)

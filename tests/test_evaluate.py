@@ -92,6 +92,10 @@ def test_an_adapter_is_not_scored_on_targets_its_run_trained_on(tmp_path, stereo
     assert {ex.target for ex in other.test} - {ex.target for ex in own.test}  # seed 0 tests targets seed 1 trained on
     with pytest.raises(ConfigError, match="seed=1"):
         check_held_out(str(adapter), other.test, "test")
+    best = tmp_path / "run" / "checkpoints" / "best"  # a dev checkpoint: its run's split is two levels up
+    best.mkdir(parents=True)
+    with pytest.raises(ConfigError, match="split=test with seed=1"):
+        check_held_out(str(best), other.test, "test")
     check_held_out(str(adapter), examples, "all")  # asked for everything: a warning, not an error
     assert "split=all includes" in caplog.text
     (adapter / "split.json").write_text("{")  # the adapter's own copy wins over the run's

@@ -195,3 +195,19 @@ def test_side_effects_before_and_after(cfg_train, data_overrides):
     assert RunReport.load(Path(report.summary.adapter).parent / "report.json").bbq == report.bbq
     row = comparison_rows([read_run(Path(report.summary.adapter).parent)])[1]
     assert row["bbq_acc_ambig"] == report.bbq["after"]["overall"]["acc_ambig"]
+
+
+def test_each_launched_process_uses_its_own_gpu(monkeypatch):
+    """Lightning re-runs train.py once per GPU with LOCAL_RANK set: each process loads and scores the base model
+    on its own GPU, not all of them on GPU 0."""
+    from omegaconf import OmegaConf
+
+    from bias_unlearn.training import training_device
+
+    gpu = OmegaConf.create({"accelerator": "gpu"})
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert training_device(gpu) == "cuda:0"
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # set_device is skipped without CUDA
+    assert training_device(gpu) == "cuda:3"
+    assert training_device(OmegaConf.create({"accelerator": "cpu"})) == "cpu"

@@ -36,7 +36,7 @@ def selection_key(entry: dict, base_lms: float, max_lms_drop: float | None, thre
     return 1, -entry["lms"], imbalance(entry)
 
 
-def is_sharded(trainer) -> bool:
+def sharded_over_ranks(trainer) -> bool:
     """FSDP over several processes: each holds a shard, and every forward or state dict is a collective."""
     return isinstance(trainer.strategy, FSDPStrategy) and trainer.world_size > 1
 

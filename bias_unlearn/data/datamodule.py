@@ -32,8 +32,9 @@ BATCH_SCOPES = ("per_device", "global")
 
 def rank_batch_sizes(batch_sizes: dict[str, int], world_size: int, scope: str) -> dict[str, int]:
     """What one process draws per step: the sizes as given (``per_device``: the authors' code, 4 GPUs x 4 : 28) or
-    the sizes split over the processes (``global``: the paper's 4 : 28 in all, 1 : 7 on each of 4 GPUs; DDP averages
-    the gradients, so the step is the global batch's)."""
+    the sizes split over the processes (``global``: the paper's 4 : 28 in all, 1 : 7 on each of 4 GPUs). DDP averages
+    the processes' gradients, so with the default per-example loss reductions the step is the global batch's; with
+    ``loss.npo_reduction=batch`` or ``loss.retain_reduction=token`` it is the mean of the per-process batches'."""
     if scope not in BATCH_SCOPES:
         raise ConfigError(f"train.batch_scope must be one of {BATCH_SCOPES}, got {scope!r}")
     if scope == "per_device" or world_size == 1:

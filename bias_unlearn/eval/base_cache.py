@@ -17,7 +17,8 @@ from bias_unlearn.offline import cache_dir
 log = logging.getLogger(__name__)
 
 # Bump when a fix changes how a base score is computed, so no cached score from before the fix is reused.
-# 2: BBQ's s_AMB over every ambiguous item; legacy first-token pass in eval mode. 3: harness prompts for multiple choice.
+# 2: BBQ's s_AMB over every ambiguous item; legacy first-token pass in eval mode.
+# 3: lm-evaluation-harness prompts for multiple choice.
 SCORES_VERSION = 3
 
 
