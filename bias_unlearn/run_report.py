@@ -35,6 +35,8 @@ class Summary:
     loss: dict = field(default_factory=dict)
     generations: list = field(default_factory=list)
     diverged: dict | None = None  # {"step", "term"}: the run stopped at a NaN/inf (callbacks/non_finite.py)
+    # Per bias type, what the dev rules read: {"examples", "targets", "resolution"} (balance.py)
+    dev_split: dict = field(default_factory=dict)
 
 
 @dataclass

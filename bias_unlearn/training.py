@@ -13,11 +13,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from bias_unlearn.balance import ss_resolution
 from bias_unlearn.callbacks.adapter_checkpoint import RULE_LAST, policy_state_dict, sharded_over_ranks
 from bias_unlearn.callbacks.balance_stopping import check_threshold
 from bias_unlearn.data.crows_pairs import load_crows_pairs
 from bias_unlearn.data.datamodule import check_chunk, check_split_kinds, rank_batch_sizes
-from bias_unlearn.data.records import STEREOSET_KINDS
+from bias_unlearn.data.records import BIAS_TYPES, STEREOSET_KINDS
 from bias_unlearn.data.sources import build_stereoset_split, load_bbq_data, load_general_data
 from bias_unlearn.errors import ConfigError, TrainingDiverged, from_node
 from bias_unlearn.eval.base_cache import cache_path, load_base_scores, save_base_scores
@@ -115,6 +116,15 @@ def training_device(trainer_cfg: DictConfig) -> str:
             torch.cuda.set_device(local_rank)
         return f"cuda:{local_rank}"
     return "cpu"
+
+
+def dev_split_summary(dev_examples) -> dict:
+    """Per bias type: the dev examples and targets that swaps, stopping and delivery read, and the resolution of the
+    type's dev SS (balance.py: one target of 25 sentences can only measure SS in steps of 4)."""
+    resolution = ss_resolution(dev_examples)
+    return {bt: {"examples": sum(ex.bias_type == bt for ex in dev_examples),
+                 "targets": len({ex.target for ex in dev_examples if ex.bias_type == bt}),
+                 "resolution": round(resolution[bt], 2)} for bt in BIAS_TYPES if bt in resolution}
 
 
 def evaluate_test(scorer, test_examples, side: dict, scoring: ScoringConfig) -> dict:
@@ -272,7 +282,8 @@ def run_training(cfg: DictConfig) -> RunReport:
         swap_events=callbacks["swapping"].events, dev_history=module.dev_history,
         train_seconds=round(train_seconds, 1), wall_seconds=round(time.perf_counter() - started, 1),
         scoring=settings.scoring.describe(), loss=OmegaConf.to_container(cfg.loss, resolve=True),
-        generations=generations, diverged=guard.diverged if guard is not None else None)
+        generations=generations, diverged=guard.diverged if guard is not None else None,
+        dev_split=dev_split_summary(module.dev_examples))
     before, after = before or {}, after or {}
     report = RunReport(summary, before.get("stereoset"), after.get("stereoset"),
                        {"before": before.get("crows_pairs"), "after": after.get("crows_pairs")},

@@ -61,6 +61,10 @@ def test_train_end_to_end(cfg_train):
     assert (out / "dev_ss.png").stat().st_size > 1000
     markdown = (out / "report.md").read_text()
     assert "| overall |" in markdown and report.summary.adapter_rule in markdown
+    dev, split = report.summary.dev_split, json.loads((out / "split.json").read_text())  # what the dev rules read
+    assert {bt: d["examples"] for bt, d in dev.items()} == {
+        bt: counts["intrasentence"] for bt, counts in split["dev"]["counts"].items()}
+    assert all(d["targets"] >= 1 and d["resolution"] > 0 for d in dev.values()) and "Dev split per bias type" in markdown
     assert "train/forget" in (out / "logs" / "metrics.csv").read_text().splitlines()[0]
 
 

@@ -207,6 +207,10 @@ def training_report(report) -> str:
         header = ["step", *[k for k in history[0] if k != "step"]]
         parts += ["", "## Dev SS over steps", "",
                   _table(header, [[str(h["step"]), *[_f(h.get(k)) for k in header[1:]]] for h in history])]
+        if summary.dev_split:
+            parts += ["", "Dev split per bias type (what swaps, stopping and delivery read): " + "; ".join(
+                f"{bt} {d['examples']} examples / {d['targets']} target{'s' * (d['targets'] != 1)} (SS resolution "
+                f"{d['resolution']:g} points)" for bt, d in summary.dev_split.items()) + "."]
     return "\n".join(parts) + "\n"
 
 
