@@ -153,7 +153,7 @@ def test_methods_sweep_report_and_notebook(tmp_path, tiny_model_dir, stereoset_j
     proc = subprocess.run([sys.executable, str(ROOT / "report.py"), f"sweep_dir={sweep}"], capture_output=True,
                           text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "4 of 4 runs finished" in proc.stdout
+    assert "4 of 4 runs scored on test" in proc.stdout
     rows = list(csv.DictReader(io.StringIO((sweep / "comparison.csv").read_text())))
     assert [r["method"] for r in rows] == ["none", "bias_unlearn", "cda", "sft", "dpo"]
     assert all(r["crows"] != "" for r in rows)
