@@ -38,11 +38,21 @@ def variant_labels(runs) -> dict[str, str]:
     labels = {}
     for method, members in by_method.items():
         configs = [run.training_config for run in members]
-        differing = sorted({k for c in configs for k in c if any(other.get(k) != c.get(k) for other in configs)})
+        shared = set.intersection(*(set(c) for c in configs))  # a key some runs lack (an older version) tells nothing
+        differing = sorted(k for k in shared if any(other[k] != configs[0][k] for other in configs))
         for run, config in zip(members, configs):
-            labels[run.name] = (f"{method} ({', '.join(f'{k}={config.get(k)}' for k in differing)})" if differing
-                                else method)
+            labels[run.name] = (f"{method} ({', '.join(f'{_short(k)}={_compact(config[k])}' for k in differing)})"
+                                if differing else method)
     return labels
+
+
+def _short(key: str) -> str:
+    """``model.lora.target_modules`` -> ``target_modules`` (the last part names the setting)."""
+    return key.rsplit(".", 1)[-1]
+
+
+def _compact(value) -> str:
+    return f"[{','.join(map(str, value))}]" if isinstance(value, (list, tuple)) else str(value)
 
 
 def seed_groups(runs) -> dict[str, dict[int, list]]:

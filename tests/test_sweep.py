@@ -248,10 +248,10 @@ def test_runs_of_one_method_with_other_settings_are_variants_not_seeds(tmp_path,
                       f"model: {{lr: {lr}}}\ntrain: {{seed: {seed}, forget_batch: 4}}\n")
     _seed_run(sweep / "99_again", "bias_unlearn", 0, 0.9, "model: {lr: 5e-4}\ntrain: {seed: 0, forget_batch: 4}\n")
     seeds = write_sweep_report(sweep)["across_seeds"]
-    assert sorted(seeds) == ["base model", "bias_unlearn (model.lr=0.0002)", "bias_unlearn (model.lr=0.0005)"]
-    assert seeds["bias_unlearn (model.lr=0.0005)"]["seeds"] == [0, 1]
-    assert seeds["bias_unlearn (model.lr=0.0005)"]["ss_overall"]["mean"] < 70  # the repeat (SS 90) is not in it
-    assert "99_again repeats bias_unlearn (model.lr=0.0005) with seed 0" in caplog.text
+    assert sorted(seeds) == ["base model", "bias_unlearn (lr=0.0002)", "bias_unlearn (lr=0.0005)"]
+    assert seeds["bias_unlearn (lr=0.0005)"]["seeds"] == [0, 1]
+    assert seeds["bias_unlearn (lr=0.0005)"]["ss_overall"]["mean"] < 70  # the repeat (SS 90) is not in it
+    assert "99_again repeats bias_unlearn (lr=0.0005) with seed 0" in caplog.text
 
 
 def test_dev_objective_chooses_without_test_scores(tmp_path):
