@@ -49,30 +49,37 @@ class Run:
         return "?"
 
     @cached_property
+    def config(self) -> dict:
+        """The run's saved (resolved) config, read once; empty when missing or unreadable."""
+        try:
+            return OmegaConf.to_container(OmegaConf.load(self.path / "config.yaml")) or {}
+        except Exception:  # noqa: BLE001 - no readable config: nothing is known of the run's settings
+            return {}
+
+    @property
     def training_config(self) -> dict:
         """What the run trained with apart from its seed, flattened (``train.forget_batch`` -> 4): the model, data
         stream, objective, optimiser and step budget. Two runs of one method that differ here are different variants
         of it (a preset sweep's candidates), not seeds of one."""
-        try:
-            cfg = OmegaConf.to_container(OmegaConf.load(self.path / "config.yaml"))
-        except Exception:  # noqa: BLE001 - no readable config: nothing tells the run apart
-            return {}
+        cfg = self.config
         trained = {key: cfg.get(key) for key in TRAINING_KEYS if cfg.get(key) is not None}
         trained["trainer.max_steps"] = (cfg.get("trainer") or {}).get("max_steps")
         flat = _flatten(trained)
         # the seed itself, how dev is batched, and optim.lr (it follows model.lr)
         for key in ("train.seed", "train.dev_batch", "optim.lr"):
             flat.pop(key, None)
-        return flat
+        return flat if cfg else {}
 
-    @cached_property
+    @property
     def seed(self) -> int | None:
-        """The split seed from the run's saved config (read once: the table, the figures and the seeds summary all
-        group by it); None when the config is missing or unreadable."""
-        try:
-            return int(OmegaConf.load(self.path / "config.yaml").seed)
-        except Exception:  # noqa: BLE001 - no readable config: the run cannot be placed in a seed
-            return None
+        """The split seed (the table, the figures and the seeds summary all group by it); None without a config."""
+        seed = self.config.get("seed")
+        return int(seed) if isinstance(seed, int) else None
+
+    @property
+    def dev_only(self) -> bool:
+        """The run was told not to score test (a preset sweep's candidate): its dev columns are its result."""
+        return (self.config.get("eval") or {}).get("after") is False
 
 
 TRAINING_KEYS = ("model", "train", "loss", "optim")
@@ -85,14 +92,6 @@ def _flatten(tree, prefix: str = "") -> dict:
     for key, value in tree.items():
         out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
-
-
-def _dev_only(path: Path) -> bool:
-    """The run was told not to score test (a preset sweep's candidate): its dev columns are its result."""
-    try:
-        return OmegaConf.load(path / "config.yaml").eval.after is False
-    except Exception:  # noqa: BLE001 - no readable config: not known to be dev-only
-        return False
 
 
 def is_run_dir(path: Path) -> bool:
@@ -118,7 +117,9 @@ def read_run(path: Path) -> Run:
     if overall and overall.get("ss") is None:  # NaN scores are written as null: a model with undefined scores
         return Run(path.name, path, "failed: undefined scores after training (NaN)", report)
     if not (report.after or {}).get(KIND):
-        return Run(path.name, path, DEV_ONLY if _dev_only(path) else "no after-evaluation", report)
+        run = Run(path.name, path, "no after-evaluation", report)
+        run.status = DEV_ONLY if run.dev_only else run.status
+        return run
     return Run(path.name, path, "ok", report)
 
 

@@ -13,7 +13,6 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from bias_unlearn.balance import ss_resolution
 from bias_unlearn.callbacks.adapter_checkpoint import RULE_LAST, policy_state_dict, sharded_over_ranks
 from bias_unlearn.callbacks.balance_stopping import check_threshold
 from bias_unlearn.data.crows_pairs import load_crows_pairs
@@ -118,10 +117,9 @@ def training_device(trainer_cfg: DictConfig) -> str:
     return "cpu"
 
 
-def dev_split_summary(dev_examples) -> dict:
+def dev_split_summary(dev_examples, resolution: dict[str, float]) -> dict:
     """Per bias type: the dev examples and targets that swaps, stopping and delivery read, and the resolution of the
-    type's dev SS (balance.py: one target of 25 sentences can only measure SS in steps of 4)."""
-    resolution = ss_resolution(dev_examples)
+    type's dev SS (``resolution``, balance.py: one target of 25 sentences can only measure SS in steps of 4)."""
     return {bt: {"examples": sum(ex.bias_type == bt for ex in dev_examples),
                  "targets": len({ex.target for ex in dev_examples if ex.bias_type == bt}),
                  "resolution": round(resolution[bt], 2)} for bt in BIAS_TYPES if bt in resolution}
@@ -283,7 +281,7 @@ def run_training(cfg: DictConfig) -> RunReport:
         train_seconds=round(train_seconds, 1), wall_seconds=round(time.perf_counter() - started, 1),
         scoring=settings.scoring.describe(), loss=OmegaConf.to_container(cfg.loss, resolve=True),
         generations=generations, diverged=guard.diverged if guard is not None else None,
-        dev_split=dev_split_summary(module.dev_examples))
+        dev_split=dev_split_summary(module.dev_examples, module.dev_resolution))
     before, after = before or {}, after or {}
     report = RunReport(summary, before.get("stereoset"), after.get("stereoset"),
                        {"before": before.get("crows_pairs"), "after": after.get("crows_pairs")},
