@@ -16,8 +16,8 @@ from bias_unlearn.eval.stereoset import stereoset_sentence_scores
 from bias_unlearn.logprobs import token_logprobs_from_logits
 from bias_unlearn.models.dropout import use_fast_dropout
 from bias_unlearn.models.fused_lora import set_fused_lora
-from bias_unlearn.models.lm_head import is_sharded, loss_rows, split_lm, token_logprobs_at
-from bias_unlearn.models.packing import pack, unpack
+from bias_unlearn.models.lm_head import is_sharded, loss_rows, split_lm, token_logprobs_at_rows
+from bias_unlearn.models.packing import pack, packed_loss_rows
 from bias_unlearn.models.reference import reference_mode
 from bias_unlearn.module_config import ComputeConfig, LossConfig, OptimConfig
 from bias_unlearn.resume import rng_state, set_rng_state
@@ -75,15 +75,17 @@ class BiasUnlearnModule(L.LightningModule):
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
     def _outputs(self, model, batch: dict) -> torch.Tensor:
-        """What the losses start from: final hidden states (split model) or logits (full forward)."""
+        """What the losses start from: the logits at the loss rows (N, V) when the model is split, else at every
+        position (B, T, V)."""
         if self.split is None:
             return self._forward(model, batch)
-        return self.split.hidden(batch["input_ids"], batch["attention_mask"])
+        hidden = self.split.hidden(batch["input_ids"], batch["attention_mask"])
+        return self.split.head(loss_rows(hidden, batch["loss_mask"]))
 
     def _token_logp(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
         if self.split is None:
             return token_logprobs_from_logits(outputs, batch["input_ids"])
-        return token_logprobs_at(self.split.head, outputs, batch["input_ids"], batch["loss_mask"])
+        return token_logprobs_at_rows(outputs, batch["input_ids"], batch["loss_mask"])
 
     def _cached_reference(self, cache: dict, batch: dict, compute) -> list:
         """Per sequence of ``batch``, the reference's value kept in ``cache``; ``compute(rows)`` gives the values of
@@ -120,7 +122,8 @@ class BiasUnlearnModule(L.LightningModule):
         return torch.cat(self._cached_reference(cache, batch, hidden_rows))
 
     def kl_term(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
-        """Forward KL(reference || policy) over the KL batch's loss positions."""
+        """Forward KL(reference || policy) over the KL batch's loss positions (``outputs``: the policy's, as
+        ``_outputs`` gives them)."""
         mask = batch["loss_mask"]
         if self.split is None:
             with self.reference() as ref:
@@ -129,17 +132,18 @@ class BiasUnlearnModule(L.LightningModule):
         ref_rows = self.reference_kl_rows(batch)
         with self.reference():  # the head with any adapter of its own disabled
             ref_logits = self.split.head(ref_rows)
-        policy_logits = self.split.head(loss_rows(outputs, mask))
-        every = torch.ones(1, len(policy_logits), device=policy_logits.device)
-        return losses.forward_kl_loss(ref_logits[None], policy_logits[None], every)
+        every = torch.ones(1, len(outputs), device=outputs.device)
+        return losses.forward_kl_loss(ref_logits[None], outputs[None], every)
 
     def policy_outputs(self, batches: list[dict]) -> list[torch.Tensor]:
-        """Policy outputs (hidden states or logits) of several batches from one forward pass (bigger matmuls, one
-        backward graph)."""
+        """The policy's outputs (as ``_outputs`` gives them) of several batches from one forward pass and, when the
+        model is split, one head call over every batch's loss rows (bigger matmuls, one backward graph)."""
         pad_id = self.tokenizer.pad_token_id or 0
+        masks = [b["loss_mask"] for b in batches]
         if self.split is not None and self.compute.pack_sequences:
             packed = pack(batches, pad_id)
-            return unpack(self.split.hidden(packed.input_ids, packed.attention_mask, packed.position_ids), packed)
+            hidden = self.split.hidden(packed.input_ids, packed.attention_mask, packed.position_ids)
+            return self._head_on_rows(packed_loss_rows(hidden, packed, masks))
         width = max(b["input_ids"].shape[1] for b in batches)
 
         def widen(t, value):
@@ -147,13 +151,22 @@ class BiasUnlearnModule(L.LightningModule):
 
         merged = {"input_ids": torch.cat([widen(b["input_ids"], pad_id) for b in batches]),
                   "attention_mask": torch.cat([widen(b["attention_mask"], 0) for b in batches])}
-        outputs = self._outputs(self.model, merged)
+        outputs = (self._forward(self.model, merged) if self.split is None
+                   else self.split.hidden(merged["input_ids"], merged["attention_mask"]))
         out, start = [], 0
         for b in batches:
             rows, cols = b["input_ids"].shape
             out.append(outputs[start: start + rows, :cols])
             start += rows
-        return out
+        if self.split is None:
+            return out
+        return self._head_on_rows([loss_rows(hidden, mask) for hidden, mask in zip(out, masks)])
+
+    def _head_on_rows(self, rows: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The head's logits of each batch's rows, from one call: the 49k-wide head streams its whole weight per
+        call, so one call over all rows costs less than one per batch."""
+        logits = self.split.head(torch.cat(rows))
+        return list(logits.split([len(r) for r in rows]))
 
     def compute_losses(self, chunk: dict) -> dict[str, torch.Tensor]:
         """Each term and the weighted total for one chunk (forget, retain and KL batches)."""

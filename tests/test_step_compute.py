@@ -9,7 +9,7 @@ from bias_unlearn.data.splits import split_by_target
 from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.logprobs import selective_log_softmax, token_logprobs_from_logits
 from bias_unlearn.models.fused_lora import FusedLoraLinear, set_fused_lora
-from bias_unlearn.models.lm_head import split_lm, token_logprobs_at
+from bias_unlearn.models.lm_head import loss_rows, split_lm, token_logprobs_at_rows
 from bias_unlearn.models.lora import wrap_lora
 from bias_unlearn.module import BiasUnlearnModule
 from bias_unlearn.module_config import ComputeConfig, LossConfig, OptimConfig
@@ -84,7 +84,7 @@ def test_kl_reference_runs_once_per_sequence(policy_and_chunks):
     assert set(module.kl_cache) == set(chunks[1]["kl"]["keys"])
 
 
-def test_token_logprobs_at_match_the_full_head(tiny):
+def test_token_logprobs_at_rows_match_the_full_head(tiny):
     model, _ = tiny
     split = split_lm(model)
     ids = torch.randint(0, model.config.vocab_size, (3, 7))
@@ -94,7 +94,7 @@ def test_token_logprobs_at_match_the_full_head(tiny):
     with torch.no_grad():
         hidden = split.hidden(ids, torch.ones_like(ids))
         full = token_logprobs_from_logits(model(input_ids=ids).logits, ids)
-        sparse = token_logprobs_at(split.head, hidden, ids, mask)
+        sparse = token_logprobs_at_rows(split.head(loss_rows(hidden, mask)), ids, mask)
     assert torch.allclose(sparse[mask.bool()], full[mask.bool()], atol=1e-5)
     assert (sparse[~mask.bool()] == 0).all()
 

@@ -37,7 +37,7 @@ class FastDropout(torch.nn.Module):
         n = x.numel()
         draws = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
         keep = draws.view(torch.int16)[:n].view(x.shape) >= self.threshold
-        return x * keep, self.scale
+        return torch.where(keep, x, 0.0), self.scale  # no float copy of the mask, forward or backward
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

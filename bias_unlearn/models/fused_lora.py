@@ -2,9 +2,12 @@
 
 PEFT computes the LoRA branch as ``result + lora_B(lora_A(dropout(x))) * scaling``: the (rows, out) product is
 scaled in one pass and added in another, each a new tensor, and on CPU these two elementwise passes over every
-adapted layer's output cost about as much as the rank-r matmuls themselves. ``torch.addmm(result, h, B^T,
-alpha=s)`` does the scale and the add inside the matmul. With ``FastDropout`` the dropout's 1 / (1 - p) moves
-into ``alpha`` too (B(A(m * x)) / (1 - p) is the same linear map), which saves one more pass over the input.
+adapted layer's output cost about as much as the rank-r matmuls themselves. ``addmm_(h, B^T, alpha=s)`` on the base
+layer's (rows, out) output does the scale and the add inside the matmul, in place: nn.Linear's output is a fresh
+matrix its backward never reads, so not even a copy of it is made (Conv1D's output is a view: it gets an
+out-of-place ``addmm``, since autograd would copy a view changed in place). With ``FastDropout`` the dropout's
+1 / (1 - p) moves into ``alpha`` too (B(A(m * x)) / (1 - p) is the same linear map), which saves one more pass over
+the input.
 The same function up to float rounding (tests/test_step_compute.py); anything but plain LoRA (merged or disabled
 adapters, mixed batches, DoRA and other variants, a LoRA bias, mixed dtypes) takes PEFT's own forward.
 """
@@ -20,7 +23,8 @@ class FusedLoraLinear(LoraLinear):
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if args or kwargs or self.disable_adapters or self.merged or self.lora_variant:
             return super().forward(x, *args, **kwargs)
-        result = self.base_layer(x)
+        flat = x.reshape(-1, x.shape[-1])  # 2-D, so that the base output is a plain matrix, not a view
+        result = self.base_layer(flat)
         for name in self.active_adapters:
             if name not in self.lora_A:
                 continue
@@ -29,15 +33,16 @@ class FusedLoraLinear(LoraLinear):
                 return super().forward(x)  # nothing computed here is kept: PEFT's forward starts afresh
             dropout, alpha = self.lora_dropout[name], self.scaling[name]
             if isinstance(dropout, FastDropout):
-                dropped, keep_scale = dropout.masked(x)
+                dropped, keep_scale = dropout.masked(flat)
                 alpha *= keep_scale
             else:
-                dropped = dropout(x)
+                dropped = dropout(flat)
             hidden = lora_a(dropped)
-            shape = result.shape
-            result = torch.addmm(result.reshape(-1, shape[-1]), hidden.reshape(-1, hidden.shape[-1]),
-                                 lora_b.weight.t(), alpha=alpha).view(shape)
-        return result
+            if result._is_view():  # e.g. Conv1D's output: in place on a view would make autograd copy it back
+                result = torch.addmm(result, hidden, lora_b.weight.t(), alpha=alpha)
+            else:  # in place: no copy of the base output (nn.Linear's backward never reads it)
+                result.addmm_(hidden, lora_b.weight.t(), alpha=alpha)
+        return result.view(*x.shape[:-1], result.shape[-1])
 
 
 def set_fused_lora(model, fused: bool = True) -> int:

@@ -55,10 +55,10 @@ def loss_rows(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return hidden[rows, cols]
 
 
-def token_logprobs_at(head: torch.nn.Module, hidden: torch.Tensor, input_ids: torch.Tensor,
-                      mask: torch.Tensor) -> torch.Tensor:
-    """log p(input_ids[:, t+1] | ...) where ``mask[:, t]`` is set, zero elsewhere: shape (B, T-1), fp32. Equal to
+def token_logprobs_at_rows(row_logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log p(input_ids[:, t+1] | ...) where ``mask[:, t]`` is set, zero elsewhere: shape (B, T-1), fp32, from the
+    logits (N, V) at the masked positions in row-major order (``head(loss_rows(hidden, mask))``). Equal to
     ``token_logprobs_from_logits(head(hidden), input_ids)`` on the masked positions."""
     rows, cols = mask.nonzero(as_tuple=True)
-    logp = selective_log_softmax(head(hidden[rows, cols]), input_ids[rows, cols + 1])
+    logp = selective_log_softmax(row_logits, input_ids[rows, cols + 1])
     return torch.zeros(mask.shape, dtype=logp.dtype, device=logp.device).index_put((rows, cols), logp)

@@ -33,11 +33,12 @@ def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
 
 def pack(batches: list[dict], pad_id: int, widths: tuple[int, ...] | None = None) -> Packed:
     """Pack right-padded batches (``input_ids``, ``attention_mask``) into rows; of the candidate row ``widths``
-    (default: 1 to 4 times the longest sequence) the one that leaves the fewest padded cells."""
+    (default: every width from the longest sequence to 4 times it) the one that leaves the fewest padded cells,
+    the narrowest of those (attention grows with the square of the width)."""
     sequences = [(b, i) for b, batch in enumerate(batches) for i in range(len(batch["input_ids"]))]
     lengths = [int(batches[b]["attention_mask"][i].sum()) for b, i in sequences]
     longest = max(lengths)
-    candidates = [w for w in (widths or tuple(k * longest for k in (1, 2, 3, 4))) if w >= longest] or [longest]
+    candidates = [w for w in (widths or range(longest, 4 * longest + 1)) if w >= longest] or [longest]
     layouts = {w: first_fit_decreasing(lengths, w) for w in candidates}
     width = min(candidates, key=lambda w: (len(layouts[w]) * w, w))
     rows = layouts[width]
@@ -62,7 +63,8 @@ def pack(batches: list[dict], pad_id: int, widths: tuple[int, ...] | None = None
     return Packed(ids, positions, mask[:, None], gather)
 
 
-def unpack(hidden: torch.Tensor, packed: Packed) -> list[torch.Tensor]:
-    """Per batch, the hidden states in its padded (B, T, H) layout (zeros at padding)."""
-    flat = torch.cat([hidden.reshape(-1, hidden.shape[-1]), hidden.new_zeros(1, hidden.shape[-1])])
-    return [flat[index] for index in packed.gather]
+def packed_loss_rows(hidden: torch.Tensor, packed: Packed, masks: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per batch, the hidden states (N, H) at its loss positions (``masks[b]``: (B, T-1), the frame of next-token
+    predictions), row-major as ``lm_head.loss_rows`` gives them from a padded layout, read from the packed rows."""
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    return [flat[index[:, :-1][mask.bool()]] for index, mask in zip(packed.gather, masks)]
