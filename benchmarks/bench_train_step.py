@@ -9,8 +9,9 @@
   forget reference log-probs cached, the three batches in one forward, the KL reference run on every step, logits
   over every position.
 - ours: the default step (``ComputeConfig()``): the LM head and its log-softmax only at positions that carry a
-  loss, the KL reference's hidden states cached per sequence, the policy's sequences packed without padding, LoRA
-  dropout masks from 16-bit draws, the LoRA branch's scale and add inside one addmm.
+  loss (one head call over the three batches' rows), the KL reference's hidden states cached per sequence, the
+  policy's sequences packed without padding, LoRA dropout masks from 16-bit draws, the LoRA branch's scale and add
+  inside one in-place addmm.
 - ours-unfused: ours with PEFT's own LoRA forward (``fused_lora=False``): what the fused addmm saves.
 
 Every variant runs the same ``--chunks`` chunks twice: a warm-up pass (it also fills the caches, as a run's
