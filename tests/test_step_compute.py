@@ -207,3 +207,7 @@ def test_packing_chooses_the_width_with_the_least_padding():
              "attention_mask": torch.tensor([[1] * n + [0] * (10 - n) for n in lengths])}
     packed = pack([batch], pad_id=0)
     assert packed.input_ids.shape == (5, 10)
+    lengths = [8, 8, 2]  # no multiple of 8 fits them without padding; width 18 holds all three in one row
+    batch = {"input_ids": torch.ones(3, 8, dtype=torch.long),
+             "attention_mask": torch.tensor([[1] * n + [0] * (8 - n) for n in lengths])}
+    assert pack([batch], pad_id=0).input_ids.shape == (1, 18)
