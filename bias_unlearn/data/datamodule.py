@@ -8,7 +8,7 @@ from bias_unlearn.data.records import BIAS_TYPES, DataError
 from bias_unlearn.data.splits import StereoSetSplit
 from bias_unlearn.distributed import gather_objects
 from bias_unlearn.errors import ConfigError
-from bias_unlearn.data.unlearning import ChunkStream, build_sequences
+from bias_unlearn.data.unlearning import TYPE_WEIGHTS, ChunkStream, build_sequences
 
 
 def check_chunk(forget_batch: int, retain_batch: int, kl_batch: int, paired: bool = False,
@@ -97,9 +97,12 @@ class UnlearningDataModule(L.LightningDataModule):
     def __init__(self, split: StereoSetSplit, tokenizer, forget_batch: int = 4, retain_batch: int = 28,
                  kl_batch: int = 28, adversarial_fraction: float = 0.25, kinds=("intrasentence",),
                  dev_kinds=("intrasentence",), dev_batch: int = 64, seed: int = 0, paired: bool = False,
-                 batch_scope: str = "per_device"):
+                 batch_scope: str = "per_device", type_weights: str = "size"):
         super().__init__()
         check_chunk(forget_batch, retain_batch, kl_batch, paired, adversarial_fraction)
+        if type_weights not in TYPE_WEIGHTS:
+            raise ConfigError(f"train.type_weights must be one of {TYPE_WEIGHTS}, got {type_weights!r}")
+        self.type_weights = type_weights
         rank_batch_sizes({}, 1, batch_scope)  # a bad scope is refused here, before training
         self.batch_scope = batch_scope
         self.split, self.tokenizer = split, tokenizer
@@ -129,7 +132,7 @@ class UnlearningDataModule(L.LightningDataModule):
         sizes = rank_batch_sizes(self.batch_sizes, world, self.batch_scope)
         # Every rank draws its own chunks; the swap state is shared by reference, so workers must stay in-process.
         self.stream = ChunkStream(self.sequences, sizes, self.pad_id, self.swapped, seed=self.seed + rank,
-                                  paired=self.paired)
+                                  paired=self.paired, type_weights=self.type_weights)
         return StreamLoader(self.stream, self)
 
     def state_dict(self) -> dict:

@@ -18,9 +18,11 @@ import torch
 from torch.utils.data import IterableDataset
 
 from bias_unlearn.data.records import BIAS_TYPES, DataError, StereoSetExample
+from bias_unlearn.errors import ConfigError
 from bias_unlearn.logprobs import start_token_id
 
 ROLES = ("forget", "retain", "kl")
+TYPE_WEIGHTS = ("size", "equal")  # how a forget / retain draw picks its bias type (ChunkStream)
 
 
 @dataclass(frozen=True)
@@ -132,8 +134,10 @@ class ChunkStream(IterableDataset):
     """Yields one chunk per step: a forget batch, a larger retain batch and a KL batch.
 
     An epoch is the unswapped forget pools' total size / forget batch chunks; retain and KL cycle. Each item
-    of a role's batch comes from one of that role's pools, picked in proportion to pool size, so a swap only
-    reassigns two pools: nothing is rebuilt and the other types' streams continue where they were. ``paired``: the
+    of a role's batch comes from one of that role's pools (one per bias type), picked by ``type_weights``: ``size``
+    in proportion to pool size (sampling the pooled set, as the paper does) or ``equal`` (each bias type the same
+    share, however few its examples). A swap only reassigns two pools: nothing is rebuilt and the other types'
+    streams continue where they were. ``paired``: the
     retain batch is the forget batch's partners (each example's other sentence), row for row.
 
     Resumable: ``state_dict(consumed)`` is the stream as it stood before its ``consumed``-th chunk (every RNG, pool
@@ -144,7 +148,10 @@ class ChunkStream(IterableDataset):
     KEEP_SNAPSHOTS = 8  # states kept for chunks drawn but not yet trained (the loader prefetches one or two)
 
     def __init__(self, sets: dict, batch_sizes: dict[str, int], pad_id: int, swapped: set[str], seed: int = 0,
-                 paired: bool = False):
+                 paired: bool = False, type_weights: str = "size"):
+        if type_weights not in TYPE_WEIGHTS:
+            raise ConfigError(f"train.type_weights must be one of {TYPE_WEIGHTS}, got {type_weights!r}")
+        self.type_weights = type_weights
         self.pools = {(name, bt): CyclingPool(seqs, f"{seed}:{name}:{bt}")
                       for name in ("stereo", "anti") for bt, seqs in sets[name].items()}
         self.kl_pool = CyclingPool(sets["kl"], f"{seed}:kl")
@@ -172,7 +179,8 @@ class ChunkStream(IterableDataset):
         if role == "kl":
             return [self.kl_pool.take() for _ in range(n)]
         pools = self.role_pools(role, swapped)
-        picks = self.rng.choices(pools, weights=[len(p) for p in pools], k=n)
+        weights = [len(p) for p in pools] if self.type_weights == "size" else [1] * len(pools)
+        picks = self.rng.choices(pools, weights=weights, k=n)
         return [pool.take() for pool in picks]
 
     def __len__(self) -> int:

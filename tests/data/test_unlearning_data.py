@@ -110,3 +110,40 @@ def test_bad_batch_sizes_and_missing_type(split):
     split.train = [ex for ex in split.train if ex.bias_type != "religion"]
     with pytest.raises(DataError, match="religion"):
         UnlearningDataModule(split, tok)
+
+
+def _synthetic_sets(sizes: dict[str, int]) -> dict:
+    from bias_unlearn.data.unlearning import TrainSequence
+
+    def seqs(bt, role, n):
+        return [TrainSequence(f"{bt}{i}:{role}", bt, (1, 2, 3), (0, 1, 1)) for i in range(n)]
+
+    return {"stereo": {bt: seqs(bt, "s", n) for bt, n in sizes.items()},
+            "anti": {bt: seqs(bt, "a", n) for bt, n in sizes.items()},
+            "kl": seqs("gender", "u", 4), "partner": {}}
+
+
+@pytest.mark.parametrize("type_weights", ["size", "equal"])
+def test_type_weights_set_each_bias_types_share_of_the_draws(type_weights):
+    from bias_unlearn.data.unlearning import ChunkStream
+
+    sizes = {"gender": 40, "profession": 40, "race": 40, "religion": 4}
+    stream = ChunkStream(_synthetic_sets(sizes), {"forget": 4, "retain": 8, "kl": 2}, 0, set(), seed=3,
+                         type_weights=type_weights)
+    counts = {"forget": Counter(), "retain": Counter()}
+    for _ in range(40):  # 40 epochs of 31 chunks: 4,960 forget and 9,920 retain draws
+        for chunk in stream:
+            for role in counts:
+                counts[role].update(chunk[role]["bias_types"])
+    for role, counter in counts.items():
+        share = counter["religion"] / sum(counter.values())
+        if type_weights == "size":  # religion holds 4 of 124 sentences
+            assert 0.02 < share < 0.045, (role, share)
+        else:  # every type a quarter, though religion has a tenth of the others' sentences
+            assert 0.22 < share < 0.28, (role, share)
+            assert max(counter.values()) / min(counter.values()) < 1.2
+
+
+def test_type_weights_refuses_an_unknown_rule(split):
+    with pytest.raises(ConfigError, match="train.type_weights must be one of"):
+        UnlearningDataModule(split, make_tokenizer("llama"), forget_batch=4, retain_batch=8, type_weights="inverse")
