@@ -1,9 +1,11 @@
 """Batched log-probability scoring of continuations under a causal LM.
 
 Every benchmark reduces to one request type: score the tokens of ``continuation`` given ``context``. Requests are
-sorted by length (so a batch pads little), right-padded with an attention mask, and scored in one forward pass
-per batch; the log-softmax is taken in fp32 whatever the model's dtype. Each result carries both the summed
-log-probability and the token count, so ``mean`` and ``sum`` sentence scores come from the same pass.
+sorted by length and scored in one forward pass per batch; the log-softmax is taken in fp32 whatever the model's
+dtype. Where the model's logits are exactly ``head(hidden)`` (models/lm_head.py) a batch's sequences are packed end
+to end (models/packing.py: no matmul on padding) and the LM head runs only at the scored positions; other models
+take right-padded batches and the full forward. Each result carries both the summed log-probability and the token
+count, so ``mean`` and ``sum`` sentence scores come from the same pass.
 """
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ import torch
 from tqdm.auto import tqdm
 
 from bias_unlearn.errors import ConfigError
-from bias_unlearn.logprobs import token_logprobs, token_logprobs_from_logits
+from bias_unlearn.logprobs import selective_log_softmax, token_logprobs, token_logprobs_from_logits
+from bias_unlearn.models.lm_head import is_sharded, split_lm
+from bias_unlearn.models.packing import pack, packed_loss_rows
 
 SCORE_MODES = ("mean", "sum")
 
@@ -67,19 +71,35 @@ def score_requests(model, requests: Sequence[Request], batch_size: int = 32, pad
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    split = None if is_sharded(model) else split_lm(model)
     order = sorted(range(len(requests)), key=lambda i: -(len(requests[i].context) + len(requests[i].continuation)))
     results: list[Score | None] = [None] * len(requests)
     try:
         for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
             batch = [requests[i] for i in order[start: start + batch_size]]
             ids, attn, scored = collate(batch, pad_id, device)
-            logprobs = token_logprobs(model, ids, attn).masked_fill(~scored, 0.0)
-            sums, counts = logprobs.sum(-1).tolist(), scored.sum(-1).tolist()
+            if split is not None:
+                sums = packed_scored_logprobs(split, ids, attn, scored, pad_id).tolist()
+            else:
+                sums = token_logprobs(model, ids, attn).masked_fill(~scored, 0.0).sum(-1).tolist()
+            counts = scored.sum(-1).tolist()
             for j, i in enumerate(order[start: start + batch_size]):
                 results[i] = Score(sums[j], counts[j])
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+def packed_scored_logprobs(split, ids: torch.Tensor, attn: torch.Tensor, scored: torch.Tensor,
+                           pad_id: int) -> torch.Tensor:
+    """Per sequence of a right-padded batch, the summed fp32 log-prob of its scored tokens (``scored``: the
+    (B, T-1) frame of next-token predictions): the sequences packed into rows, the head only on the scored rows."""
+    packed = pack([{"input_ids": ids, "attention_mask": attn}], pad_id)
+    hidden = split.hidden(packed.input_ids, packed.attention_mask, packed.position_ids)
+    rows = packed_loss_rows(hidden, packed, [scored])[0]
+    logprobs = selective_log_softmax(split.head(rows), ids[:, 1:][scored])
+    owner = scored.nonzero(as_tuple=True)[0]  # the sequence of each scored row (row-major, as packed_loss_rows)
+    return torch.zeros(len(ids), dtype=logprobs.dtype, device=logprobs.device).index_add_(0, owner, logprobs)
 
 
 def shared_prefix_length(seqs: Sequence[tuple[int, ...]]) -> int:

@@ -130,3 +130,27 @@ def test_legacy_first_token_pass_runs_in_eval_mode():
     with torch.no_grad():  # the check can fail: in train mode the same pass is noisy
         noisy = torch.log_softmax(model(input_ids=torch.tensor([[1]])).logits[0, -1], -1)
     assert not torch.allclose(noisy, clean)
+
+
+def test_packed_scoring_matches_the_padded_full_forward(tiny, monkeypatch):
+    """The packed path (sequences end to end, the head only at scored positions) scores what right-padded
+    batches through the whole model score, with and without context, for PEFT-wrapped models too."""
+    import bias_unlearn.eval.scoring as scoring
+    from bias_unlearn.models.lora import wrap_lora
+
+    model, _ = tiny
+    requests = [Request((), (5, 6, 7, 8, 9)), Request((2, 9), (10,)), Request((2,), (14, 15, 16, 17, 18, 19, 20)),
+                Request((3, 4, 5, 6), (7, 8)), Request((), (11, 12)), Request((2,), (13,))]
+    wrapped = wrap_lora(model, {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"})
+    torch.manual_seed(0)
+    for name, param in wrapped.named_parameters():
+        if "lora_B" in name:  # a fresh adapter is the identity: give it weights
+            param.data.normal_(std=0.5)
+    for candidate in (wrapped.get_base_model(), wrapped):
+        assert scoring.split_lm(candidate) is not None  # both tiny architectures take the packed path
+        packed = score_requests(candidate, requests, batch_size=4)
+        with monkeypatch.context() as patch:
+            patch.setattr(scoring, "split_lm", lambda m: None)  # the padded full forward
+            padded = score_requests(candidate, requests, batch_size=4)
+        assert [s.n_tokens for s in packed] == [s.n_tokens for s in padded] == [4, 1, 7, 2, 1, 1]
+        assert max(abs(a.logprob - b.logprob) for a, b in zip(packed, padded)) < 1e-4
