@@ -132,7 +132,7 @@ class UnlearningDataModule(L.LightningDataModule):
         sizes = rank_batch_sizes(self.batch_sizes, world, self.batch_scope)
         # Every rank draws its own chunks; the swap state is shared by reference, so workers must stay in-process.
         self.stream = ChunkStream(self.sequences, sizes, self.pad_id, self.swapped, seed=self.seed + rank,
-                                  paired=self.paired, type_weights=self.type_weights)
+                                  paired=self.paired, type_weights=self.type_weights, world_size=world)
         return StreamLoader(self.stream, self)
 
     def state_dict(self) -> dict:

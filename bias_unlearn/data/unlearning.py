@@ -133,7 +133,8 @@ def _as_tuple(value):
 class ChunkStream(IterableDataset):
     """Yields one chunk per step: a forget batch, a larger retain batch and a KL batch.
 
-    An epoch is the unswapped forget pools' total size / forget batch chunks; retain and KL cycle. Each item
+    An epoch is one pass of all ``world_size`` processes together over the unswapped forget pools: their total size /
+    (forget batch x processes) chunks on each; retain and KL cycle. Each item
     of a role's batch comes from one of that role's pools (one per bias type), picked by ``type_weights``: ``size``
     in proportion to pool size (sampling the pooled set, as the paper does) or ``equal`` (each bias type the same
     share, however few its examples). A swap only reassigns two pools: nothing is rebuilt and the other types'
@@ -148,7 +149,7 @@ class ChunkStream(IterableDataset):
     KEEP_SNAPSHOTS = 8  # states kept for chunks drawn but not yet trained (the loader prefetches one or two)
 
     def __init__(self, sets: dict, batch_sizes: dict[str, int], pad_id: int, swapped: set[str], seed: int = 0,
-                 paired: bool = False, type_weights: str = "size"):
+                 paired: bool = False, type_weights: str = "size", world_size: int = 1):
         if type_weights not in TYPE_WEIGHTS:
             raise ConfigError(f"train.type_weights must be one of {TYPE_WEIGHTS}, got {type_weights!r}")
         self.type_weights = type_weights
@@ -160,7 +161,7 @@ class ChunkStream(IterableDataset):
         self.rng = random.Random(f"{seed}:roles")
         self.paired, self.partner = paired, sets.get("partner", {})
         forget_size = sum(len(self.pools[("stereo", bt)]) for bt in self.bias_types)
-        self.epoch_length = max(1, math.ceil(forget_size / batch_sizes["forget"]))
+        self.epoch_length = max(1, math.ceil(forget_size / (batch_sizes["forget"] * world_size)))
         self.position = 0  # chunks yielded in the current epoch
         self.drawn = 0  # chunks yielded in all
         self.snapshots: dict[int, dict] = {}  # drawn -> state before that chunk

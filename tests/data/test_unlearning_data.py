@@ -75,8 +75,12 @@ def test_batch_scope_global_splits_the_chunk_over_processes(split, scope, expect
     dm = UnlearningDataModule(split, make_tokenizer("llama"), forget_batch=4, retain_batch=28, kl_batch=28,
                               batch_scope=scope)
     dm.trainer = SimpleNamespace(global_rank=1, world_size=4)
-    chunk = next(iter(dm.train_dataloader()))
+    loader = dm.train_dataloader()
+    chunk = next(iter(loader))
     assert [chunk[r]["input_ids"].shape[0] for r in ("forget", "retain", "kl")] == expected
+    # An epoch is one pass of the four processes together over the forget set, whatever the scope.
+    forget_total = sum(len(v) for v in dm.sequences["stereo"].values())
+    assert len(loader.dataset) == -(-forget_total // (4 * expected[0]))
 
 
 def test_batch_scope_refuses_a_chunk_that_does_not_split_evenly():
