@@ -21,6 +21,7 @@ from bias_unlearn.models.lm_head import is_sharded, split_lm
 from bias_unlearn.models.packing import pack, packed_loss_rows
 
 SCORE_MODES = ("mean", "sum")
+PACK_WIDTH_CAP = 256  # the widest packed row made of sequences shorter than it (packed_scored_logprobs)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,11 @@ def packed_scored_logprobs(split, ids: torch.Tensor, attn: torch.Tensor, scored:
                            pad_id: int) -> torch.Tensor:
     """Per sequence of a right-padded batch, the summed fp32 log-prob of its scored tokens (``scored``: the
     (B, T-1) frame of next-token predictions): the sequences packed into rows, the head only on the scored rows."""
-    packed = pack([{"input_ids": ids, "attention_mask": attn}], pad_id)
+    # Rows up to 4x the longest sequence, but no wider than 256 tokens unless it is: a packed row's attention costs
+    # its width per token, so long texts (perplexity) stay one to a row rather than quadruple their attention.
+    longest = int(attn.sum(-1).max())
+    widths = tuple(range(longest, max(longest, min(4 * longest, PACK_WIDTH_CAP)) + 1))
+    packed = pack([{"input_ids": ids, "attention_mask": attn}], pad_id, widths)
     hidden = split.hidden(packed.input_ids, packed.attention_mask, packed.position_ids)
     rows = packed_loss_rows(hidden, packed, [scored])[0]
     logprobs = selective_log_softmax(split.head(rows), ids[:, 1:][scored])
