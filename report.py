@@ -19,7 +19,7 @@ def make_report(cfg: DictConfig) -> dict:
     if OmegaConf.is_missing(cfg, "sweep_dir"):
         raise ConfigError("sweep_dir is required: python report.py sweep_dir=multirun/<task>/<time>")
     try:
-        result = write_sweep_report(cfg.sweep_dir, cfg.get("out_dir"))
+        result = write_sweep_report(cfg.sweep_dir, cfg.get("out_dir"), cfg.get("reference") or "bias_unlearn")
     except FileNotFoundError as err:
         raise ConfigError(str(err)) from err
     print(result["markdown"])

@@ -79,7 +79,10 @@ def across_seeds(runs, reference: str = "bias_unlearn", n_bootstrap: int = 1000)
     difference method - reference on the seeds both ran."""
     groups = seed_groups(runs)
     if reference not in groups and any(label.startswith(f"{reference} (") for label in groups):
-        log.warning("%s ran with several settings: no paired differences (which one is the reference?)", reference)
+        log.warning("%s ran with several settings: no paired differences; name one: report.py reference='%s'",
+                    reference, next(label for label in groups if label.startswith(f"{reference} (")))
+    elif reference not in groups:
+        log.warning("no runs labelled %s: no paired differences (labels: %s)", reference, ", ".join(sorted(groups)))
     out = {}
     for method, by_seed in groups.items():
         per_seed = {seed: pooled({str(seed): rows}, n_bootstrap=0) for seed, rows in by_seed.items()}

@@ -321,13 +321,15 @@ def sweep_figures(runs: list[Run], rows: list[dict], out_dir: Path,
     }
 
 
-def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> dict:
-    """comparison.{md,csv,json} and the figures in ``out_dir`` (default: the sweep directory)."""
+def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None,
+                       reference: str = "bias_unlearn") -> dict:
+    """comparison.{md,csv,json} and the figures in ``out_dir`` (default: the sweep directory); paired differences
+    are taken against the runs labelled ``reference`` (a method, or a method's variant: seeds.variant_labels)."""
     runs = collect_runs(sweep_dir)
     out_dir = Path(out_dir or sweep_dir)
     rows = comparison_rows(runs)
     ok = [r for r in runs if r.ok]
-    seeds = across_seeds(runs)
+    seeds = across_seeds(runs, reference)
     figures = sweep_figures(runs, rows, out_dir, seeds)
     failed = [r for r in runs if not r.ok and r.status != DEV_ONLY]
     dev_only = len(runs) - len(ok) - len(failed)

@@ -252,6 +252,13 @@ def test_runs_of_one_method_with_other_settings_are_variants_not_seeds(tmp_path,
     assert seeds["bias_unlearn (lr=0.0005)"]["seeds"] == [0, 1]
     assert seeds["bias_unlearn (lr=0.0005)"]["ss_overall"]["mean"] < 70  # the repeat (SS 90) is not in it
     assert "99_again repeats bias_unlearn (lr=0.0005) with seed 0" in caplog.text
+    assert not any("vs_reference" in entry for entry in seeds.values())  # which variant is the reference?
+    assert "name one: report.py reference=" in caplog.text
+    # Named, one variant is the reference: the other's paired difference is taken against it, on the same seeds.
+    seeds = write_sweep_report(sweep, reference="bias_unlearn (lr=0.0002)")["across_seeds"]
+    vs = seeds["bias_unlearn (lr=0.0005)"]["vs_reference"]
+    assert vs["reference"] == "bias_unlearn (lr=0.0002)" and vs["seeds"] == [0, 1]
+    assert "vs_reference" not in seeds["bias_unlearn (lr=0.0002)"]
 
 
 def test_dev_objective_chooses_without_test_scores(tmp_path):
