@@ -1,5 +1,6 @@
-"""Scoring speed: batch-size-1 reference, length-sorted batches, shared prefixes, and our default (share_prefix=auto:
-shared prefixes only where they skip at least half the tokens), on the same model and rows.
+"""Scoring speed: batch-size-1 reference, length-sorted padded batches (the previous scorer), length-sorted packed
+batches with the LM head only at scored positions, shared prefixes, and our default (share_prefix=auto: shared
+prefixes only where they skip at least half the tokens, packed batches elsewhere), on the same model and rows.
 
     python benchmarks/bench_scoring.py [--n 300] [--model-dir DIR] [--threads 2]
 
@@ -41,7 +42,7 @@ class FlopCounter:
         self.tokens += output.shape[0] * output.shape[1]
 
     def _on_head(self, module, args, output):
-        self.positions += output.shape[0] * output.shape[1]
+        self.positions += output.numel() // output.shape[-1]  # (B, T, V) over all positions, or (N, V) rows
 
     def reset(self):
         self.tokens = self.positions = 0
@@ -96,9 +97,12 @@ def main() -> None:
     counter = FlopCounter(model)
     peak = matmul_peak_gflops()
     scorers = {
-        "reference (batch 1, whole sequences)": SentenceScorer(model, tokenizer, 1, share_prefix=False),
-        f"batched (batch {args.batch_size}, length-sorted)": SentenceScorer(model, tokenizer, args.batch_size,
-                                                                           share_prefix=False),
+        "reference (batch 1, whole sequences)": SentenceScorer(model, tokenizer, 1, share_prefix=False,
+                                                               pack_rows=False),
+        f"previous: padded (batch {args.batch_size}, length-sorted)": SentenceScorer(
+            model, tokenizer, args.batch_size, share_prefix=False, pack_rows=False),
+        f"packed (batch {args.batch_size}, length-sorted)": SentenceScorer(model, tokenizer, args.batch_size,
+                                                                          share_prefix=False),
         f"shared prefixes (batch {args.batch_size})": SentenceScorer(model, tokenizer, args.batch_size,
                                                                     share_prefix=True),
         f"ours: auto (batch {args.batch_size})": SentenceScorer(model, tokenizer, args.batch_size, share_prefix="auto"),

@@ -77,11 +77,12 @@ class SentenceScorer:
     """
 
     def __init__(self, model, tokenizer, batch_size: int = 32, start: str = "prepend",
-                 share_prefix: bool | str = "auto", progress: bool = False):
+                 share_prefix: bool | str = "auto", progress: bool = False, pack_rows: bool = True):
         if start not in START_MODES:
             raise ConfigError(f"unknown start mode {start!r}; expected one of {START_MODES}")
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.start, self.share_prefix, self.progress = batch_size, start, share_prefix, progress
+        self.pack_rows = pack_rows  # packed rows and the head at scored positions only (eval/scoring.py)
         self.start_id = start_token_id(tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else self.start_id  # masked out, so any id works
@@ -105,7 +106,7 @@ class SentenceScorer:
         if self.shares_prefix(groups):
             return score_groups(self.model, groups, self.batch_size, self.pad_id, self.progress, desc)
         flat = score_requests(self.model, [r for g in groups for r in g], self.batch_size, self.pad_id,
-                              self.progress, desc)
+                              self.progress, desc, self.pack_rows)
         out, k = [], 0
         for group in groups:
             out.append(flat[k: k + len(group)])

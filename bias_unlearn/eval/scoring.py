@@ -61,8 +61,9 @@ def collate(requests: Sequence[Request], pad_id: int, device) -> tuple[torch.Ten
 
 @torch.no_grad()
 def score_requests(model, requests: Sequence[Request], batch_size: int = 32, pad_id: int = 0,
-                   progress: bool = False, desc: str = "scoring") -> list[Score]:
-    """Score every request; results come back in the order of ``requests``."""
+                   progress: bool = False, desc: str = "scoring", pack_rows: bool = True) -> list[Score]:
+    """Score every request; results come back in the order of ``requests``. ``pack_rows=False`` keeps padded
+    batches and the full forward for every model (the benchmark's previous scorer)."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     for i, req in enumerate(requests):
@@ -72,7 +73,7 @@ def score_requests(model, requests: Sequence[Request], batch_size: int = 32, pad
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    split = None if is_sharded(model) else split_lm(model)
+    split = None if is_sharded(model) or not pack_rows else split_lm(model)
     order = sorted(range(len(requests)), key=lambda i: -(len(requests[i].context) + len(requests[i].continuation)))
     results: list[Score | None] = [None] * len(requests)
     try:
