@@ -29,6 +29,22 @@ def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, rows_per_ch
     return torch.cat(parts).reshape(index.shape)
 
 
+def selective_log_softmax_(logits: torch.Tensor, index: torch.Tensor, rows_per_chunk: int = 32) -> torch.Tensor:
+    """``selective_log_softmax`` for logits no one needs afterwards (scoring, under no_grad): fp32 logits are
+    overwritten in place, a few rows at a time, so no logits-sized tensor is allocated (on CPU, filling a fresh
+    150 MB tensor costs more than the arithmetic) and each chunk's passes stay in cache."""
+    if logits.dtype != torch.float32 or logits.requires_grad:
+        return selective_log_softmax(logits, index)
+    flat, flat_index = logits.reshape(-1, logits.shape[-1]), index.reshape(-1)
+    picked = flat.gather(-1, flat_index.unsqueeze(-1)).squeeze(-1)
+    lse = torch.empty_like(picked)
+    for start in range(0, len(flat), rows_per_chunk):
+        chunk = flat[start: start + rows_per_chunk]
+        top = chunk.amax(-1, keepdim=True)
+        lse[start: start + rows_per_chunk] = chunk.sub_(top).exp_().sum(-1).log_() + top.squeeze(-1)
+    return (picked - lse).reshape(index.shape)
+
+
 def token_logprobs_from_logits(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """log p(input_ids[:, t] | ...) for t >= 1 from logits of shape (B, T, V), in fp32; shape (B, T-1)."""
     return selective_log_softmax(logits[:, :-1], input_ids[:, 1:])

@@ -211,3 +211,18 @@ def test_packing_chooses_the_width_with_the_least_padding():
     batch = {"input_ids": torch.ones(3, 8, dtype=torch.long),
              "attention_mask": torch.tensor([[1] * n + [0] * (8 - n) for n in lengths])}
     assert pack([batch], pad_id=0).input_ids.shape == (1, 18)
+
+
+def test_in_place_selective_log_softmax_matches_and_spares_tensors_that_need_grad():
+    from bias_unlearn.logprobs import selective_log_softmax_
+
+    torch.manual_seed(0)
+    logits, index = 8 * torch.randn(3, 23, 50), torch.randint(0, 50, (3, 23))
+    expected = torch.log_softmax(logits.double(), -1).gather(-1, index.unsqueeze(-1)).squeeze(-1)
+    consumed = logits.clone()
+    got = selective_log_softmax_(consumed, index, rows_per_chunk=5)  # 69 rows: the last chunk is partial
+    assert torch.allclose(got.double(), expected, atol=1e-5) and not torch.equal(consumed, logits)  # overwritten
+    trained = logits.clone().requires_grad_()
+    assert torch.allclose(selective_log_softmax_(trained, index).double(), expected, atol=1e-5)
+    assert torch.equal(trained.detach(), logits)  # a tensor autograd needs is left as it was
+    assert torch.allclose(selective_log_softmax_(logits.to(torch.bfloat16), index).double(), expected, atol=0.1)
