@@ -211,6 +211,8 @@ def test_packing_chooses_the_width_with_the_least_padding():
     batch = {"input_ids": torch.ones(3, 8, dtype=torch.long),
              "attention_mask": torch.tensor([[1] * n + [0] * (8 - n) for n in lengths])}
     assert pack([batch], pad_id=0).input_ids.shape == (1, 18)
+    assert pack([batch], pad_id=0, max_width=12).input_ids.shape == (2, 10)  # 8 + 2 | 8: rows capped at 12
+    assert pack([batch], pad_id=0, max_width=4).input_ids.shape == (3, 8)  # never narrower than the longest
 
 
 def test_in_place_selective_log_softmax_matches_and_spares_tensors_that_need_grad():

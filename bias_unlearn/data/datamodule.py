@@ -8,7 +8,7 @@ from bias_unlearn.data.records import BIAS_TYPES, DataError
 from bias_unlearn.data.splits import StereoSetSplit
 from bias_unlearn.distributed import gather_objects
 from bias_unlearn.errors import ConfigError
-from bias_unlearn.data.unlearning import TYPE_WEIGHTS, ChunkStream, build_sequences
+from bias_unlearn.data.unlearning import ChunkStream, build_sequences, check_type_weights
 
 
 def check_chunk(forget_batch: int, retain_batch: int, kl_batch: int, paired: bool = False,
@@ -100,9 +100,7 @@ class UnlearningDataModule(L.LightningDataModule):
                  batch_scope: str = "per_device", type_weights: str = "size"):
         super().__init__()
         check_chunk(forget_batch, retain_batch, kl_batch, paired, adversarial_fraction)
-        if type_weights not in TYPE_WEIGHTS:
-            raise ConfigError(f"train.type_weights must be one of {TYPE_WEIGHTS}, got {type_weights!r}")
-        self.type_weights = type_weights
+        self.type_weights = check_type_weights(type_weights)  # refused here, before training
         rank_batch_sizes({}, 1, batch_scope)  # a bad scope is refused here, before training
         self.batch_scope = batch_scope
         self.split, self.tokenizer = split, tokenizer

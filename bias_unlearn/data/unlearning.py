@@ -25,6 +25,12 @@ ROLES = ("forget", "retain", "kl")
 TYPE_WEIGHTS = ("size", "equal")  # how a forget / retain draw picks its bias type (ChunkStream)
 
 
+def check_type_weights(type_weights: str) -> str:
+    if type_weights not in TYPE_WEIGHTS:
+        raise ConfigError(f"train.type_weights must be one of {TYPE_WEIGHTS}, got {type_weights!r}")
+    return type_weights
+
+
 @dataclass(frozen=True)
 class TrainSequence:
     key: str  # unique per sequence: the reference log-prob cache is keyed by it
@@ -150,9 +156,7 @@ class ChunkStream(IterableDataset):
 
     def __init__(self, sets: dict, batch_sizes: dict[str, int], pad_id: int, swapped: set[str], seed: int = 0,
                  paired: bool = False, type_weights: str = "size", world_size: int = 1):
-        if type_weights not in TYPE_WEIGHTS:
-            raise ConfigError(f"train.type_weights must be one of {TYPE_WEIGHTS}, got {type_weights!r}")
-        self.type_weights = type_weights
+        self.type_weights = check_type_weights(type_weights)
         self.pools = {(name, bt): CyclingPool(seqs, f"{seed}:{name}:{bt}")
                       for name in ("stereo", "anti") for bt, seqs in sets[name].items()}
         self.kl_pool = CyclingPool(sets["kl"], f"{seed}:kl")

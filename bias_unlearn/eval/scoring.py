@@ -96,11 +96,9 @@ def packed_scored_logprobs(split, ids: torch.Tensor, attn: torch.Tensor, scored:
                            pad_id: int) -> torch.Tensor:
     """Per sequence of a right-padded batch, the summed fp32 log-prob of its scored tokens (``scored``: the
     (B, T-1) frame of next-token predictions): the sequences packed into rows, the head only on the scored rows."""
-    # Rows up to 4x the longest sequence, but no wider than 256 tokens unless it is: a packed row's attention costs
-    # its width per token, so long texts (perplexity) stay one to a row rather than quadruple their attention.
-    longest = int(attn.sum(-1).max())
-    widths = tuple(range(longest, max(longest, min(4 * longest, PACK_WIDTH_CAP)) + 1))
-    packed = pack([{"input_ids": ids, "attention_mask": attn}], pad_id, widths)
+    # A packed row's attention costs its width per token: long texts (perplexity) stay one to a row rather than
+    # quadruple their attention.
+    packed = pack([{"input_ids": ids, "attention_mask": attn}], pad_id, max_width=PACK_WIDTH_CAP)
     hidden = split.hidden(packed.input_ids, packed.attention_mask, packed.position_ids)
     rows = packed_loss_rows(hidden, packed, [scored])[0]
     logprobs = selective_log_softmax_(split.head(rows), ids[:, 1:][scored])  # the logits are not kept

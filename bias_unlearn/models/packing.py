@@ -31,15 +31,18 @@ def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
     return rows
 
 
-def pack(batches: list[dict], pad_id: int, widths: tuple[int, ...] | None = None) -> Packed:
+def pack(batches: list[dict], pad_id: int, widths: tuple[int, ...] | None = None,
+         max_width: int | None = None) -> Packed:
     """Pack right-padded batches (``input_ids``, ``attention_mask``) into rows; of the candidate row ``widths``
-    (default: every width from the longest sequence to 4 times it, in steps of 1/16 of it when that is long) the
-    one that leaves the fewest padded cells, the narrowest of those (attention grows with the square of the width)."""
+    (default: every width from the longest sequence to 4 times it, in steps of 1/16 of it when that is long, and no
+    wider than ``max_width`` unless the longest sequence is) the one that leaves the fewest padded cells, the
+    narrowest of those (attention grows with the square of the width)."""
     sequences = [(b, i) for b, batch in enumerate(batches) for i in range(len(batch["input_ids"]))]
     lengths = [int(batches[b]["attention_mask"][i].sum()) for b, i in sequences]
     longest = max(lengths)
     step = max(1, longest // 16)  # at most ~48 candidates for long sequences: the search stays cheap
-    candidates = [w for w in (widths or range(longest, 4 * longest + 1, step)) if w >= longest] or [longest]
+    widest = max(longest, min(4 * longest, max_width or 4 * longest))
+    candidates = [w for w in (widths or range(longest, widest + 1, step)) if w >= longest] or [longest]
     layouts = {w: first_fit_decreasing(lengths, w) for w in candidates}
     width = min(candidates, key=lambda w: (len(layouts[w]) * w, w))
     rows = layouts[width]
