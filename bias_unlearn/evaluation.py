@@ -12,11 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from bias_unlearn.data.sources import load_eval_benchmarks
 from bias_unlearn.data.splits import saved_target_keys, target_keys
 from bias_unlearn.errors import ConfigError
-from bias_unlearn.eval.bbq import evaluate_bbq
-from bias_unlearn.eval.crows_pairs import evaluate_crows_pairs
-from bias_unlearn.eval.general import evaluate_general
 from bias_unlearn.eval.report import markdown_report, write_report
 from bias_unlearn.eval.scorer import ScoringConfig, SentenceScorer, make_scorer
+from bias_unlearn.eval.side_effects import score_side_effects
 from bias_unlearn.eval.stereoset import evaluate_stereoset
 from bias_unlearn.io import write_text
 from bias_unlearn.models.loading import load_model
@@ -84,13 +82,8 @@ def score_benchmarks(scorer: SentenceScorer, benchmarks: dict, split: str, scori
         data = benchmarks["stereoset"]
         examples = data.train + data.dev + data.test if split == "all" else data[split]
         results["stereoset"] = evaluate_stereoset(scorer, examples, scoring.mode, scoring.n_bootstrap, scoring.seed)
-    if "crows_pairs" in benchmarks:
-        results["crows_pairs"] = evaluate_crows_pairs(scorer, benchmarks["crows_pairs"])
-    if "bbq" in benchmarks:
-        results["bbq"] = evaluate_bbq(scorer, benchmarks["bbq"], scoring.mode)
-    if "general" in benchmarks:
-        results["general"] = evaluate_general(scorer, benchmarks["general"])
-    return results
+    side, _ = score_side_effects(scorer, benchmarks, scoring.mode)
+    return results | {name: value for name, value in side.items() if name in benchmarks}
 
 
 def run_evaluation(cfg: DictConfig) -> dict:

@@ -21,12 +21,10 @@ from bias_unlearn.data.records import BIAS_TYPES, STEREOSET_KINDS
 from bias_unlearn.data.sources import build_stereoset_split, load_bbq_data, load_general_data
 from bias_unlearn.errors import ConfigError, TrainingDiverged, from_node
 from bias_unlearn.eval.base_cache import cache_path, load_base_scores, save_base_scores
-from bias_unlearn.eval.bbq import evaluate_bbq
-from bias_unlearn.eval.crows_pairs import score_crows_pairs
-from bias_unlearn.eval.general import evaluate_general
 from bias_unlearn.eval.generation import compare_generations
 from bias_unlearn.eval.report import training_report
 from bias_unlearn.eval.scorer import ScoringConfig, make_scorer
+from bias_unlearn.eval.side_effects import score_side_effects
 from bias_unlearn.eval.stereoset import score_stereoset
 from bias_unlearn.evaluation import load_policy
 from bias_unlearn.io import copy_dir, write_text
@@ -128,13 +126,10 @@ def dev_split_summary(dev_examples, resolution: dict[str, float]) -> dict:
 def evaluate_test(scorer, test_examples, side: dict, scoring: ScoringConfig) -> dict:
     """The report's evaluation: StereoSet on the test split (per kind) and, when configured, the side effects:
     CrowS-Pairs, BBQ and general ability (``side``: the loaded data, or None where not configured)."""
-    crows, bbq, general = side.get("crows_pairs"), side.get("bbq"), side.get("general")
     stereoset, stereoset_rows = score_stereoset(scorer, test_examples, scoring.mode, scoring.n_bootstrap, scoring.seed)
-    crows_results, crows_rows = score_crows_pairs(scorer, crows) if crows is not None else (None, None)
-    return {"stereoset": stereoset, "crows_pairs": crows_results,
-            "bbq": evaluate_bbq(scorer, bbq, scoring.mode) if bbq is not None else None,
-            "general": evaluate_general(scorer, general) if general is not None else None,
-            "outcomes": {"stereoset": stereoset_rows, "crows_pairs": crows_rows}}  # per example: paired.py
+    results, rows = score_side_effects(scorer, side, scoring.mode)
+    return {"stereoset": stereoset, **results,  # per example: paired.py
+            "outcomes": {"stereoset": stereoset_rows, "crows_pairs": rows.get("crows_pairs")}}
 
 
 def score_base(cfg: DictConfig, module: BiasUnlearnModule, test_examples, side, scoring, out_dir: Path,

@@ -60,7 +60,8 @@ def test_readme_evaluate_commands_compose_and_run_fast(args, tmp_path, tiny_mode
     """Each README command composes as written; then runs on the tiny model and the fixture files (its model,
     adapter and file choices name things that exist only on the user's machine)."""
     compose_config("evaluate", *args)
-    kept = [a for a in args if a.split("=")[0] not in ("model", "model.name_or_path", "adapter", "data.bbq.paths")]
+    kept = [a for a in args if a.split("=")[0] not in ("model", "model.name_or_path", "adapter", "data.bbq.paths",
+                                                     "runs")]  # runs=: tests/test_run_completion.py
     cfg = compose_config("evaluate", f"paths.output_dir={tmp_path}", *kept, "model=local",
                          f"model.name_or_path={tiny_model_dir}", *data_overrides, "scoring.n_bootstrap=0")
     results = run_evaluation(cfg)

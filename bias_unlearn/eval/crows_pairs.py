@@ -8,10 +8,6 @@ from bias_unlearn.eval.metrics import CrowsPairsMetric
 from bias_unlearn.eval.scorer import SentenceScorer
 
 
-def evaluate_crows_pairs(scorer: SentenceScorer, pairs: Sequence[CrowsPair]) -> dict:
-    return score_crows_pairs(scorer, pairs)[0]
-
-
 def score_crows_pairs(scorer: SentenceScorer, pairs: Sequence[CrowsPair]) -> tuple[dict, list]:
     """(the metric's results, one row per pair: [id, bias_type, sent_more preferred in mean mode (1/0, -1 NaN)])."""
     scores = scorer.sentences([(p.sent_more, p.sent_less) for p in pairs], desc="CrowS-Pairs")

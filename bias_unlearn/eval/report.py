@@ -185,6 +185,8 @@ def training_report(report) -> str:
     for key in ("method", "model", "adapter", "adapter_from", "adapter_rule", "lms_bar_met", "steps",
                 "stopped_early_at", "train_seconds", "wall_seconds", "scoring"):
         parts.append(f"- {key}: {getattr(summary, key)}")
+    if summary.added_later:
+        parts.append(f"- scored after training (evaluate.py runs=): {', '.join(summary.added_later)}")
     before, after = report.before, report.after
     outcomes = report.outcomes or {}
     rows_before, rows_after = outcomes.get("before") or {}, outcomes.get("after") or {}

@@ -1,0 +1,83 @@
+"""evaluate.py runs=: side effects scored after training and written into finished runs' reports."""
+import json
+import shutil
+
+import pytest
+
+from bias_unlearn import run_completion
+from bias_unlearn.cli import USER_ERRORS
+from bias_unlearn.evaluation import run_evaluation
+from bias_unlearn.run_report import RunReport
+from bias_unlearn.training import run_training
+from tests.helpers import compose_config
+
+SIDE = "benchmarks=[crows_pairs,bbq,general]"
+
+
+@pytest.fixture
+def sweep(tmp_path, cfg_train):
+    """A sweep folder: one tiny finished run trained without side effects, a copy of it, and a failed run."""
+    run = tmp_path / "run"
+    run_training(cfg_train("eval.before=true", "eval.generation.prompts=[]"))
+    root = tmp_path / "sweep"
+    shutil.copytree(run, root / "0_a")
+    shutil.copytree(run, root / "1_b")
+    (root / "2_failed").mkdir()
+    shutil.copy(run / "report.json", root / "2_failed" / "report.json")
+    (root / "2_failed" / "error.txt").write_text("diverged\n")
+    return root
+
+
+def evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, *overrides):
+    return compose_config("evaluate", f"paths.output_dir={tmp_path / 'eval'}", "model=local",
+                          f"model.name_or_path={tiny_model_dir}", *data_overrides, "scoring.n_bootstrap=0", *overrides)
+
+
+def test_side_effects_are_added_to_every_finished_run(sweep, tmp_path, tiny_model_dir, data_overrides, monkeypatch):
+    assert RunReport.load(sweep / "0_a" / "report.json").bbq == {"before": None, "after": None}
+    calls = []
+    score = run_completion.score_side_effects
+    monkeypatch.setattr(run_completion, "score_side_effects", lambda *a: calls.append(1) or score(*a))
+    done = run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={sweep}", SIDE))
+    assert done == [sweep / "0_a", sweep / "1_b"]  # the failed run is skipped
+    assert len(calls) == 3  # the base once for both runs, then each run's adapter
+
+    # Before is the base model, after the run's adapter: as evaluate.py scores each of them on its own.
+    base = run_evaluation(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, SIDE))
+    adapted = run_evaluation(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, SIDE,
+                                          f"adapter={sweep / '0_a' / 'adapter'}"))
+    report = RunReport.load(sweep / "0_a" / "report.json")
+    for name in ("crows_pairs", "bbq", "general"):
+        assert getattr(report, name) == {"before": base[name], "after": adapted[name]}, name
+    assert report.general["before"]["wiki"]["perplexity"] != report.general["after"]["wiki"]["perplexity"]
+    assert len(report.outcomes["after"]["crows_pairs"]) == report.crows_pairs["after"]["overall"]["n"]
+    assert report.outcomes["after"]["stereoset"]  # the run's own StereoSet outcomes are kept
+    assert report.summary.added_later == ["bbq", "crows_pairs", "general"]
+    markdown = (sweep / "0_a" / "report.md").read_text()
+    assert "## BBQ" in markdown and "## General ability" in markdown and "scored after training" in markdown
+    assert "BBQ" in (sweep / "0_a" / "adapter" / "README.md").read_text()
+    assert json.loads((sweep / "2_failed" / "report.json").read_text())["bbq"] == {"before": None, "after": None}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["benchmarks=[stereoset,bbq]"], "benchmarks must be some of"),
+    (["runs=/no/such/dir", "benchmarks=[bbq]"], "/no/such/dir: no such directory"),
+])
+def test_bad_completion_requests_are_refused(tmp_path, tiny_model_dir, data_overrides, overrides, message):
+    cfg = evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={tmp_path}", *overrides)
+    with pytest.raises(USER_ERRORS, match=message):
+        run_completion.complete_runs(cfg)
+
+
+def test_a_folder_without_runs_or_adapter_is_refused(tmp_path, tiny_model_dir, data_overrides):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(USER_ERRORS, match="no report.json in it"):
+        run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides,
+                                                  f"runs={tmp_path / 'empty'}", "benchmarks=[bbq]"))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.json").write_text("{}")
+    (run / "config.yaml").write_text("seed: 0\n")
+    with pytest.raises(USER_ERRORS, match="no delivered adapter"):
+        run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}",
+                                                  "benchmarks=[bbq]"))
