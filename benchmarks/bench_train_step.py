@@ -11,8 +11,10 @@
 - ours: the default step (``ComputeConfig()``): the LM head and its log-softmax only at positions that carry a
   loss (one head call over the three batches' rows), the KL reference's hidden states cached per sequence, the
   policy's sequences packed without padding, LoRA dropout masks from 16-bit draws, the LoRA branch's scale and add
-  inside one in-place addmm.
+  inside one in-place addmm, AdamW's fused kernel.
 - ours-unfused: ours with PEFT's own LoRA forward (``fused_lora=False``): what the fused addmm saves.
+- ours-loop-adamw: ours with torch's default AdamW (``fused_optimizer=False``; on CPU a loop of ~12 operators per
+  adapter tensor): what the fused optimizer saves.
 
 Every variant runs the same ``--chunks`` chunks twice: a warm-up pass (it also fills the caches, as a run's
 first pass over its pools does) and the measured pass, so the figures are a long run's steady state. Each variant
@@ -35,7 +37,7 @@ import torch
 
 from peak import matmul_peak_gflops  # benchmarks/peak.py (the script's folder is on sys.path)
 
-VARIANTS = ("authors", "previous", "ours-unfused", "ours")
+VARIANTS = ("authors", "previous", "ours-unfused", "ours-loop-adamw", "ours")
 PEAK_SHAPES = {"cpu": "fp32 2048^3", "cuda": "bf16 8192^3"}
 
 
@@ -59,8 +61,8 @@ def build(args):
     reference = copy.deepcopy(model).eval() if args.variant == "authors" else None
     lora = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": args.targets}
     policy = wrap_lora(model, OmegaConf.create(lora))
-    compute = {"ours": ComputeConfig(), "ours-unfused": ComputeConfig(fused_lora=False)}.get(
-        args.variant, ComputeConfig.plain())
+    compute = {"ours": ComputeConfig(), "ours-unfused": ComputeConfig(fused_lora=False),
+               "ours-loop-adamw": ComputeConfig(fused_optimizer=False)}.get(args.variant, ComputeConfig.plain())
     module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=1e-4), dm.dev_examples,
                                compute=compute)
     module.to(device).train()

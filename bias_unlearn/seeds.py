@@ -11,10 +11,12 @@ import logging
 from collections import defaultdict
 
 from bias_unlearn.data.records import BIAS_TYPES
-from bias_unlearn.paired import over_seeds, paired_difference, pooled
+from bias_unlearn.paired import crows_change, over_seeds, paired_difference, pooled
 
 KIND = "intrasentence"
 BASE = "base model"
+# CrowS-Pairs categories no StereoSet bias type covers: what debiasing does to biases it never trained on.
+UNTARGETED_CROWS = ("age", "disability", "nationality", "physical-appearance", "sexual-orientation", "socioeconomic")
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,72 @@ def across_seeds(runs, reference: str = "bias_unlearn", n_bootstrap: int = 1000)
                                      **paired_difference(a, b, n_bootstrap)["overall"]}
         out[method] = entry
     return out
+
+
+def run_side_effects(report, n_bootstrap: int = 1000) -> dict:
+    """One run's side effects as changes (after - before) on the same items: CrowS-Pairs % stereotyped overall, the
+    untargeted CrowS categories that moved away from 50 by a resolved margin, BBQ accuracy (ambiguous /
+    disambiguated), perplexity (% change) and multiple-choice accuracy (mean over tasks). Missing ones are None."""
+    out = dict.fromkeys(("crows", "crows_worse", "bbq_ambig", "bbq_disambig", "perplexity_pct", "mc_acc"))
+    crows, bbq, general = report.crows_pairs or {}, report.bbq or {}, report.general or {}
+    if crows.get("before") and crows.get("after"):
+        out["crows"] = (crows["after"]["overall"]["pct_stereotype_mean"]
+                        - crows["before"]["overall"]["pct_stereotype_mean"])
+        rows = [((report.outcomes or {}).get(side) or {}).get("crows_pairs") for side in ("before", "after")]
+        if all(rows):
+            change = crows_change(*rows, n_bootstrap=n_bootstrap)
+            out["crows_worse"] = sorted(c for c in UNTARGETED_CROWS if c in change and change[c]["resolved"]
+                                        and abs(change[c]["after"] - 50) > abs(change[c]["before"] - 50))
+    if bbq.get("before") and bbq.get("after"):
+        before, after = bbq["before"]["overall"], bbq["after"]["overall"]
+        out["bbq_ambig"] = after["acc_ambig"] - before["acc_ambig"]
+        out["bbq_disambig"] = after["acc_disambig"] - before["acc_disambig"]
+    if general.get("before") and general.get("after"):
+        before, after = general["before"], general["after"]
+        if (before.get("wiki") or {}).get("perplexity") and (after.get("wiki") or {}).get("perplexity"):
+            out["perplexity_pct"] = 100 * (after["wiki"]["perplexity"] / before["wiki"]["perplexity"] - 1)
+        tasks = [t for t in before if "acc" in before[t] and "acc" in (after.get(t) or {})]
+        if tasks:
+            out["mc_acc"] = sum(after[t]["acc"] - before[t]["acc"] for t in tasks) / len(tasks)
+    return out
+
+
+SIDE_EFFECT_COLUMNS = (("crows", "CrowS % stereo"), ("bbq_ambig", "BBQ acc ambig"),
+                       ("bbq_disambig", "BBQ acc disambig"), ("perplexity_pct", "perplexity %"),
+                       ("mc_acc", "MC acc"))
+
+
+def side_effects_over_seeds(runs, n_bootstrap: int = 1000) -> dict:
+    """Per method (variant_labels): each side effect's change, mean / sd over the seeds that scored it, and per seed
+    the untargeted CrowS categories made worse by a resolved margin."""
+    ok = [run for run in runs if run.ok and run.seed is not None]
+    labels = variant_labels(ok)
+    per_label: dict[str, dict[int, dict]] = defaultdict(dict)
+    for run in ok:
+        per_label[labels[run.name]].setdefault(run.seed, run_side_effects(run.report, n_bootstrap))
+    out = {}
+    for label, by_seed in per_label.items():
+        if not any(v is not None for effects in by_seed.values() for v in effects.values()):
+            continue
+        entry = {key: over_seeds([by_seed[s][key] for s in by_seed]) for key, _ in SIDE_EFFECT_COLUMNS}
+        entry["seeds"] = sorted(by_seed)
+        entry["crows_worse"] = {s: by_seed[s]["crows_worse"] for s in sorted(by_seed)}
+        out[label] = entry
+    return out
+
+
+def side_effects_markdown(summary: dict) -> str:
+    if not summary:
+        return ""
+    head = ["method", "seeds", *[f"{name} change" for _, name in SIDE_EFFECT_COLUMNS],
+            "untargeted CrowS categories worse (per seed)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, e in summary.items():
+        worse = "; ".join(f"{s}: {', '.join(w) or 'none'}" if w is not None else f"{s}: n/a"
+                          for s, w in e["crows_worse"].items())
+        lines.append("| " + " | ".join([label, str(len(e["seeds"])),
+                                        *[_mean_sd(e[key]) for key, _ in SIDE_EFFECT_COLUMNS], worse]) + " |")
+    return "\n".join(lines)
 
 
 def _f(value) -> str:

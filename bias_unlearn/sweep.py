@@ -19,7 +19,8 @@ from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.io import write_json, write_text
 from bias_unlearn.methods import Objective, method_name
 from bias_unlearn.run_report import ReportError, RunReport
-from bias_unlearn.seeds import BASE, across_seeds, seeds_markdown, variant_labels
+from bias_unlearn.seeds import (BASE, across_seeds, seeds_markdown, side_effects_markdown, side_effects_over_seeds,
+                                variant_labels)
 
 KIND = "intrasentence"
 DEV_ONLY = "dev only (eval.after=false)"
@@ -330,6 +331,7 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None,
     rows = comparison_rows(runs)
     ok = [r for r in runs if r.ok]
     seeds = across_seeds(runs, reference)
+    side = side_effects_over_seeds(runs)
     figures = sweep_figures(runs, rows, out_dir, seeds)
     failed = [r for r in runs if not r.ok and r.status != DEV_ONLY]
     dev_only = len(runs) - len(ok) - len(failed)
@@ -349,10 +351,16 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None,
         *(["## Across split seeds", "", f"StereoSet {KIND}, held-out test split of each seed: mean ± sd over seeds, "
            "and the pooled estimate over every seed's test examples.", "", seeds_markdown(seeds), ""]
           if any(len(e["seeds"]) > 1 or "vs_reference" in e for e in seeds.values()) else []),
+        *(["## Side effects across split seeds", "", "Change after - before on the same items (CrowS-Pairs, BBQ and "
+           "general ability do not depend on the split seed): mean ± sd over the seeds that scored it; perplexity as "
+           "a % change. Untargeted CrowS categories (never trained on) that moved away from 50 by a resolved "
+           "margin (paired bootstrap 95% interval of the change excludes 0), per seed.", "",
+           side_effects_markdown(side), ""] if side else []),
         *[f"![{name}]({Path(p).name})" for name, p in figures.items() if p],
     ]) + "\n"
     write_text(out_dir / "comparison.md", markdown)
     write_text(out_dir / "comparison.csv", csv_text(rows))
-    write_json(out_dir / "comparison.json", {"rows": rows, "across_seeds": seeds,
+    write_json(out_dir / "comparison.json", {"rows": rows, "across_seeds": seeds, "side_effects": side,
                                              "figures": {k: str(v) for k, v in figures.items() if v}})
-    return {"rows": rows, "markdown": markdown, "figures": figures, "runs": runs, "across_seeds": seeds}
+    return {"rows": rows, "markdown": markdown, "figures": figures, "runs": runs, "across_seeds": seeds,
+            "side_effects": side}

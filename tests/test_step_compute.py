@@ -228,3 +228,29 @@ def test_in_place_selective_log_softmax_matches_and_spares_tensors_that_need_gra
     assert torch.allclose(selective_log_softmax_(trained, index).double(), expected, atol=1e-5)
     assert torch.equal(trained.detach(), logits)  # a tensor autograd needs is left as it was
     assert torch.allclose(selective_log_softmax_(logits.to(torch.bfloat16), index).double(), expected, atol=0.1)
+
+
+def test_fused_optimizer_updates_as_torch_default(policy_and_chunks):
+    """compute.fused_optimizer: AdamW's fused kernel gives the adapter the default AdamW's weights, steps apart."""
+    policy, tokenizer, dm, chunks = policy_and_chunks
+    start = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
+    weights = {}
+    for fused in (False, True):
+        with torch.no_grad():
+            for name, param in policy.named_parameters():
+                if name in start:
+                    param.copy_(start[name])
+        module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=5e-2, weight_decay=0.01,
+                                                                                warmup_steps=0, total_steps=5),
+                                   dm.dev_examples, compute=ComputeConfig(fused_optimizer=fused))
+        optimizer = module.configure_optimizers()["optimizer"]
+        assert bool(optimizer.param_groups[0]["fused"]) is fused
+        module.eval()  # no dropout: both runs see the same function
+        for chunk in chunks:
+            optimizer.zero_grad()
+            module.compute_losses(chunk)["total"].backward()
+            optimizer.step()
+        weights[fused] = {n: p.detach().clone() for n, p in policy.named_parameters() if n in start}
+    for name, value in weights[False].items():
+        assert not torch.equal(value, start[name]), name  # the steps moved every adapter weight
+        assert torch.allclose(weights[True][name], value, rtol=1e-4, atol=1e-6), name

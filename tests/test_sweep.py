@@ -282,3 +282,41 @@ def test_dev_objective_chooses_without_test_scores(tmp_path):
     markdown = write_sweep_report(sweep)["markdown"]
     assert "2 of 3 runs scored on test; 1 trained and scored on dev only" in markdown
     assert "- 2_lr=c" not in markdown  # not listed as a run without results
+
+
+def test_side_effects_across_seeds(tmp_path):
+    """Changes after - before per run, mean / sd over seeds, and the untargeted CrowS categories made worse by a
+    resolved margin (age: 50% -> 90% of 40 pairs; nationality moves within noise)."""
+    sweep = tmp_path / "grid"
+    crows_rows = {"before": [[f"a{k}", "age", int(k % 2 == 0)] for k in range(40)]
+                  + [[f"n{k}", "nationality", int(k % 2 == 0)] for k in range(40)],
+                  "after": [[f"a{k}", "age", int(k % 10 != 0)] for k in range(40)]
+                  + [[f"n{k}", "nationality", int(k % 2 == 0 or k == 1)] for k in range(40)]}
+    for seed, (ppl, acc) in enumerate([(110.0, 40.0), (130.0, 44.0)]):
+        _seed_run(sweep / f"{seed}0_method=bias_unlearn,seed={seed}", "bias_unlearn", seed, 0.5)
+        path = sweep / f"{seed}0_method=bias_unlearn,seed={seed}" / "report.json"
+        report = RunReport.load(path)
+        report.crows_pairs = {"before": {"overall": {"pct_stereotype_mean": 50.0}},
+                              "after": {"overall": {"pct_stereotype_mean": 56.0 + seed}}}
+        report.outcomes["before"]["crows_pairs"] = crows_rows["before"]
+        report.outcomes["after"]["crows_pairs"] = crows_rows["after"]
+        report.bbq = {"before": {"overall": {"acc_ambig": 30.0, "acc_disambig": 60.0}},
+                      "after": {"overall": {"acc_ambig": 32.0, "acc_disambig": 58.0 - seed}}}
+        report.general = {"before": {"wiki": {"perplexity": 100.0}, "piqa": {"acc": 60.0}, "mmlu": {"acc": 30.0}},
+                          "after": {"wiki": {"perplexity": ppl}, "piqa": {"acc": 60.0 - seed},
+                                    "mmlu": {"acc": acc - 10}}}
+        report.save(path)
+        _seed_run(sweep / f"{seed}1_method=cda,seed={seed}", "cda", seed, 0.75)  # no side effects scored
+    result = write_sweep_report(sweep)
+    side = result["side_effects"]
+    assert set(side) == {"bias_unlearn"}
+    e = side["bias_unlearn"]
+    assert e["seeds"] == [0, 1]
+    assert e["crows"]["mean"] == pytest.approx(6.5) and e["bbq_ambig"]["mean"] == pytest.approx(2.0)
+    assert e["bbq_disambig"]["mean"] == pytest.approx(-2.5) and e["bbq_disambig"]["sd"] > 0
+    assert e["perplexity_pct"]["mean"] == pytest.approx(20.0)
+    assert e["mc_acc"]["mean"] == pytest.approx(((0 + 0) / 2 + (-1 + 4) / 2) / 2)
+    assert e["crows_worse"] == {0: ["age"], 1: ["age"]}
+    markdown = (sweep / "comparison.md").read_text()
+    assert "## Side effects across split seeds" in markdown and "| bias_unlearn | 2 | 6.50 ± 0.71 |" in markdown
+    assert "0: age; 1: age" in markdown
