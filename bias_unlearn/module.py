@@ -274,17 +274,21 @@ class BiasUnlearnModule(L.LightningModule):
             set_rng_state(self._resumed_rng[self.global_rank])
             self._resumed_rng = None
 
+    def fused_optimizer(self, params: list) -> bool:
+        """Whether AdamW runs its fused kernel: it updates each tensor in one call, where torch's default on CPU
+        loops over ~12 operators per tensor (a LoRA on every linear layer has hundreds of small tensors). Not for
+        sharded (DTensor) parameters, and not with gradient clipping (Lightning's mixed precision refuses to clip
+        the gradients of a fused optimizer). A resumed run keeps its checkpoint's setting (torch's load_state_dict)."""
+        clipping = getattr(self._trainer, "gradient_clip_val", None)
+        return bool(self.compute.fused_optimizer and not clipping and all(
+            p.device.type in ("cpu", "cuda") and type(p.data).__name__ != "DTensor" for p in params))
+
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
 
         params = [p for p in self.model.parameters() if p.requires_grad]
-        # The fused kernel updates each tensor in one call; torch's default on CPU loops over ~12 operators per
-        # tensor (a LoRA on every linear layer has hundreds of small tensors). Sharded (DTensor) parameters keep
-        # torch's default.
-        fused = self.compute.fused_optimizer and all(
-            p.device.type in ("cpu", "cuda") and type(p.data).__name__ != "DTensor" for p in params)
         optimizer = torch.optim.AdamW(params, lr=self.optim_cfg.lr, weight_decay=self.optim_cfg.weight_decay,
-                                      fused=fused or None)
+                                      fused=self.fused_optimizer(params) or None)
         schedule = get_linear_schedule_with_warmup(optimizer, self.optim_cfg.warmup_steps,
                                                    max(self.optim_cfg.total_steps, 1))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

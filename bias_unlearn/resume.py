@@ -24,6 +24,10 @@ IGNORED = ("resume", "paths", "threads", "logger", "callbacks.progress_bar", "ca
            "callbacks.adapter_checkpoint.dirpath", "callbacks.resume_checkpoint.dirpath")
 
 
+# Keys added after runs were saved: a saved config without one ran the behaviour the value names.
+ADDED_KEYS = {"compute.fused_optimizer": False, "train.type_weights": "size"}
+
+
 def flatten(tree, prefix: str = "") -> dict:
     if isinstance(tree, dict):
         out = {}
@@ -35,7 +39,8 @@ def flatten(tree, prefix: str = "") -> dict:
 
 def config_differences(saved: dict, current: dict) -> list[str]:
     """Dotted keys whose values differ between two resolved configs, leaving out the IGNORED ones."""
-    old, new = flatten(saved), flatten(current)
+    new = flatten(current)
+    old = {key: value for key, value in ADDED_KEYS.items() if key in new} | flatten(saved)
     keys = sorted(set(old) | set(new))
     return [k for k in keys if not any(k == i or k.startswith(i + ".") for i in IGNORED)
             and old.get(k, "<absent>") != new.get(k, "<absent>")]

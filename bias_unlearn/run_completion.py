@@ -6,7 +6,9 @@ delivered adapter on the same items, with the run's own model and scoring settin
 and writes both into the run's report.json (replacing what it held for those benchmarks), report.md and the
 adapter's model card. StereoSet is not re-scored: its before / after belong to the run's split and its training.
 The base model is scored once per model and scoring setting, not once per run; nothing is written to a run until
-both of its sides are scored.
+both of its sides are scored. The report is rewritten through ``RunReport`` (summary keys this version does not know
+are dropped). ``dtype: auto`` resolves on this job's device: a run trained in bf16 on a GPU and completed on a CPU
+gets fp32 side effects.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from bias_unlearn.run_report import ReportError, RunReport
 
 log = logging.getLogger(__name__)
 MODEL_KEYS = ("source", "name_or_path", "dtype", "revision")  # what makes two runs' base models the same
+SCORING_KEYS = ("mode", "start", "batch_size", "share_prefix")  # what side-effect scores depend on (no bootstrap)
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,8 @@ class FinishedRun:
     @property
     def base_key(self) -> tuple:
         """Runs with equal keys share one scoring of the base model."""
-        model = tuple(str(self.cfg.model.get(key)) for key in MODEL_KEYS)
-        return model + tuple(sorted(self.scoring.as_dict().items()))
+        scoring = self.scoring.as_dict()
+        return tuple(str(self.cfg.model.get(key)) for key in MODEL_KEYS) + tuple(scoring[k] for k in SCORING_KEYS)
 
 
 def find_runs(root: str | Path) -> list[Path]:
@@ -73,8 +76,15 @@ def read_run(path: Path) -> FinishedRun:
         report = RunReport.load(path / "report.json")
     except ReportError as err:
         raise ConfigError(str(err)) from None
-    cfg = OmegaConf.load(config)
-    return FinishedRun(path, cfg, report, ScoringConfig.from_config(cfg.scoring))
+    try:
+        cfg = OmegaConf.load(config)
+        model, scoring = cfg.model, ScoringConfig.from_config(cfg.scoring)
+        missing = [key for key in ("source", "name_or_path") if model.get(key) is None]
+    except Exception as err:  # noqa: BLE001 - YAML, missing node or bad scoring setting: the file is at fault
+        raise ConfigError(f"{config}: not readable as a training run's config ({err})") from err
+    if missing:
+        raise ConfigError(f"{config}: model.{missing[0]} is not set (the base model to score)")
+    return FinishedRun(path, cfg, report, scoring)
 
 
 def add_side_effects(report: RunReport, before: tuple[dict, dict], after: tuple[dict, dict],
@@ -94,6 +104,17 @@ def write_run(run: FinishedRun) -> None:
     write_text(run.path / "adapter" / "README.md", model_card(run.report, run.cfg))
 
 
+def score_model(run: FinishedRun, device: str, data: dict, adapter: str | None = None) -> tuple[dict, dict]:
+    """The side effects of the run's base model (or with ``adapter``); the model is freed before the next loads."""
+    model, tokenizer = load_policy(run.cfg.model, device, adapter)
+    try:
+        return score_side_effects(make_scorer(model, tokenizer, run.scoring, progress=True), data, run.scoring.mode)
+    finally:
+        del model, tokenizer
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
 def complete_runs(cfg: DictConfig) -> list[Path]:
     """Score ``cfg.benchmarks`` (side effects only) before and after for every run under ``cfg.runs``; returns the
     runs it completed. Runs that failed (error.txt) are skipped with a warning."""
@@ -104,22 +125,23 @@ def complete_runs(cfg: DictConfig) -> list[Path]:
     if wrong or not names:
         raise ConfigError(f"runs= adds side effects to finished runs: benchmarks must be some of {SIDE_EFFECTS}, got "
                           f"{names} (StereoSet's before / after are the run's own, scored when it trained)")
+    if cfg.get("adapter"):
+        raise ConfigError("adapter= and runs= together: runs= scores each run's own adapter (its adapter/ folder)")
     paths = find_runs(cfg.runs)
     for path in paths:
         if (path / ERROR_FILE).exists():
             log.warning("skipping %s: the run failed (%s)", path, ERROR_FILE)
     runs = [read_run(path) for path in paths if not (path / ERROR_FILE).exists()]  # every run checked first
+    if not runs:
+        raise ConfigError(f"runs={cfg.runs}: every run in it failed ({ERROR_FILE}); nothing to score")
     data = load_eval_benchmarks(cfg.data, names)
     device = resolve_device(cfg.device)
     base: dict[tuple, tuple[dict, dict]] = {}
     for run in tqdm(runs, desc="runs", unit="run"):
         started = time.perf_counter()
         if run.base_key not in base:
-            model, tokenizer = load_policy(run.cfg.model, device)
-            base[run.base_key] = score_side_effects(make_scorer(model, tokenizer, run.scoring, progress=True), data,
-                                                    run.scoring.mode)
-        model, tokenizer = load_policy(run.cfg.model, device, str(run.path / "adapter"))
-        after = score_side_effects(make_scorer(model, tokenizer, run.scoring, progress=True), data, run.scoring.mode)
+            base[run.base_key] = score_model(run, device, data)
+        after = score_model(run, device, data, str(run.path / "adapter"))
         add_side_effects(run.report, base[run.base_key], after, names)
         write_run(run)
         log.info("%s: %s added (%.0f s)", run.path, ", ".join(names), time.perf_counter() - started)

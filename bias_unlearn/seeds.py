@@ -104,7 +104,8 @@ def across_seeds(runs, reference: str = "bias_unlearn", n_bootstrap: int = 1000)
 
 def run_side_effects(report, n_bootstrap: int = 1000) -> dict:
     """One run's side effects as changes (after - before) on the same items: CrowS-Pairs % stereotyped overall, the
-    untargeted CrowS categories that moved away from 50 by a resolved margin, BBQ accuracy (ambiguous /
+    untargeted CrowS categories whose % stereotyped changed by a resolved margin (paired bootstrap) and ended
+    farther from 50 than it began, BBQ accuracy (ambiguous /
     disambiguated), perplexity (% change) and multiple-choice accuracy (mean over tasks). Missing ones are None."""
     out = dict.fromkeys(("crows", "crows_worse", "bbq_ambig", "bbq_disambig", "perplexity_pct", "mc_acc"))
     crows, bbq, general = report.crows_pairs or {}, report.bbq or {}, report.general or {}
@@ -136,16 +137,23 @@ SIDE_EFFECT_COLUMNS = (("crows", "CrowS % stereo"), ("bbq_ambig", "BBQ acc ambig
 
 
 def side_effects_over_seeds(runs, n_bootstrap: int = 1000) -> dict:
-    """Per method (variant_labels): each side effect's change, mean / sd over the seeds that scored it, and per seed
-    the untargeted CrowS categories made worse by a resolved margin."""
+    """Per method (variant_labels): each side effect's change, mean / sd over the seeds that scored any side effect
+    (``n_runs`` per column: the seeds that scored it), and per seed the untargeted CrowS categories made worse
+    (run_side_effects)."""
     ok = [run for run in runs if run.ok and run.seed is not None]
     labels = variant_labels(ok)
     per_label: dict[str, dict[int, dict]] = defaultdict(dict)
     for run in ok:
-        per_label[labels[run.name]].setdefault(run.seed, run_side_effects(run.report, n_bootstrap))
+        if run.seed in per_label[labels[run.name]]:
+            log.warning("%s repeats %s with seed %d: left out of the side effects", run.name, labels[run.name],
+                        run.seed)
+            continue
+        effects = run_side_effects(run.report, n_bootstrap)
+        if any(value is not None for value in effects.values()):
+            per_label[labels[run.name]][run.seed] = effects
     out = {}
     for label, by_seed in per_label.items():
-        if not any(v is not None for effects in by_seed.values() for v in effects.values()):
+        if not by_seed:
             continue
         entry = {key: over_seeds([by_seed[s][key] for s in by_seed]) for key, _ in SIDE_EFFECT_COLUMNS}
         entry["seeds"] = sorted(by_seed)

@@ -353,8 +353,8 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None,
           if any(len(e["seeds"]) > 1 or "vs_reference" in e for e in seeds.values()) else []),
         *(["## Side effects across split seeds", "", "Change after - before on the same items (CrowS-Pairs, BBQ and "
            "general ability do not depend on the split seed): mean ± sd over the seeds that scored it; perplexity as "
-           "a % change. Untargeted CrowS categories (never trained on) that moved away from 50 by a resolved "
-           "margin (paired bootstrap 95% interval of the change excludes 0), per seed.", "",
+           "a % change. Untargeted CrowS categories (never trained on) whose % stereotyped changed by a resolved "
+           "margin (the paired bootstrap 95% interval of the change excludes 0) and ended farther from 50, per seed.", "",
            side_effects_markdown(side), ""] if side else []),
         *[f"![{name}]({Path(p).name})" for name, p in figures.items() if p],
     ]) + "\n"

@@ -95,3 +95,13 @@ def test_config_differences_ignore_paths_and_progress():
     current = {"seed": 1, "paths": {"output_dir": "b"}, "loss": {"beta": 0.1}, "callbacks": {"progress_bar": {"r": 0}},
                "train": {"kl_batch": 4}}
     assert config_differences(saved, current) == ["seed", "train.kl_batch"]
+
+
+def test_a_key_added_after_a_run_was_saved_reads_as_the_old_behaviour():
+    """A run saved before compute.fused_optimizer existed ran torch's loop: resuming it with the switch off is
+    the same configuration, with it on is not."""
+    saved = {"seed": 0, "compute": {"fused_lora": True}}
+    off = {"seed": 0, "compute": {"fused_lora": True, "fused_optimizer": False}}
+    assert config_differences(saved, off) == []
+    assert config_differences(saved, {**off, "compute": {"fused_lora": True, "fused_optimizer": True}}) == [
+        "compute.fused_optimizer"]

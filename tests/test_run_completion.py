@@ -3,11 +3,12 @@ import json
 import shutil
 
 import pytest
+from omegaconf import OmegaConf
 
 from bias_unlearn import run_completion
 from bias_unlearn.cli import USER_ERRORS
 from bias_unlearn.evaluation import run_evaluation
-from bias_unlearn.run_report import RunReport
+from bias_unlearn.run_report import RunReport, Summary
 from bias_unlearn.training import run_training
 from tests.helpers import compose_config
 
@@ -22,6 +23,9 @@ def sweep(tmp_path, cfg_train):
     root = tmp_path / "sweep"
     shutil.copytree(run, root / "0_a")
     shutil.copytree(run, root / "1_b")
+    cfg = OmegaConf.load(root / "1_b" / "config.yaml")  # another split seed: the same base model to score
+    cfg.seed, cfg.scoring.seed = 1, 1
+    OmegaConf.save(cfg, root / "1_b" / "config.yaml")
     (root / "2_failed").mkdir()
     shutil.copy(run / "report.json", root / "2_failed" / "report.json")
     (root / "2_failed" / "error.txt").write_text("diverged\n")
@@ -61,6 +65,7 @@ def test_side_effects_are_added_to_every_finished_run(sweep, tmp_path, tiny_mode
 
 @pytest.mark.parametrize("overrides, message", [
     (["benchmarks=[stereoset,bbq]"], "benchmarks must be some of"),
+    (["benchmarks=[bbq]", "adapter=/some/adapter"], "adapter= and runs= together"),
     (["runs=/no/such/dir", "benchmarks=[bbq]"], "/no/such/dir: no such directory"),
 ])
 def test_bad_completion_requests_are_refused(tmp_path, tiny_model_dir, data_overrides, overrides, message):
@@ -81,3 +86,16 @@ def test_a_folder_without_runs_or_adapter_is_refused(tmp_path, tiny_model_dir, d
     with pytest.raises(USER_ERRORS, match="no delivered adapter"):
         run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}",
                                                   "benchmarks=[bbq]"))
+    (run / "adapter").mkdir()
+    (run / "adapter" / "adapter_config.json").write_text("{}")
+    RunReport(Summary(method="bias_unlearn", objective={}, model="tiny", adapter="adapter", adapter_from="best",
+                      adapter_rule="balance", lms_bar_met=True, steps=1, stopped_early_at=None)).save(
+        run / "report.json")
+    for text, message in (("seed: [0\n", "not readable as a training run's config"),
+                          ("model: {source: local}\nscoring: {mode: mean}\n", "model.name_or_path is not set"),
+                          ("model: {source: local, name_or_path: x}\nscoring: {mode: median}\n", "scoring.mode")):
+        (run / "config.yaml").write_text(text)
+        with pytest.raises(USER_ERRORS, match=message) as err:
+            run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}",
+                                                      "benchmarks=[bbq]"))
+        assert "config.yaml" in str(err.value)

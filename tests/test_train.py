@@ -73,6 +73,14 @@ def test_eval_adapter_last_names_its_rule(cfg_train):
     assert report.summary.adapter_rule == RULE_LAST and report.summary.adapter_from.endswith("last")
 
 
+def test_gradient_clipping_under_mixed_precision_trains(cfg_train):
+    """Lightning's mixed precision refuses to clip a fused optimizer's gradients: with clipping the step keeps
+    torch's AdamW (module.fused_optimizer)."""
+    report = run_training(cfg_train("trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0",
+                                    "eval.after=false", "eval.generation.prompts=[]"))
+    assert report.summary.steps == 4
+
+
 def test_empty_bias_type_in_train_split(tmp_path, tiny_model_dir):
     from tests.helpers import make_stereoset_rows
 
