@@ -18,6 +18,7 @@ import torch
 
 from bias_unlearn.data.bbq import load_bbq
 from bias_unlearn.data.stereoset import load_stereoset
+from bias_unlearn.eval import scoring
 from bias_unlearn.eval.bbq import bbq_prompt
 from bias_unlearn.eval.scorer import SentenceScorer
 from bias_unlearn.models.loading import load_model
@@ -37,6 +38,13 @@ class FlopCounter:
         self.tokens = self.positions = 0
         model.get_input_embeddings().register_forward_hook(self._on_embed)
         head.register_forward_hook(self._on_head)
+        # the packed scorer runs the head a vocabulary slice at a time, not through the module: count its rows there
+        streamed = scoring.head_log_softmax
+
+        def counted(hidden, *args, **kwargs):
+            self.positions += len(hidden)
+            return streamed(hidden, *args, **kwargs)
+        scoring.head_log_softmax = counted
 
     def _on_embed(self, module, args, output):
         self.tokens += output.shape[0] * output.shape[1]

@@ -45,6 +45,36 @@ def selective_log_softmax_(logits: torch.Tensor, index: torch.Tensor, rows_per_c
     return (picked - lse).reshape(index.shape)
 
 
+@torch.no_grad()
+def head_log_softmax(hidden: torch.Tensor, head: torch.nn.Linear, index: torch.Tensor,
+                     vocab_chunk: int = 4096) -> torch.Tensor:
+    """log softmax(head(hidden))[index] in fp32 for hidden states (N, H) and targets (N,), with the head run a
+    slice of the vocabulary at a time into one reused buffer and the log-sum-exp kept running across slices, so the
+    (N, V) logits never exist (scoring, under no_grad). On CPU a fresh logits-sized tensor costs a page fault per
+    4 KiB, and the head's matmul into it runs about a fifth slower than into a buffer already mapped; the picked
+    logits are read from the same slices, so every number is the full head's up to the order of the sum."""
+    weight, bias = head.weight, head.bias
+    n, vocab = len(hidden), weight.shape[0]
+    top = torch.full((n,), float("-inf"), dtype=torch.float32, device=hidden.device)
+    total = torch.zeros(n, dtype=torch.float32, device=hidden.device)
+    picked = torch.empty(n, dtype=torch.float32, device=hidden.device)
+    buffer = hidden.new_empty(n, min(vocab_chunk, vocab))
+    for start in range(0, vocab, vocab_chunk):
+        width = min(vocab_chunk, vocab - start)
+        logits = buffer if width == buffer.shape[1] else hidden.new_empty(n, width)
+        if bias is None:
+            torch.mm(hidden, weight[start: start + width].t(), out=logits)
+        else:  # as nn.Linear does: the bias inside the product, rounded once
+            torch.addmm(bias[start: start + width], hidden, weight[start: start + width].t(), out=logits)
+        logits = logits.float()  # a no-op for fp32; one slice at a time for bf16 / fp16
+        here = (index >= start) & (index < start + width)
+        picked[here] = logits[here, index[here] - start]
+        new_top = torch.maximum(top, logits.amax(-1))
+        total = total * (top - new_top).exp() + logits.sub_(new_top.unsqueeze(-1)).exp_().sum(-1)
+        top = new_top
+    return picked - top - total.log()
+
+
 def token_logprobs_from_logits(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """log p(input_ids[:, t] | ...) for t >= 1 from logits of shape (B, T, V), in fp32; shape (B, T-1)."""
     return selective_log_softmax(logits[:, :-1], input_ids[:, 1:])

@@ -230,6 +230,27 @@ def test_in_place_selective_log_softmax_matches_and_spares_tensors_that_need_gra
     assert torch.allclose(selective_log_softmax_(logits.to(torch.bfloat16), index).double(), expected, atol=0.1)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_head_log_softmax_streams_the_vocabulary_and_matches_the_full_head(bias):
+    """Scoring's head: a vocabulary slice at a time with a running log-sum-exp equals log_softmax(head(h))[index],
+    whichever slice holds each target, with a partial last slice, a bias, and bf16 weights."""
+    from bias_unlearn.logprobs import head_log_softmax
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=bias)
+    torch.nn.init.normal_(head.weight, std=2.0)
+    hidden, index = torch.randn(37, 16), torch.randint(0, 50, (37,))
+    index[:3] = torch.tensor([0, 49, 12])  # the first and last token, and a slice boundary
+    expected = torch.log_softmax(head(hidden).double(), -1).gather(-1, index.unsqueeze(-1)).squeeze(-1)
+    for chunk in (12, 50, 64):  # 5 slices (the last of 2), one slice, one wider than the vocabulary
+        got = head_log_softmax(hidden, head, index, vocab_chunk=chunk)
+        assert got.dtype == torch.float32 and torch.allclose(got.double(), expected, atol=1e-5), chunk
+    half = head.to(torch.bfloat16)
+    expected_bf16 = torch.log_softmax(half(hidden.bfloat16()).double(), -1).gather(-1, index.unsqueeze(-1))
+    got = head_log_softmax(hidden.bfloat16(), half, index, vocab_chunk=12)
+    assert got.dtype == torch.float32 and torch.allclose(got.double(), expected_bf16.squeeze(-1), atol=0.05)
+
+
 def test_fused_optimizer_updates_as_torch_default(policy_and_chunks):
     """compute.fused_optimizer: AdamW's fused kernel gives the adapter the default AdamW's weights, steps apart."""
     policy, tokenizer, dm, chunks = policy_and_chunks

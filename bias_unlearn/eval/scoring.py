@@ -16,7 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from bias_unlearn.errors import ConfigError
-from bias_unlearn.logprobs import selective_log_softmax_, token_logprobs, token_logprobs_from_logits
+from bias_unlearn.logprobs import (head_log_softmax, selective_log_softmax_, token_logprobs,
+                                   token_logprobs_from_logits)
 from bias_unlearn.models.lm_head import is_sharded, split_lm
 from bias_unlearn.models.packing import pack, packed_loss_rows
 
@@ -101,7 +102,11 @@ def packed_scored_logprobs(split, ids: torch.Tensor, attn: torch.Tensor, scored:
     packed = pack([{"input_ids": ids, "attention_mask": attn}], pad_id, max_width=PACK_WIDTH_CAP)
     hidden = split.hidden(packed.input_ids, packed.attention_mask, packed.position_ids)
     rows = packed_loss_rows(hidden, packed, [scored])[0]
-    logprobs = selective_log_softmax_(split.head(rows), ids[:, 1:][scored])  # the logits are not kept
+    targets = ids[:, 1:][scored]
+    if type(split.head) is torch.nn.Linear:  # a plain head: run a vocabulary slice at a time (no (N, V) logits)
+        logprobs = head_log_softmax(rows, split.head, targets)
+    else:
+        logprobs = selective_log_softmax_(split.head(rows), targets)  # the logits are not kept
     owner = scored.nonzero(as_tuple=True)[0]  # the sequence of each scored row (row-major, as packed_loss_rows)
     return torch.zeros(len(ids), dtype=logprobs.dtype, device=logprobs.device).index_add_(0, owner, logprobs)
 
