@@ -98,6 +98,16 @@ def test_no_gradient_clipping_by_default(trainer):
         assert instantiate(cfg.trainer, logger=False, accelerator="cpu").gradient_clip_val is None
 
 
+def test_the_delivery_bar_is_the_dev_objectives_lms_bar():
+    """The adapter a run delivers and the run a preset sweep chooses read "LMS barely moves" the same way."""
+    from bias_unlearn.callbacks import AdapterCheckpoint
+    from bias_unlearn.sweep import DEV_LMS_BAR
+
+    cfg = compose()
+    assert cfg.callbacks.adapter_checkpoint.max_lms_drop == DEV_LMS_BAR == 1.0
+    assert AdapterCheckpoint("/tmp/unused").max_lms_drop == DEV_LMS_BAR
+
+
 def test_paper_defaults_for_retention_and_clipping_are_named_options():
     cfg = compose("loss.retain_reduction=token", "trainer.gradient_clip_val=1.0")
     assert validate_config(cfg).loss.retain_reduction == "token" and cfg.trainer.gradient_clip_val == 1.0

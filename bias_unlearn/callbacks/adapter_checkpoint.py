@@ -59,7 +59,7 @@ def save_adapter(model, directory: Path, state: dict, state_dict: dict | None = 
 
 
 class AdapterCheckpoint(L.Callback):
-    def __init__(self, dirpath: str, save_best: bool = True, max_lms_drop: float | None = 2.0,
+    def __init__(self, dirpath: str, save_best: bool = True, max_lms_drop: float | None = 1.0,
                  threshold: float = 2.0):
         self.dirpath = Path(dirpath)
         self.save_best, self.max_lms_drop, self.threshold = save_best, max_lms_drop, float(threshold)
