@@ -8,6 +8,13 @@ can measure: its ``resolution`` is the largest gap between attainable SS values,
 target's examples). (The largest target sweeps its whole share of SS in steps of that size, and one example of any
 other target moves SS by at most that whole share, so no gap is wider.) Some attainable value lies within half a
 resolution of 50, so the rule is always reachable, and no looser than it must be.
+
+Which of several dev evaluations is closest to balance (the delivered adapter) weighs each type by how precisely dev
+measures it. A type's dev SS is an estimate from few examples: were every example a coin flip, a macro SS over T
+targets of n_t examples would scatter by ``se = (50 / T) * sqrt(sum_t 1 / n_t)`` points (one target of 29 examples:
+9.3; five targets of about 26: 4.4). ``balance_chi2`` sums each type's squared distance from 50 in those units, so
+a 10-point miss on a well-measured type counts for as much as a 21-point miss on a one-target type, instead of the
+worst type alone deciding (``excess_imbalance``: one type no checkpoint moves vetoes every trained adapter).
 """
 from __future__ import annotations
 
@@ -26,6 +33,23 @@ def ss_resolution(examples: Iterable) -> dict[str, float]:
         if sizes:
             out[bias_type] = 100.0 / (len(sizes) * max(sizes))
     return out
+
+
+def ss_standard_error(examples: Iterable) -> dict[str, float]:
+    """Per bias type: the standard error of its macro SS were every example a coin flip, (50 / T) sqrt(sum 1 / n_t)."""
+    per_target = Counter((ex.bias_type, ex.target) for ex in examples)
+    out = {}
+    for bias_type in BIAS_TYPES:
+        sizes = [n for (bt, _), n in per_target.items() if bt == bias_type]
+        if sizes:
+            out[bias_type] = 50.0 / len(sizes) * sum(1.0 / n for n in sizes) ** 0.5
+    return out
+
+
+def balance_chi2(dev_ss: Mapping[str, float], standard_error: Mapping[str, float]) -> float:
+    """Sum over bias types of ((SS - 50) / se)^2: how far the dev scores lie from balance, each type in units of
+    how precisely its dev examples measure it (0 at perfect balance)."""
+    return sum(((dev_ss[bt] - 50) / standard_error[bt]) ** 2 for bt in BIAS_TYPES if bt in dev_ss)
 
 
 def tolerance(threshold: float, resolution: float | None) -> float:

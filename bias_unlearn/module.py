@@ -7,7 +7,7 @@ import lightning as L
 import torch
 
 from bias_unlearn import losses
-from bias_unlearn.balance import ss_resolution
+from bias_unlearn.balance import ss_resolution, ss_standard_error
 from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.distributed import any_rank, gather_objects
 from bias_unlearn.eval.metrics import StereoSetMetric
@@ -49,6 +49,7 @@ class BiasUnlearnModule(L.LightningModule):
         self.dev_examples = list(dev_examples)
         self.dev_targets = sorted({(ex.bias_type, ex.target) for ex in self.dev_examples})
         self.dev_resolution = ss_resolution(self.dev_examples)  # balance.py: how finely dev SS can move per type
+        self.dev_se = ss_standard_error(self.dev_examples)  # balance.py: how precisely dev measures each type's SS
         self.dev_metric = StereoSetMetric(self.dev_targets, n_bootstrap=0)
         self.dev_position = {t: i for i, t in enumerate(self.dev_targets)}
         self.dev_before = dev_before  # the step-0 dev result when the caller already has it (e.g. cached)

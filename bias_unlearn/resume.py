@@ -25,7 +25,8 @@ IGNORED = ("resume", "paths", "threads", "logger", "callbacks.progress_bar", "ca
 
 
 # Keys added after runs were saved: a saved config without one ran the behaviour the value names.
-ADDED_KEYS = {"compute.fused_optimizer": False, "train.type_weights": "size"}
+ADDED_KEYS = {"compute.fused_optimizer": False, "train.type_weights": "size",
+              "callbacks.adapter_checkpoint.balance": "max_excess"}
 
 
 def flatten(tree, prefix: str = "") -> dict:

@@ -35,7 +35,7 @@ class Summary:
     loss: dict = field(default_factory=dict)
     generations: list = field(default_factory=list)
     diverged: dict | None = None  # {"step", "term"}: the run stopped at a NaN/inf (callbacks/non_finite.py)
-    # Per bias type, what the dev rules read: {"examples", "targets", "resolution"} (balance.py)
+    # Per bias type, what the dev rules read: {"examples", "targets", "resolution", "se"} (balance.py)
     dev_split: dict = field(default_factory=dict)
     # Side effects scored after training, by ``evaluate.py runs=`` (run_completion.py), e.g. ["bbq", "general"]
     added_later: list = field(default_factory=list)

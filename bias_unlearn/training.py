@@ -13,7 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from bias_unlearn.callbacks.adapter_checkpoint import RULE_LAST, policy_state_dict, sharded_over_ranks
+from bias_unlearn.callbacks.adapter_checkpoint import RULE_LAST, check_balance, policy_state_dict, sharded_over_ranks
 from bias_unlearn.callbacks.balance_stopping import check_threshold
 from bias_unlearn.data.crows_pairs import load_crows_pairs
 from bias_unlearn.data.datamodule import check_chunk, check_split_kinds, rank_batch_sizes
@@ -65,6 +65,7 @@ def validate_config(cfg: DictConfig) -> Settings:
         raise ConfigError(f"callbacks.{missing[0]} is missing: the training job needs callbacks "
                           "swapping, early_stopping and adapter_checkpoint (conf/callbacks/default.yaml)")
     check_threshold(cfg.callbacks.early_stopping.threshold)
+    check_balance(cfg.callbacks.adapter_checkpoint.get("balance", "chi2"))
     if cfg.eval.adapter not in ADAPTER_CHOICES:
         raise ConfigError(f"eval.adapter must be one of {ADAPTER_CHOICES}, got {cfg.eval.adapter!r}")
     if not 0 <= float(cfg.loss.adversarial_fraction) < 1:
@@ -115,12 +116,14 @@ def training_device(trainer_cfg: DictConfig) -> str:
     return "cpu"
 
 
-def dev_split_summary(dev_examples, resolution: dict[str, float]) -> dict:
-    """Per bias type: the dev examples and targets that swaps, stopping and delivery read, and the resolution of the
-    type's dev SS (``resolution``, balance.py: one target of 25 sentences can only measure SS in steps of 4)."""
+def dev_split_summary(dev_examples, resolution: dict[str, float], standard_error: dict[str, float]) -> dict:
+    """Per bias type: the dev examples and targets that swaps, stopping and delivery read, the resolution of the
+    type's dev SS (balance.py: one target of 25 sentences can only measure SS in steps of 4) and its standard error
+    (how precisely dev measures it: the delivery rule's unit)."""
     return {bt: {"examples": sum(ex.bias_type == bt for ex in dev_examples),
                  "targets": len({ex.target for ex in dev_examples if ex.bias_type == bt}),
-                 "resolution": round(resolution[bt], 2)} for bt in BIAS_TYPES if bt in resolution}
+                 "resolution": round(resolution[bt], 2), "se": round(standard_error[bt], 2)}
+            for bt in BIAS_TYPES if bt in resolution}
 
 
 def evaluate_test(scorer, test_examples, side: dict, scoring: ScoringConfig) -> dict:
@@ -276,7 +279,7 @@ def run_training(cfg: DictConfig) -> RunReport:
         train_seconds=round(train_seconds, 1), wall_seconds=round(time.perf_counter() - started, 1),
         scoring=settings.scoring.describe(), loss=OmegaConf.to_container(cfg.loss, resolve=True),
         generations=generations, diverged=guard.diverged if guard is not None else None,
-        dev_split=dev_split_summary(module.dev_examples, module.dev_resolution))
+        dev_split=dev_split_summary(module.dev_examples, module.dev_resolution, module.dev_se))
     before, after = before or {}, after or {}
     report = RunReport(summary, before.get("stereoset"), after.get("stereoset"),
                        {"before": before.get("crows_pairs"), "after": after.get("crows_pairs")},

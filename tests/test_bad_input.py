@@ -79,6 +79,8 @@ CASES = {  # id: (entry point, overrides(tmp, tiny_model_dir), what the one line
     "retain batch not larger": ("train", lambda t, m: ["train.retain_batch=1"], r"train\.retain_batch"),
     "threshold outside (0, 50)": ("train", lambda t, m: ["callbacks.early_stopping.threshold=50"],
                                   r"callbacks\.early_stopping\.threshold"),
+    "unknown delivery balance measure": ("train", lambda t, m: ["callbacks.adapter_checkpoint.balance=max"],
+                                         r"callbacks\.adapter_checkpoint\.balance"),
     "unknown scoring option": ("train", lambda t, m: ["+scoring.share_prefixes=true"], r"share_prefixes"),
     "unknown eval.adapter": ("train", lambda t, m: ["eval.adapter=first"], r"eval\.adapter"),
     "misspelt eval kind": ("train", lambda t, m: ["eval.kinds=[intrasentance]"], r"eval\.kinds.*intrasentance"),

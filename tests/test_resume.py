@@ -105,3 +105,11 @@ def test_a_key_added_after_a_run_was_saved_reads_as_the_old_behaviour():
     assert config_differences(saved, off) == []
     assert config_differences(saved, {**off, "compute": {"fused_lora": True, "fused_optimizer": True}}) == [
         "compute.fused_optimizer"]
+
+
+def test_a_run_saved_before_the_chi2_delivery_rule_resumes_only_under_its_own_rule():
+    saved = {"seed": 0, "callbacks": {"adapter_checkpoint": {"max_lms_drop": 1.0}}}
+    own = {"seed": 0, "callbacks": {"adapter_checkpoint": {"max_lms_drop": 1.0, "balance": "max_excess"}}}
+    assert config_differences(saved, own) == []
+    new = {"seed": 0, "callbacks": {"adapter_checkpoint": {"max_lms_drop": 1.0, "balance": "chi2"}}}
+    assert config_differences(saved, new) == ["callbacks.adapter_checkpoint.balance"]

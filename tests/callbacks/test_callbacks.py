@@ -6,14 +6,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from bias_unlearn.balance import excess_imbalance, imbalance, is_balanced, ss_resolution
-from bias_unlearn.callbacks.adapter_checkpoint import (RULE_BALANCE, RULE_LEAST_LMS_DROP, AdapterCheckpoint,
-                                                       selection_key)
+from bias_unlearn.balance import (balance_chi2, excess_imbalance, imbalance, is_balanced, ss_resolution,
+                                  ss_standard_error)
+from bias_unlearn.callbacks.adapter_checkpoint import (RULE_BALANCE, RULE_BALANCE_MAX_EXCESS, RULE_LEAST_LMS_DROP,
+                                                       AdapterCheckpoint, selection_key)
 from bias_unlearn.callbacks.balance_stopping import BalancedStereotypeStopping
 from bias_unlearn.callbacks.swapping import DynamicSwapping, swap_decisions
 from bias_unlearn.errors import ConfigError
 
 FINE = {"gender": 0.5, "profession": 0.5, "race": 0.5, "religion": 0.5}  # resolutions too fine to matter
+EQUAL_SE = {"gender": 4.0, "profession": 4.0, "race": 4.0, "religion": 4.0}  # every type measured alike
 
 
 def test_swap_decisions_from_scripted_dev_scores():
@@ -119,9 +121,10 @@ class _Adapter:
         (path / "adapter_model.safetensors").write_text(str(self.step))
 
 
-def _run_checkpoints(tmp_path, script, max_lms_drop=2.0):
-    cb, adapter = AdapterCheckpoint(str(tmp_path), max_lms_drop=max_lms_drop, threshold=2.0), _Adapter()
-    module = SimpleNamespace(model=adapter, dev_history=[script[0]], dev_resolution=FINE)
+def _run_checkpoints(tmp_path, script, max_lms_drop=2.0, balance="chi2", resolution=FINE, se=EQUAL_SE):
+    cb = AdapterCheckpoint(str(tmp_path), max_lms_drop=max_lms_drop, threshold=2.0, balance=balance)
+    adapter = _Adapter()
+    module = SimpleNamespace(model=adapter, dev_history=[script[0]], dev_resolution=resolution, dev_se=se)
     for entry in script[1:]:
         adapter.step = entry["step"]
         module.dev_history.append(entry)
@@ -151,7 +154,65 @@ def test_delivery_rule_when_no_evaluation_meets_the_bar_is_the_least_lms_drop(tm
 
 
 def test_selection_key_orders_bar_first_then_balance():
-    meets = selection_key(_entry(1, 56, 89.0), 90.0, 2.0, 2.0, FINE)
-    closer_but_broken = selection_key(_entry(2, 50, 70.0), 90.0, 2.0, 2.0, FINE)
+    meets = selection_key(_entry(1, 56, 89.0), 90.0, 2.0, 9.0)
+    closer_but_broken = selection_key(_entry(2, 50, 70.0), 90.0, 2.0, 0.0)
     assert meets < closer_but_broken
-    assert selection_key(_entry(3, 50, 70.0), 90.0, None, 2.0, FINE) < meets  # no bar: balance alone
+    assert selection_key(_entry(3, 50, 70.0), 90.0, None, 0.0) < meets  # no bar: balance alone
+
+
+@pytest.mark.parametrize("sizes", [(3,), (3, 5), (2, 4, 6)])
+def test_standard_error_is_the_coin_flip_spread_of_a_macro_ss(sizes):
+    """Exact: enumerate every outcome of targets of these sizes, each example a fair coin, and take the spread of
+    the macro SS (the mean over targets of 100 k_t / n_t)."""
+    import itertools
+    from math import comb
+
+    mean = variance = 0.0
+    outcomes = list(itertools.product(*(range(n + 1) for n in sizes)))
+    for ks in outcomes:
+        prob = 1.0
+        for k, n in zip(ks, sizes):
+            prob *= comb(n, k) / 2 ** n
+        ss = sum(100 * k / n for k, n in zip(ks, sizes)) / len(sizes)
+        mean, variance = mean + prob * ss, variance + prob * ss * ss
+    examples = [SimpleNamespace(bias_type="gender", target=f"t{i}") for i, n in enumerate(sizes) for _ in range(n)]
+    assert ss_standard_error(examples)["gender"] == pytest.approx((variance - mean ** 2) ** 0.5)
+
+
+def test_chi2_weighs_each_type_by_how_precisely_dev_measures_it():
+    se = {"race": 4.4, "religion": 9.3}
+    assert balance_chi2({"race": 50.0, "religion": 50.0, "overall": 70.0, "lms": 80.0, "step": 5}, se) == 0.0
+    assert balance_chi2({"race": 60.0, "religion": 50.0}, se) == pytest.approx(
+        balance_chi2({"race": 50.0, "religion": 50 - 10 * 9.3 / 4.4}, se))  # 10 points on race = 21 on religion
+
+
+# A run's dev history (seed 2 of the offline preset, dev split only): religion's one dev target (29 examples) falls
+# from 44.8 to 10-34 whatever its training data does, while race and profession reach 50.
+SEED2_DEV = [(0, 55.77, 56.94, 70.71, 44.83, 89.83), (25, 55.77, 54.46, 67.49, 34.48, 90.07),
+             (50, 63.46, 48.34, 62.55, 20.69, 89.05), (75, 63.46, 57.39, 51.29, 17.24, 89.53),
+             (100, 65.38, 53.88, 54.52, 20.69, 88.94), (250, 57.69, 47.75, 58.21, 24.14, 88.66),
+             (275, 57.69, 45.92, 59.72, 27.59, 89.08), (350, 65.38, 50.36, 50.69, 17.24, 88.48)]
+SEED2_SIZES = {"gender": (26, 26), "profession": (29, 29, 28, 28), "race": (26, 26, 26, 26, 25), "religion": (29,)}
+
+
+def test_a_type_no_checkpoint_balances_does_not_veto_every_trained_adapter(tmp_path):
+    """Under max_excess the religion target decides alone and the barely trained step-25 adapter is delivered (dev
+    race still at 67.5); chi2 weighs religion's one target as the 9-point standard error it has."""
+    examples = [SimpleNamespace(bias_type=bt, target=f"{bt}{i}") for bt, sizes in SEED2_SIZES.items()
+                for i, n in enumerate(sizes) for _ in range(n)]
+    resolution, se = ss_resolution(examples), ss_standard_error(examples)
+    assert se["religion"] == pytest.approx(50 / 29 ** 0.5) and se["race"] < 4.5
+    script = [{"step": step, "gender": g, "profession": p, "race": r, "religion": rel, "lms": lms}
+              for step, g, p, r, rel, lms in SEED2_DEV]
+    old, old_state = _run_checkpoints(tmp_path / "old", script, 1.0, "max_excess", resolution, se)
+    new, new_state = _run_checkpoints(tmp_path / "new", script, 1.0, "chi2", resolution, se)
+    assert old.best["step"] == 25 and old_state["best"]["rule"] == RULE_BALANCE_MAX_EXCESS
+    assert new.best["step"] == 275 and new_state["best"]["rule"] == RULE_BALANCE
+    assert new_state["best"]["balance"] == "chi2" and new.best["lms_bar_met"]
+    chi2 = {e["step"]: balance_chi2(e, se) for e in script}
+    assert chi2[275] < chi2[25] < chi2[0]  # within the LMS bar (step 350 is closer still, but lost 1.35 LMS)
+
+
+def test_an_unknown_balance_measure_is_refused():
+    with pytest.raises(ConfigError, match="adapter_checkpoint.balance"):
+        AdapterCheckpoint("/tmp/unused", balance="closest")
