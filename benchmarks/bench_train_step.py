@@ -15,9 +15,14 @@
 - ours-unfused: ours with PEFT's own LoRA forward (``fused_lora=False``): what the fused addmm saves.
 - ours-loop-adamw: ours with torch's default AdamW (``fused_optimizer=False``; on CPU a loop of ~12 operators per
   adapter tensor): what the fused optimizer saves.
+- ours-reference-per-batch: ours with the reference values a chunk misses computed batch by batch, one small
+  forward for the forget batch and one for the KL batch, as before ``BiasUnlearnModule.fill_reference``: what one
+  packed reference forward saves in a first pass.
 
-Every variant runs the same ``--chunks`` chunks twice: a warm-up pass (it also fills the caches, as a run's
-first pass over its pools does) and the measured pass, so the figures are a long run's steady state. Each variant
+Every variant runs a warm-up pass over ``--chunks`` chunks, then two measured passes over ``--chunks`` other chunks:
+the first pass meets their forget and KL sequences for the first time (the reference values are computed: what a
+run pays in its first pass over its pools, and the default job is one pass), the second finds them cached (a long
+run's steady state). Each variant
 runs in its own process so that its peak memory (RSS on CPU, max allocated on CUDA) is its own. Model FLOPs are
 counted the same way for every variant, from real tokens (padding excluded): a policy token 4 x P (forward and
 activation gradients; frozen weights need no weight gradients), a KL reference token 2 x P, P the parameter count;
@@ -37,7 +42,7 @@ import torch
 
 from peak import matmul_peak_gflops  # benchmarks/peak.py (the script's folder is on sys.path)
 
-VARIANTS = ("authors", "previous", "ours-unfused", "ours-loop-adamw", "ours")
+VARIANTS = ("authors", "previous", "ours-unfused", "ours-loop-adamw", "ours-reference-per-batch", "ours")
 PEAK_SHAPES = {"cpu": "fp32 2048^3", "cuda": "bf16 8192^3"}
 
 
@@ -62,9 +67,12 @@ def build(args):
     lora = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": args.targets}
     policy = wrap_lora(model, OmegaConf.create(lora))
     compute = {"ours": ComputeConfig(), "ours-unfused": ComputeConfig(fused_lora=False),
-               "ours-loop-adamw": ComputeConfig(fused_optimizer=False)}.get(args.variant, ComputeConfig.plain())
+               "ours-loop-adamw": ComputeConfig(fused_optimizer=False),
+               "ours-reference-per-batch": ComputeConfig()}.get(args.variant, ComputeConfig.plain())
     module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=1e-4), dm.dev_examples,
                                compute=compute)
+    if args.variant == "ours-reference-per-batch":
+        module.fill_reference = lambda chunk: None  # reference_logp / reference_kl_rows compute them on use
     module.to(device).train()
     return module, dm, reference, device, n_params
 
@@ -109,10 +117,11 @@ def run_variant(args) -> dict:
     module, dm, reference, device, n_params = build(args)
     optimizer = module.configure_optimizers()["optimizer"]
     stream = iter(dm.train_dataloader())
-    chunks = [next(stream) for _ in range(args.chunks)]
-    sequences = sum(len(batch["keys"]) for batch in chunks[0].values())
-    times, gflop = [], 0.0
-    for measured in (False, True):  # warm-up pass (fills the caches), then the measured pass
+    warm = [next(stream) for _ in range(args.chunks)]
+    fresh = [next(stream) for _ in range(args.chunks)]
+    sequences = sum(len(batch["keys"]) for batch in fresh[0].values())
+    times, gflop = {"first": [], "steady": []}, {"first": 0.0, "steady": 0.0}
+    for measured, chunks in ((None, warm), ("first", fresh), ("steady", fresh)):
         for chunk in chunks:
             flops = model_gflop(chunk, n_params)
             if args.variant == "authors":
@@ -130,14 +139,16 @@ def run_variant(args) -> dict:
             if device == "cuda":
                 torch.cuda.synchronize()
             if measured:
-                times.append(time.perf_counter() - start)
-                gflop += flops
+                times[measured].append(time.perf_counter() - start)
+                gflop[measured] += flops
     peak_mib = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    step_s = sum(times) / len(times)
+    step_s = sum(times["steady"]) / len(times["steady"])
     return {"variant": args.variant, "device": device, "step_s": step_s, "seq_per_s": sequences / step_s,
-            "gflop_per_s": gflop / sum(times), "peak_mib": peak_mib, "params_m": n_params / 1e6,
-            "threads": torch.get_num_threads()}
+            "gflop_per_s": gflop["steady"] / sum(times["steady"]),
+            "first_step_s": sum(times["first"]) / len(times["first"]),
+            "first_gflop_per_s": gflop["first"] / sum(times["first"]),
+            "peak_mib": peak_mib, "params_m": n_params / 1e6, "threads": torch.get_num_threads()}
 
 
 def main() -> None:
@@ -176,20 +187,23 @@ def main() -> None:
     if not done:
         sys.exit("every variant failed: " + "; ".join(f"{r['variant']}: {r['failed']}" for r in rows))
     first = done[0]
-    print(f"chunk {args.forget} : {args.retain} : {args.kl}, {args.chunks} chunks (warm-up pass, then measured), "
+    print(f"chunk {args.forget} : {args.retain} : {args.kl}, {args.chunks} chunks a pass (warm-up pass on other "
+          "chunks; s/step, sequences/s and % of peak from the steady pass, first pass beside; speed-up steady (first "
+          f"pass)), "
           f"LoRA r 8 on {' '.join(args.targets)}, {first['params_m']:.1f}M parameters, device {first['device']}, "
           f"{first['threads']} threads; matmul peak {peak:.0f} GFLOP/s ({PEAK_SHAPES[device]}, best of "
           f"{len(peaks)} measurements: {min(peaks):.0f}-{peak:.0f})")
-    header = ["variant", "s/step", "sequences/s", "model GFLOP/s", "% of peak", "peak memory (MiB)",
-              f"speed-up vs {first['variant']}"]
+    header = ["variant", "s/step", "sequences/s", "model GFLOP/s", "% of peak", "first pass: s/step",
+              "first pass: % of peak", "peak memory (MiB)", f"speed-up vs {first['variant']}"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
         if "failed" in row:
             print(f"| {row['variant']} | {row['failed']} |" + " |" * (len(header) - 2))
             continue
         print(f"| {row['variant']} | {row['step_s']:.2f} | {row['seq_per_s']:.1f} | {row['gflop_per_s']:.1f} | "
-              f"{100 * row['gflop_per_s'] / peak:.0f}% | {row['peak_mib']:.0f} | "
-              f"{first['step_s'] / row['step_s']:.2f}x |")
+              f"{100 * row['gflop_per_s'] / peak:.0f}% | {row['first_step_s']:.2f} | "
+              f"{100 * row['first_gflop_per_s'] / peak:.0f}% | {row['peak_mib']:.0f} | "
+              f"{first['step_s'] / row['step_s']:.2f}x ({first['first_step_s'] / row['first_step_s']:.2f}x) |")
 
 
 if __name__ == "__main__":

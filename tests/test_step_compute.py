@@ -84,6 +84,59 @@ def test_kl_reference_runs_once_per_sequence(policy_and_chunks):
     assert set(module.kl_cache) == set(chunks[1]["kl"]["keys"])
 
 
+def test_reference_values_a_chunk_misses_come_from_one_forward(policy_and_chunks, monkeypatch):
+    """A run's first pass misses on every forget and KL sequence: the fast step computes the reference for all
+    of them in one packed forward (and only for the missing ones), the values the per-batch path computes."""
+    import bias_unlearn.module as module_py
+
+    policy, tokenizer, dm, chunks = policy_and_chunks
+    fast = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(), dm.dev_examples, compute=FAST)
+    plain = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(), dm.dev_examples,
+                              compute=ComputeConfig(pack_sequences=False))
+    forwards = []  # per packed reference forward: the sequences it ran
+
+    def counting_pack(batches, pad_id, *args, **kwargs):
+        if not torch.is_grad_enabled():
+            forwards.append(sum(len(b["input_ids"]) for b in batches))
+        return module_py.pack.__wrapped__(batches, pad_id, *args, **kwargs)
+
+    counting_pack.__wrapped__ = module_py.pack
+    monkeypatch.setattr(module_py, "pack", counting_pack)
+    policy.eval()
+    forget, kl = chunks[0]["forget"], chunks[0]["kl"]
+    fast.fill_reference(chunks[0])
+    assert forwards == [len(forget["keys"]) + len(kl["keys"])]  # forget and KL batches in one forward
+    first = dict(fast.ref_cache), {k: v.clone() for k, v in fast.kl_cache.items()}
+    assert set(fast.ref_cache) == set(forget["keys"]) and set(fast.kl_cache) == set(kl["keys"])
+    fast.fill_reference(chunks[0])
+    assert len(forwards) == 1  # nothing missing: no forward
+    del fast.ref_cache[forget["keys"][0]]
+    fast.fill_reference(chunks[0])
+    assert forwards[1:] == [1]  # that one sequence alone
+    with torch.no_grad():
+        plain.reference_logp(forget), plain.reference_kl_rows(kl)  # the per-batch, padded path
+    assert first[0] == pytest.approx(plain.ref_cache, rel=1e-5, abs=1e-6)
+    for key, rows in plain.kl_cache.items():
+        assert torch.allclose(first[1][key], rows, atol=1e-5), key
+
+
+def test_dpo_reads_both_partners_reference_from_the_merged_forward(tiny, stereoset_jsonl):
+    model, tokenizer = tiny
+    split = split_by_target(load_stereoset("local", str(stereoset_jsonl)), fractions=(0.5, 0.25, 0.25))
+    dm = UnlearningDataModule(split, tokenizer, forget_batch=2, retain_batch=2, kl_batch=2,
+                              kinds=["intrasentence", "intersentence"], paired=True, adversarial_fraction=0.0)
+    policy = wrap_lora(model, OmegaConf.create({"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["c_attn"]
+                                                if "GPT2" in type(model).__name__ else ["q_proj", "v_proj"]}))
+    chunk = next(iter(dm.train_dataloader()))
+    loss = LossConfig(forget="dpo", retain_weight=0.0, kl_weight=0.0)
+    plain = BiasUnlearnModule(policy, tokenizer, loss, OptimConfig(), dm.dev_examples, compute=PLAIN)
+    fast = BiasUnlearnModule(policy, tokenizer, loss, OptimConfig(), dm.dev_examples, compute=FAST)
+    want, _ = losses_and_grads(plain, chunk)
+    got, _ = losses_and_grads(fast, chunk)
+    assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+    assert set(fast.ref_cache) == set(chunk["forget"]["keys"]) | set(chunk["retain"]["keys"])
+
+
 def test_token_logprobs_at_rows_match_the_full_head(tiny):
     model, _ = tiny
     split = split_lm(model)
