@@ -24,26 +24,21 @@ from typing import Iterable, Mapping
 from bias_unlearn.data.records import BIAS_TYPES
 
 
+def target_sizes(examples: Iterable) -> dict[str, list[int]]:
+    """Per bias type present: the number of examples of each of its targets."""
+    per_target = Counter((ex.bias_type, ex.target) for ex in examples)
+    sizes = {bt: [n for (t, _), n in per_target.items() if t == bt] for bt in BIAS_TYPES}
+    return {bt: n for bt, n in sizes.items() if n}
+
+
 def ss_resolution(examples: Iterable) -> dict[str, float]:
     """Per bias type: the largest gap between attainable values of its macro SS, 100 / (targets x max examples)."""
-    per_target = Counter((ex.bias_type, ex.target) for ex in examples)
-    out = {}
-    for bias_type in BIAS_TYPES:
-        sizes = [n for (bt, _), n in per_target.items() if bt == bias_type]
-        if sizes:
-            out[bias_type] = 100.0 / (len(sizes) * max(sizes))
-    return out
+    return {bt: 100.0 / (len(sizes) * max(sizes)) for bt, sizes in target_sizes(examples).items()}
 
 
 def ss_standard_error(examples: Iterable) -> dict[str, float]:
     """Per bias type: the standard error of its macro SS were every example a coin flip, (50 / T) sqrt(sum 1 / n_t)."""
-    per_target = Counter((ex.bias_type, ex.target) for ex in examples)
-    out = {}
-    for bias_type in BIAS_TYPES:
-        sizes = [n for (bt, _), n in per_target.items() if bt == bias_type]
-        if sizes:
-            out[bias_type] = 50.0 / len(sizes) * sum(1.0 / n for n in sizes) ** 0.5
-    return out
+    return {bt: 50.0 / len(sizes) * sum(1.0 / n for n in sizes) ** 0.5 for bt, sizes in target_sizes(examples).items()}
 
 
 def balance_chi2(dev_ss: Mapping[str, float], standard_error: Mapping[str, float]) -> float:
