@@ -126,8 +126,9 @@ class BiasUnlearnModule(L.LightningModule):
         """Every reference value this chunk's losses read and the caches lack (forget log-probs, KL hidden rows),
         from one packed forward of the reference over the missing sequences of all its batches: one pass over the
         weights with larger matmuls instead of a small forward per batch. A run's first pass over its pools misses
-        on every sequence, so this is most of what the reference costs. The same values as computing them batch by
-        batch (``reference_logp``, ``reference_kl_rows``, which then find them cached) up to float rounding.
+        on every sequence (the default job is one pass: its caches are written once and hardly read again), so this
+        is most of what the reference costs there. The same values as computing them batch by batch
+        (``reference_logp``, ``reference_kl_rows``, which then find them cached) up to float rounding.
         Only where the step packs sequences and keeps KL rows; elsewhere those compute them on use."""
         if self.split is None or not (self.compute.pack_sequences and self.compute.cache_kl_reference):
             return
@@ -137,31 +138,34 @@ class BiasUnlearnModule(L.LightningModule):
             wanted += [("forget", self.ref_cache)] + ([("retain", self.ref_cache)] if cfg.forget == "dpo" else [])
         if cfg.kl_weight > 0:
             wanted.append(("kl", self.kl_cache))
-        subs, kinds, keys, scheduled = [], [], [], set()
+        subs, is_kl, keys = [], [], []
+        scheduled: dict[int, set] = {}  # per cache: the keys already in this forward (a cycling pool repeats keys)
         for role, cache in wanted:
-            batch = chunk[role]
-            rows = [i for i, key in enumerate(batch["keys"]) if key not in cache and key not in scheduled]
-            scheduled.update(batch["keys"][i] for i in rows)
-            if rows:
-                subs.append({k: batch[k][rows] for k in ("input_ids", "attention_mask", "loss_mask")})
-                kinds.append(role == "kl")
-                keys.append([batch["keys"][i] for i in rows])
+            batch, seen, missing = chunk[role], scheduled.setdefault(id(cache), set()), []
+            for i, key in enumerate(batch["keys"]):
+                if key not in cache and key not in seen:
+                    seen.add(key)
+                    missing.append(i)
+            if missing:
+                subs.append({k: batch[k][missing] for k in ("input_ids", "attention_mask", "loss_mask")})
+                is_kl.append(role == "kl")
+                keys.append([batch["keys"][i] for i in missing])
         if not subs:  # (no rank agreement needed: a split model is never sharded, so this forward is local)
             return
         with self.reference():
             packed = pack(subs, self.tokenizer.pad_token_id or 0)
             hidden = self.split.hidden(packed.input_ids, packed.attention_mask, packed.position_ids)
-            rows = packed_loss_rows(hidden, packed, [sub["loss_mask"] for sub in subs])
-            logp_subs = [i for i, is_kl in enumerate(kinds) if not is_kl]
-            logits = self._head_on_rows([rows[i] for i in logp_subs]) if logp_subs else []
+            hidden_rows = packed_loss_rows(hidden, packed, [sub["loss_mask"] for sub in subs])
+            logp_subs = [i for i, kl in enumerate(is_kl) if not kl]
+            logits = self._head_on_rows([hidden_rows[i] for i in logp_subs]) if logp_subs else []
             for i, row_logits in zip(logp_subs, logits):
                 sub = subs[i]
                 token_logp = token_logprobs_at_rows(row_logits, sub["input_ids"], sub["loss_mask"])
                 values = losses.sequence_logp(token_logp, sub["loss_mask"], cfg.logp_reduction).tolist()
                 self.ref_cache.update(zip(keys[i], values))
-            for i in (i for i, is_kl in enumerate(kinds) if is_kl):
+            for i in (i for i, kl in enumerate(is_kl) if kl):
                 counts = subs[i]["loss_mask"].bool().sum(dim=1).tolist()
-                self.kl_cache.update(zip(keys[i], rows[i].split(counts)))
+                self.kl_cache.update(zip(keys[i], hidden_rows[i].split(counts)))
 
     def kl_term(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
         """Forward KL(reference || policy) over the KL batch's loss positions (``outputs``: the policy's, as

@@ -38,10 +38,15 @@ def flatten(tree, prefix: str = "") -> dict:
     return {prefix.rstrip("."): tree}
 
 
+def saved_values(saved: dict, current: dict) -> dict:
+    """The saved config's dotted values, a key added after it was saved reading as the behaviour it ran."""
+    new = flatten(current)
+    return {key: value for key, value in ADDED_KEYS.items() if key in new} | flatten(saved)
+
+
 def config_differences(saved: dict, current: dict) -> list[str]:
     """Dotted keys whose values differ between two resolved configs, leaving out the IGNORED ones."""
-    new = flatten(current)
-    old = {key: value for key, value in ADDED_KEYS.items() if key in new} | flatten(saved)
+    old, new = saved_values(saved, current), flatten(current)
     keys = sorted(set(old) | set(new))
     return [k for k in keys if not any(k == i or k.startswith(i + ".") for i in IGNORED)
             and old.get(k, "<absent>") != new.get(k, "<absent>")]
@@ -64,8 +69,13 @@ def resume_checkpoint(cfg: DictConfig) -> Path | None:
     current = OmegaConf.to_container(cfg, resolve=True)
     differing = config_differences(saved, current)
     if differing:
-        shown = ", ".join(f"{k} ({flatten(saved).get(k, '<absent>')!r} -> {flatten(current).get(k, '<absent>')!r})"
-                          for k in differing[:8])
+        old, new, written = saved_values(saved, current), flatten(current), flatten(saved)
+
+        def was(key: str) -> str:  # a key the run's config lacks: the behaviour it ran, named as such
+            implied = key in ADDED_KEYS and key not in written
+            return f"{old.get(key, '<absent>')!r}" + (" (the key did not exist then)" if implied else "")
+
+        shown = ", ".join(f"{k} ({was(k)} -> {new.get(k, '<absent>')!r})" for k in differing[:8])
         raise ConfigError(f"resume={cfg.resume}: the run was configured differently in what changes results: "
                           f"{shown}{' ...' if len(differing) > 8 else ''}; resume with the run's settings, or start "
                           "a new run")

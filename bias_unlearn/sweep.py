@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from bias_unlearn.balance import balance_chi2
 from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.io import write_json, write_text
 from bias_unlearn.methods import Objective, method_name
@@ -147,18 +148,23 @@ COLUMNS: list[tuple[str, str, str | None]] = [
     ("crows", "CrowS % stereo", "balance"), ("bbq_acc_ambig", "BBQ acc ambig", "max"),
     ("bbq_acc_disambig", "BBQ acc disambig", "max"), ("perplexity", "perplexity", None), ("mc_acc", "MC acc %", "max"),
     ("n", "N (targets)", None), ("steps", "steps", None),
-    ("dev_objective", "dev max \\|SS - 50\\|", "min_feasible"), ("dev_delta_lms", "dev delta LMS", None)]
+    ("dev_objective", "dev max \\|SS - 50\\|", "min_feasible"), ("dev_chi2", "dev chi2", None),
+    ("dev_delta_lms", "dev delta LMS", None)]
 DEV_LMS_BAR = 1.0  # the dev objective's constraint: dev LMS may fall at most this far (conf/experiment/preset_sweep)
 
 
 def dev_columns(run: Run) -> dict:
     """The dev objective of the delivered adapter: the largest per-type |dev SS - 50| at its dev evaluation, and
-    its dev LMS change from the base (the step-0 entry). What a preset is chosen by; test scores never are."""
+    its dev LMS change from the base (the step-0 entry). What a preset is chosen by; test scores never are. Beside
+    it the dev chi2 that chose the adapter inside its run (balance.py; runs that recorded the dev standard errors):
+    the presets were chosen by the largest |dev SS - 50| before the delivery rule weighed types by them."""
     try:
         entry = json.loads((run.path / "adapter" / "state.json").read_text(encoding="utf-8"))["dev"]
-        base = run.report.summary.dev_history[0]
+        summary = run.report.summary
+        se = {bt: d["se"] for bt, d in summary.dev_split.items() if "se" in d}
+        chi2 = {"dev_chi2": balance_chi2(entry, se)} if se and all(bt in se for bt in BIAS_TYPES if bt in entry) else {}
         return {"dev_objective": max(abs(entry[bt] - 50) for bt in BIAS_TYPES if entry.get(bt) is not None),
-                "dev_delta_lms": entry["lms"] - base["lms"]}
+                **chi2, "dev_delta_lms": entry["lms"] - summary.dev_history[0]["lms"]}
     except (OSError, ValueError, KeyError, TypeError, IndexError):  # no delivered adapter or dev evaluation
         return {}
 
@@ -343,7 +349,8 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None,
         "model's rows, one per split seed: before). Best trained value per column in bold: SS and CrowS closest to "
         "50, LMS, delta LMS and ICAT highest. The dev columns are the delivered adapter's dev evaluation: the dev "
         "objective (the largest per-type \\|SS - 50\\|, lowest in bold among runs whose dev LMS fell at most "
-        f"{DEV_LMS_BAR:g}) is what a sweep chooses by; test columns are reported, never used to choose.", "",
+        f"{DEV_LMS_BAR:g}) is what a sweep chooses by; the dev chi2 is what chose the adapter inside its run; test "
+        "columns are reported, never used to choose.", "",
         markdown_table(rows), "",
         *([f"Chosen on dev: {', '.join(r['run'] for r in rows if 'dev_objective' in r['best'])}", ""]
           if any("dev_objective" in r["best"] for r in rows) else []),

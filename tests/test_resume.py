@@ -113,3 +113,16 @@ def test_a_run_saved_before_the_chi2_delivery_rule_resumes_only_under_its_own_ru
     assert config_differences(saved, own) == []
     new = {"seed": 0, "callbacks": {"adapter_checkpoint": {"max_lms_drop": 1.0, "balance": "chi2"}}}
     assert config_differences(saved, new) == ["callbacks.adapter_checkpoint.balance"]
+
+
+def test_resuming_under_a_key_added_later_names_the_behaviour_the_run_had(tmp_path):
+    """The refusal says what the run ran (max_excess), not '<absent>', so the override that resumes it is plain."""
+    from omegaconf import OmegaConf
+
+    from bias_unlearn.resume import resume_checkpoint
+
+    (tmp_path / "config.yaml").write_text("seed: 0\ncallbacks:\n  adapter_checkpoint:\n    max_lms_drop: 1.0\n")
+    cfg = OmegaConf.create({"seed": 0, "resume": str(tmp_path), "paths": {"output_dir": "x"},
+                            "callbacks": {"adapter_checkpoint": {"max_lms_drop": 1.0, "balance": "chi2"}}})
+    with pytest.raises(ConfigError, match=r"balance \('max_excess' \(the key did not exist then\) -> 'chi2'\)"):
+        resume_checkpoint(cfg)

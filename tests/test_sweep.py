@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bias_unlearn.callbacks.adapter_checkpoint import RULE_BALANCE
+from bias_unlearn.callbacks.adapter_checkpoint import RULE_BALANCE_CHI2
 from bias_unlearn.run_report import RunReport, Summary
 from bias_unlearn.sweep import collect_runs, comparison_rows, write_sweep_report
 
@@ -28,16 +28,18 @@ def _stereoset(ss: dict, lms: float) -> dict:
 
 
 def _write_run(path: Path, method: str, after_ss: dict | None, after_lms: float = 88.0, crows: float = 55.0,
-               seed: int | None = None, before_overall: float = 62.0, before_lms: float = 90.0):
+               seed: int | None = None, before_overall: float = 62.0, before_lms: float = 90.0,
+               dev_split: dict | None = None):
     (path / ".hydra").mkdir(parents=True)
     if seed is not None:
         (path / "config.yaml").write_text(f"seed: {seed}\n")
     before = _stereoset({"overall": before_overall, "gender": 60.0, "profession": 61.0, "race": 64.0,
                          "religion": 58.0}, before_lms)
     summary = Summary(method=method, objective={}, model="tiny", adapter=str(path / "adapter"), adapter_from="best",
-                      adapter_rule=RULE_BALANCE, lms_bar_met=True, steps=10, stopped_early_at=None,
+                      adapter_rule=RULE_BALANCE_CHI2, lms_bar_met=True, steps=10, stopped_early_at=None,
                       dev_history=[{"step": 0, "overall": 62.0, "gender": 60.0, "profession": 61.0, "race": 64.0,
-                                    "religion": 58.0, "lms": 90.0}, {"step": 10, **(after_ss or {}), "lms": after_lms}])
+                                    "religion": 58.0, "lms": 90.0}, {"step": 10, **(after_ss or {}), "lms": after_lms}],
+                      dev_split=dev_split or {})
     crows_pairs = {"before": {"overall": {"n": 5, "pct_stereotype_mean": 60.0}},
                    "after": {"overall": {"n": 5, "pct_stereotype_mean": crows}} if after_ss else None}
     RunReport(summary, before, _stereoset(after_ss, after_lms) if after_ss else None, crows_pairs).save(
@@ -203,7 +205,7 @@ def _seed_run(path: Path, method: str, seed: int, p_pro: float, config: str = ""
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(f"seed: {seed}\n{config}")
     summary = Summary(method=method, objective={}, model="tiny", adapter="a", adapter_from="best",
-                      adapter_rule=RULE_BALANCE, lms_bar_met=True, steps=10, stopped_early_at=None)
+                      adapter_rule=RULE_BALANCE_CHI2, lms_bar_met=True, steps=10, stopped_early_at=None)
     stereo = _stereoset({"overall": 100 * sum(r[3] for r in rows) / len(rows)}, 100.0)
     RunReport(summary, stereo, stereo, outcomes={"before": {"stereoset": {"intrasentence": base}},
                                                  "after": {"stereoset": {"intrasentence": rows}}}).save(
@@ -268,13 +270,18 @@ def test_dev_objective_chooses_without_test_scores(tmp_path):
     dev = {"0_lr=a": ({"gender": 54.0, "profession": 47.0, "race": 50.0, "religion": 52.0, "lms": 89.5}, None),
            "1_lr=b": ({"gender": 51.0, "profession": 49.0, "race": 50.5, "religion": 50.0, "lms": 87.0}, None),
            "2_lr=c": ({"gender": 52.5, "profession": 48.0, "race": 51.0, "religion": 49.0, "lms": 89.2}, "untested")}
+    se = {"gender": 7.0, "profession": 5.0, "race": 4.0, "religion": 10.0}  # run a recorded its dev standard errors
     for name, (entry, tested) in dev.items():
         _write_run(sweep / name, "bias_unlearn", None if tested else {"overall": 50.0, **{
-            k: v for k, v in entry.items() if k != "lms"}})
+            k: v for k, v in entry.items() if k != "lms"}},
+            dev_split={bt: {"examples": 25, "targets": 1, "resolution": 4.0, "se": v} for bt, v in se.items()}
+            if name == "0_lr=a" else None)
         (sweep / name / "adapter").mkdir()
         (sweep / name / "adapter" / "state.json").write_text(json.dumps({"dev": {"step": 10, **entry}}))
     rows = {r["run"]: r for r in comparison_rows(collect_runs(sweep))}
     assert rows["0_lr=a"]["dev_objective"] == 4.0 and rows["1_lr=b"]["dev_delta_lms"] == pytest.approx(-3.0)
+    assert rows["0_lr=a"]["dev_chi2"] == pytest.approx((4 / 7) ** 2 + (3 / 5) ** 2 + 0 + (2 / 10) ** 2)
+    assert "dev_chi2" not in rows["1_lr=b"]  # a run that did not record them
     assert [name for name, r in rows.items() if "dev_objective" in r["best"]] == ["2_lr=c"]
     assert rows["2_lr=c"]["status"] == "no after-evaluation"
     assert "Chosen on dev: 2_lr=c" in write_sweep_report(sweep)["markdown"]

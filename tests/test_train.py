@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from bias_unlearn.callbacks.adapter_checkpoint import RULE_BALANCE, RULE_LAST, RULE_LEAST_LMS_DROP
+from bias_unlearn.balance import ss_standard_error
+from bias_unlearn.callbacks.adapter_checkpoint import RULE_BALANCE_CHI2, RULE_LAST, RULE_LEAST_LMS_DROP
+from bias_unlearn.data.sources import build_stereoset_split
 from bias_unlearn.data.records import DataError
 from bias_unlearn.run_report import RunReport
 from bias_unlearn.sweep import comparison_rows, read_run
@@ -45,12 +47,13 @@ def test_readme_ablation_multirun_names_each_run_by_what_trained():
 
 
 def test_train_end_to_end(cfg_train):
-    report = run_training(cfg_train("eval.before=true", "trainer.max_steps=4", "logger=csv"))
+    cfg = cfg_train("eval.before=true", "trainer.max_steps=4", "logger=csv")
+    report = run_training(cfg)
     out = Path(report.summary.adapter).parent  # the run directory
     assert report.summary.steps == 4 and report.summary.method == "bias_unlearn"
     assert [h["step"] for h in report.summary.dev_history] == [0, 2, 4]
     assert report.before["intrasentence"]["overall"]["n"] == report.after["intrasentence"]["overall"]["n"] > 0
-    assert report.summary.adapter_rule in (RULE_BALANCE, RULE_LEAST_LMS_DROP)
+    assert report.summary.adapter_rule in (RULE_BALANCE_CHI2, RULE_LEAST_LMS_DROP)
     assert isinstance(report.summary.lms_bar_met, bool)
     saved = RunReport.load(out / "report.json")  # the file is the returned object (NaN written as null)
     assert saved.summary == report.summary and saved.after["intrasentence"]["overall"]["ss_ci95"] == [None, None]
@@ -65,6 +68,9 @@ def test_train_end_to_end(cfg_train):
     assert {bt: d["examples"] for bt, d in dev.items()} == {
         bt: counts["intrasentence"] for bt, counts in split["dev"]["counts"].items()}
     assert all(d["targets"] >= 1 and d["resolution"] > 0 for d in dev.values()) and "Dev split per bias type" in markdown
+    dev_examples = [ex for ex in build_stereoset_split(cfg.data).dev if ex.kind == "intrasentence"]
+    assert {bt: d["se"] for bt, d in dev.items()} == pytest.approx(ss_standard_error(dev_examples), abs=0.006)
+    assert "standard error" in markdown
     assert "train/forget" in (out / "logs" / "metrics.csv").read_text().splitlines()[0]
 
 
@@ -223,3 +229,17 @@ def test_each_launched_process_uses_its_own_gpu(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # set_device is skipped without CUDA
     assert training_device(gpu) == "cuda:3"
     assert training_device(OmegaConf.create({"accelerator": "cpu"})) == "cpu"
+
+
+def test_a_report_written_before_the_standard_error_was_recorded_still_renders():
+    from bias_unlearn.eval.report import training_report
+    from bias_unlearn.run_report import Summary
+
+    old = {"religion": {"examples": 25, "targets": 1, "resolution": 4.0}}
+    new = {"religion": {**old["religion"], "se": 10.0}}
+    common = dict(method="bias_unlearn", objective={}, model="m", adapter="a", adapter_from="b", adapter_rule="r",
+                  lms_bar_met=True, steps=1, stopped_early_at=None, dev_history=[{"step": 0, "religion": 48.0}])
+    rendered = {name: training_report(RunReport(Summary(**common, dev_split=split), None, None))
+                for name, split in (("old", old), ("new", new))}
+    assert "religion 25 examples / 1 target (SS resolution 4 points)" in rendered["old"]
+    assert "(SS resolution 4 points, standard error 10)" in rendered["new"]

@@ -22,11 +22,11 @@ from bias_unlearn.callbacks.swapping import DynamicSwapping
 from bias_unlearn.errors import ConfigError
 from bias_unlearn.io import atomic_dir, write_json
 
-RULE_BALANCE = ("closest to balance among dev evaluations within the LMS bar: the smallest sum over bias types of "
+RULE_BALANCE_CHI2 = ("closest to balance among dev evaluations within the LMS bar: the smallest sum over bias types of "
                 "((dev SS - 50) / its dev standard error)^2")
 RULE_BALANCE_MAX_EXCESS = ("closest to balance among dev evaluations within the LMS bar: the smallest excess of the "
                            "least balanced type over the stopping tolerance")
-BALANCE_MEASURES = {"chi2": RULE_BALANCE, "max_excess": RULE_BALANCE_MAX_EXCESS}  # measure -> the rule it names
+BALANCE_MEASURES = {"chi2": RULE_BALANCE_CHI2, "max_excess": RULE_BALANCE_MAX_EXCESS}  # measure -> the rule it names
 RULE_LEAST_LMS_DROP = "no dev evaluation met the LMS bar: the one whose dev LMS fell least"
 RULE_LAST = "the last dev evaluation (eval.adapter=last)"
 
@@ -51,10 +51,11 @@ def balance_distance(entry: dict, balance: str, threshold: float, resolution: di
 
 def selection_key(entry: dict, base_lms: float, max_lms_drop: float | None, distance: float) -> tuple:
     """Smaller is better: any entry that meets the LMS bar beats every entry that does not; among those that do,
-    the one closest to balance (``distance``: ``balance_distance``)."""
+    the one closest to balance (``distance``: ``balance_distance``), among those that do not the least LMS drop;
+    ties go to the smaller max_t |SS_t - 50|."""
     if meets_lms_bar(entry, base_lms, max_lms_drop):
         return 0, distance, imbalance(entry)
-    return 1, -entry["lms"], distance
+    return 1, -entry["lms"], imbalance(entry)
 
 
 def sharded_over_ranks(trainer) -> bool:

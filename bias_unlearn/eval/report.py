@@ -212,11 +212,11 @@ def training_report(report) -> str:
         if summary.dev_split:
             parts += ["", "Dev split per bias type (what swaps, stopping and delivery read): " + "; ".join(
                 f"{bt} {d['examples']} examples / {d['targets']} target{'s' * (d['targets'] != 1)} (SS resolution "
-                f"{d['resolution']:g} points{_standard_error(d)})" for bt, d in summary.dev_split.items()) + "."]
+                f"{d['resolution']:g} points{_se_text(d)})" for bt, d in summary.dev_split.items()) + "."]
     return "\n".join(parts) + "\n"
 
 
-def _standard_error(dev_type: dict) -> str:
+def _se_text(dev_type: dict) -> str:
     """The type's dev standard error, where the report has it (runs before 2026-12-04 did not record it)."""
     return f", standard error {dev_type['se']:g}" if "se" in dev_type else ""
 

@@ -8,8 +8,8 @@ import pytest
 
 from bias_unlearn.balance import (balance_chi2, excess_imbalance, imbalance, is_balanced, ss_resolution,
                                   ss_standard_error)
-from bias_unlearn.callbacks.adapter_checkpoint import (RULE_BALANCE, RULE_BALANCE_MAX_EXCESS, RULE_LEAST_LMS_DROP,
-                                                       AdapterCheckpoint, selection_key)
+from bias_unlearn.callbacks.adapter_checkpoint import (RULE_BALANCE_CHI2, RULE_BALANCE_MAX_EXCESS,
+                                                       RULE_LEAST_LMS_DROP, AdapterCheckpoint, selection_key)
 from bias_unlearn.callbacks.balance_stopping import BalancedStereotypeStopping
 from bias_unlearn.callbacks.swapping import DynamicSwapping, swap_decisions
 from bias_unlearn.errors import ConfigError
@@ -139,7 +139,7 @@ def _entry(step, ss, lms):
 def test_delivery_rule_prefers_balance_within_the_lms_bar(tmp_path):
     script = [_entry(0, 62, 90.0), _entry(25, 56, 89.5), _entry(50, 50.5, 87.0), _entry(75, 53, 88.5)]
     cb, state = _run_checkpoints(tmp_path, script)
-    assert cb.best["step"] == 75 and state["best"]["rule"] == RULE_BALANCE and state["best"]["lms_bar_met"]
+    assert cb.best["step"] == 75 and state["best"]["rule"] == RULE_BALANCE_CHI2 and state["best"]["lms_bar_met"]
     assert (tmp_path / "best" / "adapter_model.safetensors").read_text() == "75"
     assert (tmp_path / "last" / "adapter_model.safetensors").read_text() == "75"
 
@@ -207,7 +207,7 @@ def test_a_type_no_checkpoint_balances_does_not_veto_every_trained_adapter(tmp_p
     old, old_state = _run_checkpoints(tmp_path / "old", script, 1.0, "max_excess", resolution, se)
     new, new_state = _run_checkpoints(tmp_path / "new", script, 1.0, "chi2", resolution, se)
     assert old.best["step"] == 25 and old_state["best"]["rule"] == RULE_BALANCE_MAX_EXCESS
-    assert new.best["step"] == 275 and new_state["best"]["rule"] == RULE_BALANCE
+    assert new.best["step"] == 275 and new_state["best"]["rule"] == RULE_BALANCE_CHI2
     assert new_state["best"]["balance"] == "chi2" and new.best["lms_bar_met"]
     chi2 = {e["step"]: balance_chi2(e, se) for e in script}
     assert chi2[275] < chi2[25] < chi2[0]  # within the LMS bar (step 350 is closer still, but lost 1.35 LMS)
