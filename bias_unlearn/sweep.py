@@ -221,7 +221,7 @@ def comparison_rows(runs: list[Run]) -> list[dict]:
     """The base model's rows (one per split seed) and one row per run."""
     rows = base_rows(runs)
     for run in runs:
-        row = {"run": run.name, "method": run.method, "status": run.status}
+        row = {"run": run.name, "method": run.method, "status": run.status, "seed": run.seed}
         if run.report is not None:
             row.update(dev_columns(run))
         if run.ok:
@@ -237,24 +237,44 @@ def comparison_rows(runs: list[Run]) -> list[dict]:
 
 
 def mark_best(rows: list[dict]) -> None:
-    """rows[i]["best"] = the columns in which run i is best among the trained runs (ties all marked)."""
+    """rows[i]["best"] = the columns in which run i is best among the trained runs (ties all marked). The dev
+    objective is compared only among runs of one split seed: another seed is another dev split, and a run would
+    otherwise be chosen for an easier dev set."""
     for row in rows:
         row["best"] = []
     trained = [r for r in rows if r["status"] == "ok" and not r.get("base")]
     for key, _, rule in COLUMNS:
-        candidates = trained
+        groups = [trained]
         if rule == "min_feasible":  # the dev objective: runs trained without a test evaluation count too
-            candidates = [r for r in rows if not r.get("base") and r.get("dev_delta_lms") is not None
-                          and r["dev_delta_lms"] >= -DEV_LMS_BAR]
-        values = [(r, r.get(key)) for r in candidates if isinstance(r.get(key), (int, float))]
-        values = [(r, v) for r, v in values if not math.isnan(v)]
-        if not rule or not values:
+            feasible = [r for r in rows if not r.get("base") and r.get("dev_delta_lms") is not None
+                        and r["dev_delta_lms"] >= -DEV_LMS_BAR]
+            seeds = dict.fromkeys(r.get("seed") for r in feasible)
+            groups = [[r for r in feasible if r.get("seed") == seed] for seed in seeds]
+        if not rule:
             continue
         score = {"balance": lambda v: -abs(v - 50), "min_feasible": lambda v: -v}.get(rule, lambda v: v)
-        top = max(score(v) for _, v in values)
-        for r, v in values:
-            if math.isclose(score(v), top, abs_tol=1e-9):
-                r["best"].append(key)
+        for group in groups:
+            values = [(r, r.get(key)) for r in group if isinstance(r.get(key), (int, float))]
+            values = [(r, v) for r, v in values if not math.isnan(v)]
+            if not values:
+                continue
+            top = max(score(v) for _, v in values)
+            for r, v in values:
+                if math.isclose(score(v), top, abs_tol=1e-9):
+                    r["best"].append(key)
+
+
+def chosen_on_dev(rows: list[dict]) -> str | None:
+    """The report's line naming the run the dev objective chooses: one per split seed when the sweep has several."""
+    chosen = [r for r in rows if "dev_objective" in r["best"]]
+    if not chosen:
+        return None
+    seeds = list(dict.fromkeys(r.get("seed") for r in chosen))
+    if len(seeds) == 1:
+        return f"Chosen on dev: {', '.join(r['run'] for r in chosen)}"
+    per_seed = "; ".join(f"seed {seed}: " + ", ".join(r["run"] for r in chosen if r.get("seed") == seed)
+                         for seed in seeds)
+    return f"Chosen on dev, among the runs of each split seed (each seed has its own dev split): {per_seed}"
 
 
 def _fmt(key: str, value) -> str:
@@ -348,12 +368,11 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None,
         + f". StereoSet {KIND} on the test split after training (the base "
         "model's rows, one per split seed: before). Best trained value per column in bold: SS and CrowS closest to "
         "50, LMS, delta LMS and ICAT highest. The dev columns are the delivered adapter's dev evaluation: the dev "
-        "objective (the largest per-type \\|SS - 50\\|, lowest in bold among runs whose dev LMS fell at most "
-        f"{DEV_LMS_BAR:g}) is what a sweep chooses by; the dev chi2 is what chose the adapter inside its run; test "
+        "objective (the largest per-type \\|SS - 50\\|, lowest in bold among the runs of one split seed whose dev LMS "
+        f"fell at most {DEV_LMS_BAR:g}) is what a sweep chooses by; the dev chi2 is what chose the adapter inside its run; test "
         "columns are reported, never used to choose.", "",
         markdown_table(rows), "",
-        *([f"Chosen on dev: {', '.join(r['run'] for r in rows if 'dev_objective' in r['best'])}", ""]
-          if any("dev_objective" in r["best"] for r in rows) else []),
+        *([chosen_on_dev(rows), ""] if chosen_on_dev(rows) else []),
         *(["## Runs without results", ""] + [f"- {r.name}: {r.status}" for r in failed] + [""] if failed else []),
         *(["## Across split seeds", "", f"StereoSet {KIND}, held-out test split of each seed: mean ± sd over seeds, "
            "and the pooled estimate over every seed's test examples.", "", seeds_markdown(seeds), ""]

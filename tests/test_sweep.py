@@ -291,6 +291,25 @@ def test_dev_objective_chooses_without_test_scores(tmp_path):
     assert "- 2_lr=c" not in markdown  # not listed as a run without results
 
 
+def test_dev_objective_chooses_within_each_split_seed(tmp_path):
+    """Another split seed is another dev split: a run on seed 1 whose dev set happens to sit nearer 50 must not
+    outrank seed 0's runs; the dev objective chooses one run per seed."""
+    sweep = tmp_path / "sweep"
+    dev = {"0_method=a,seed=0": (0, 55.0), "1_method=b,seed=0": (0, 53.0),
+           "2_method=a,seed=1": (1, 51.0), "3_method=b,seed=1": (1, 50.5)}
+    for name, (seed, gender) in dev.items():
+        entry = {"gender": gender, "profession": 50.0, "race": 50.0, "religion": 50.0, "lms": 89.8}
+        _write_run(sweep / name, "bias_unlearn", {"overall": 50.0, **{k: v for k, v in entry.items() if k != "lms"}},
+                   seed=seed)
+        (sweep / name / "adapter").mkdir()
+        (sweep / name / "adapter" / "state.json").write_text(json.dumps({"dev": {"step": 10, **entry}}))
+    rows = comparison_rows(collect_runs(sweep))
+    assert [r["run"] for r in rows if "dev_objective" in r["best"]] == ["1_method=b,seed=0", "3_method=b,seed=1"]
+    markdown = write_sweep_report(sweep)["markdown"]
+    assert ("Chosen on dev, among the runs of each split seed (each seed has its own dev split): "
+            "seed 0: 1_method=b,seed=0; seed 1: 3_method=b,seed=1") in markdown
+
+
 def test_side_effects_across_seeds(tmp_path):
     """Changes after - before per run, mean / sd over seeds, and the untargeted CrowS categories made worse by a
     resolved margin (age: 50% -> 90% of 40 pairs; nationality moves within noise)."""
