@@ -244,14 +244,14 @@ def mark_best(rows: list[dict]) -> None:
         row["best"] = []
     trained = [r for r in rows if r["status"] == "ok" and not r.get("base")]
     for key, _, rule in COLUMNS:
+        if not rule:
+            continue
         groups = [trained]
         if rule == "min_feasible":  # the dev objective: runs trained without a test evaluation count too
             feasible = [r for r in rows if not r.get("base") and r.get("dev_delta_lms") is not None
                         and r["dev_delta_lms"] >= -DEV_LMS_BAR]
             seeds = dict.fromkeys(r.get("seed") for r in feasible)
             groups = [[r for r in feasible if r.get("seed") == seed] for seed in seeds]
-        if not rule:
-            continue
         score = {"balance": lambda v: -abs(v - 50), "min_feasible": lambda v: -v}.get(rule, lambda v: v)
         for group in groups:
             values = [(r, r.get(key)) for r in group if isinstance(r.get(key), (int, float))]
@@ -361,6 +361,7 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None,
     figures = sweep_figures(runs, rows, out_dir, seeds)
     failed = [r for r in runs if not r.ok and r.status != DEV_ONLY]
     dev_only = len(runs) - len(ok) - len(failed)
+    chosen = chosen_on_dev(rows)
     markdown = "\n".join([
         f"# Sweep {Path(sweep_dir).name}", "",
         f"{len(ok)} of {len(runs)} runs scored on test"
@@ -369,10 +370,10 @@ def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None,
         "model's rows, one per split seed: before). Best trained value per column in bold: SS and CrowS closest to "
         "50, LMS, delta LMS and ICAT highest. The dev columns are the delivered adapter's dev evaluation: the dev "
         "objective (the largest per-type \\|SS - 50\\|, lowest in bold among the runs of one split seed whose dev LMS "
-        f"fell at most {DEV_LMS_BAR:g}) is what a sweep chooses by; the dev chi2 is what chose the adapter inside its run; test "
-        "columns are reported, never used to choose.", "",
+        f"fell at most {DEV_LMS_BAR:g}) is what a sweep chooses by; the dev chi2 is what chose the adapter inside its "
+        "run; test columns are reported, never used to choose.", "",
         markdown_table(rows), "",
-        *([chosen_on_dev(rows), ""] if chosen_on_dev(rows) else []),
+        *([chosen, ""] if chosen else []),
         *(["## Runs without results", ""] + [f"- {r.name}: {r.status}" for r in failed] + [""] if failed else []),
         *(["## Across split seeds", "", f"StereoSet {KIND}, held-out test split of each seed: mean ± sd over seeds, "
            "and the pooled estimate over every seed's test examples.", "", seeds_markdown(seeds), ""]
