@@ -1,4 +1,4 @@
-"""Evaluate a causal LM (optionally with a LoRA debiasing adapter) on StereoSet, CrowS-Pairs and BBQ.
+"""Evaluate a causal LM (optionally with a LoRA debiasing adapter) on StereoSet, CrowS-Pairs, BBQ and general ability.
 
     python evaluate.py                                  # offline model, offline StereoSet test split, all benchmarks
     python evaluate.py model=gpt2_medium adapter=DIR    # a hub model with an adapter
@@ -11,17 +11,20 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from bias_unlearn.cli import check_config_choices, run_cli
+from bias_unlearn.config.schema import evaluate_settings
+from bias_unlearn.jobs.cli import preflight, run_cli
+
+CONF = Path(__file__).parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    from bias_unlearn.evaluation import run_evaluation
-    from bias_unlearn.run_completion import complete_runs
+    from bias_unlearn.jobs.complete_runs import complete_runs
+    from bias_unlearn.jobs.evaluate import run_evaluation
 
     run_cli(complete_runs if cfg.get("runs") else run_evaluation, cfg)
 
 
 if __name__ == "__main__":
-    check_config_choices(sys.argv[1:], Path(__file__).parent / "conf")
+    preflight("evaluate", sys.argv[1:], CONF, check=evaluate_settings)
     main()

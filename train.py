@@ -2,7 +2,7 @@
 
     python train.py                                   # offline model, CPU preset: evaluate, unlearn, evaluate
     python train.py model=llama3_8b loss=no_kl trainer=gpu
-    python train.py -m loss=full,no_kl,no_retain,no_adv seed=0,1
+    python train.py -m method=bias_unlearn,no_kl,no_retain,no_adv seed=0,1
     python train.py model=mistral_7b trainer=gpu strategy=fsdp
 """
 import sys
@@ -11,16 +11,19 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from bias_unlearn.cli import check_config_choices, run_cli
+from bias_unlearn.config.schema import train_settings
+from bias_unlearn.jobs.cli import preflight, run_cli
+
+CONF = Path(__file__).parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    from bias_unlearn.training import run_training
+    from bias_unlearn.jobs.train import run_training
 
     run_cli(run_training, cfg)
 
 
 if __name__ == "__main__":
-    check_config_choices(sys.argv[1:], Path(__file__).parent / "conf")
+    preflight("train", sys.argv[1:], CONF, check=train_settings)
     main()

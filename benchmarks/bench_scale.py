@@ -40,8 +40,8 @@ def measure(args, checkpointing: bool) -> dict:
     from transformers import LlamaForCausalLM
 
     from bias_unlearn.models.lora import wrap_lora
-    from bias_unlearn.module import BiasUnlearnModule
-    from bias_unlearn.module_config import LossConfig, OptimConfig
+    from bias_unlearn.unlearning.module import BiasUnlearnModule
+    from bias_unlearn.config.settings import LossConfig, OptimConfig
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()

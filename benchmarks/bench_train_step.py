@@ -55,8 +55,8 @@ def build(args):
     from bias_unlearn.data.stereoset import load_stereoset
     from bias_unlearn.models.loading import load_model
     from bias_unlearn.models.lora import wrap_lora
-    from bias_unlearn.module import BiasUnlearnModule
-    from bias_unlearn.module_config import ComputeConfig, LossConfig, OptimConfig
+    from bias_unlearn.unlearning.module import BiasUnlearnModule
+    from bias_unlearn.config.settings import ComputeConfig, LossConfig, OptimConfig
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tokenizer = (load_model("local", args.model_dir, device=device) if args.model_dir
@@ -73,7 +73,7 @@ def build(args):
     module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=1e-4), dm.dev_examples,
                                compute=compute)
     if args.variant == "ours-reference-per-batch":
-        module.fill_reference = lambda chunk: None  # reference_logp / reference_kl_rows compute them on use
+        module.engine.fill_reference = lambda chunk: None  # reference_logp / reference_kl_rows compute them on use
     module.to(device).train()
     return module, dm, reference, device, n_params
 
@@ -88,21 +88,21 @@ def pad_to(batch: dict, length: int, pad_id: int) -> dict:
 
 
 def authors_losses(module, reference, chunk: dict) -> torch.Tensor:
-    from bias_unlearn import losses
-    from bias_unlearn.logprobs import token_logprobs_from_logits
+    from bias_unlearn.unlearning import losses
+    from bias_unlearn.models.logprobs import token_logprobs_from_logits
 
     cfg = module.loss_cfg
     f, r, k = chunk["forget"], chunk["retain"], chunk["kl"]
-    logp = token_logprobs_from_logits(module._forward(module.model, f), f["input_ids"])
+    logp = token_logprobs_from_logits(module.engine._forward(module.model, f), f["input_ids"])
     seq = losses.sequence_logp(logp, f["loss_mask"], cfg.logp_reduction)
     with torch.no_grad():  # no cache: the second model recomputes the reference every step
-        ref_logp = token_logprobs_from_logits(module._forward(reference, f), f["input_ids"])
+        ref_logp = token_logprobs_from_logits(module.engine._forward(reference, f), f["input_ids"])
         ref_seq = losses.sequence_logp(ref_logp, f["loss_mask"], cfg.logp_reduction)
-        ref_kl = module._forward(reference, k)
+        ref_kl = module.engine._forward(reference, k)
     forget = losses.npo_loss(seq, ref_seq, cfg.beta)
-    retain = losses.cross_entropy_loss(token_logprobs_from_logits(module._forward(module.model, r), r["input_ids"]),
+    retain = losses.cross_entropy_loss(token_logprobs_from_logits(module.engine._forward(module.model, r), r["input_ids"]),
                                        r["loss_mask"], cfg.retain_reduction)
-    kl = losses.forward_kl_loss(ref_kl[:, :-1], module._forward(module.model, k)[:, :-1], k["loss_mask"])
+    kl = losses.forward_kl_loss(ref_kl[:, :-1], module.engine._forward(module.model, k)[:, :-1], k["loss_mask"])
     return cfg.forget_weight * forget + cfg.retain_weight * retain + cfg.kl_weight * kl
 
 
@@ -124,7 +124,7 @@ def run_variant(args) -> dict:
     times, gflop = {"first": [], "steady": []}, {"first": 0.0, "steady": 0.0}
     for measured, chunks in ((None, warm), ("first", fresh), ("steady", fresh)):
         if measured == "first":  # the first pass must meet every forget and KL sequence for the first time
-            seen = set(module.ref_cache) | set(module.kl_cache)
+            seen = set(module.engine.ref_cache) | set(module.engine.kl_cache)
             if any(key in seen for chunk in fresh for batch in chunk.values() for key in batch["keys"]):
                 sys.exit("the first pass would find sequences the warm-up cached: fewer --chunks or smaller batches")
         for chunk in chunks:

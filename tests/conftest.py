@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import bias_unlearn.config.schema  # noqa: F401 - registers the config schemas for every compose in the tests
+
 from tests.helpers import FIXTURES, make_model, make_stereoset_rows, make_tokenizer
 
 

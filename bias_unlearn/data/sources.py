@@ -3,24 +3,26 @@ from __future__ import annotations
 
 from bias_unlearn.data.bbq import load_bbq
 from bias_unlearn.data.crows_pairs import load_crows_pairs
-from bias_unlearn.data.records import DataError
+
 from bias_unlearn.data.splits import StereoSetSplit, check_split, explicit_split, split_by_target
 from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.data.general import load_general
+from bias_unlearn.config.errors import DataError
 
 SPLIT_MODES = ("by_target", "explicit")
 
 
 def build_stereoset_split(data_cfg) -> StereoSetSplit:
-    """``by_target``: one StereoSet file split three ways by target term. ``explicit``: the paper's setup, a train
-    file (``split.train_source``/``split.train_path``) and the evaluation file (``stereoset``) kept apart."""
+    """``by_target``: one StereoSet file split three ways by target term. ``explicit``: the paper's setup, a local
+    train file (``split.train_path``, e.g. StereoSet's test.json) and the evaluation file (``stereoset``) kept
+    apart."""
     ss_cfg, split_cfg = data_cfg.stereoset, data_cfg.split
     kinds = list(ss_cfg.kinds)
     examples = load_stereoset(ss_cfg.source, ss_cfg.path, kinds)
     if split_cfg.mode == "by_target":
         split = split_by_target(examples, int(split_cfg.seed), tuple(split_cfg.fractions))
-    elif split_cfg.mode == "explicit":
-        train = load_stereoset(split_cfg.train_source, split_cfg.train_path, kinds)
+    elif split_cfg.mode == "explicit":  # the train file is local: the public files are the evaluation set itself
+        train = load_stereoset("local", split_cfg.train_path, kinds)
         split = explicit_split(train, examples, int(split_cfg.seed), float(split_cfg.dev_fraction))
     else:
         raise DataError("data.split.mode", f"unknown mode {split_cfg.mode!r}; expected one of {SPLIT_MODES}")
@@ -45,6 +47,15 @@ def load_eval_benchmarks(data_cfg, names) -> dict:
     if "general" in names:
         out["general"] = load_general_data(data_cfg.general)
     return out
+
+
+def load_side_effect_data(data_cfg, wanted) -> dict:
+    """The side-effect benchmarks a run scores before and after (``wanted``: the eval settings' crows_pairs, bbq and
+    general switches), loaded up front; None where one is off."""
+    return {"crows_pairs": (load_crows_pairs(data_cfg.crows_pairs.source, data_cfg.crows_pairs.path)
+                            if wanted.crows_pairs else None),
+            "bbq": load_bbq_data(data_cfg.bbq) if wanted.bbq else None,
+            "general": load_general_data(data_cfg.general) if wanted.general else None}
 
 
 def load_bbq_data(bbq_cfg) -> list:

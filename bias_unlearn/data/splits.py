@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from bias_unlearn.data.records import BIAS_TYPES, DataError, StereoSetExample
+from bias_unlearn.data.records import BIAS_TYPES, StereoSetExample
 from bias_unlearn.io import write_json
+from bias_unlearn.config.errors import DataError
 
 SPLIT_NAMES = ("train", "dev", "test")
 

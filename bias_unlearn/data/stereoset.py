@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Iterable
 
 from bias_unlearn import offline
-from bias_unlearn.data.records import (BIAS_TYPES, STEREOSET_KINDS, DataError, StereoSetExample, iter_jsonl,
-                                      read_data_file, require)
+from bias_unlearn.data.records import (BIAS_TYPES, STEREOSET_KINDS, StereoSetExample, iter_jsonl, read_data_file, require)
+from bias_unlearn.config.errors import DataError
 
 HUB_DATASET = "McGill-NLP/stereoset"
 # Hub encoding of sentences.gold_label.

@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from bias_unlearn.eval.outcomes import Evaluation
 from bias_unlearn.io import write_json
 from bias_unlearn.offline import cache_dir
 
@@ -47,7 +49,7 @@ def cache_path(cfg: DictConfig, test_examples, dev_examples, model) -> Path:
     return cache_dir() / "before" / f"{key}.json"
 
 
-def load_base_scores(path: Path, need_test: bool) -> tuple[dict | None, dict] | None:
+def load_base_scores(path: Path, need_test: bool) -> tuple[Evaluation | None, dict] | None:
     """(test results, dev result) from the cache, or None when absent or lacking what is needed."""
     if not path.exists():
         return None
@@ -58,8 +60,8 @@ def load_base_scores(path: Path, need_test: bool) -> tuple[dict | None, dict] | 
     if need_test and cached.get("before") is None:
         return None
     log.info("base-model scores from the cache %s", path)
-    return (cached["before"] if need_test else None), cached["dev_before"]
+    return (Evaluation.from_dict(cached["before"]) if need_test else None), cached["dev_before"]
 
 
-def save_base_scores(path: Path, before: dict | None, dev_before: dict) -> None:
-    write_json(path, {"before": before, "dev_before": dev_before})
+def save_base_scores(path: Path, before: Evaluation | None, dev_before: dict) -> None:
+    write_json(path, {"before": asdict(before) if before is not None else None, "dev_before": dev_before})

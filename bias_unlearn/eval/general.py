@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from bias_unlearn.data.general import TEXT_TASK
-from bias_unlearn.eval.metrics import wilson_interval
+from bias_unlearn.eval.stats import wilson_interval
 
 
 def evaluate_perplexity(scorer, texts: list[str]) -> dict:

@@ -1,57 +1,22 @@
 """The sentence scorer every benchmark and the dev evaluation use, built from one scoring config.
 
-``ScoringConfig`` is the validated form of ``conf/scoring/``: evaluate.py, the training job's test split, its step-0
+``ScoringConfig`` (config/settings.py) is the typed form of ``conf/scoring/``: evaluate.py, the training job's test split, its step-0
 dev score and every later dev evaluation build their scorer with ``make_scorer`` from the same config, so that
 swapping, stopping and the report compare one measure.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
 
-from bias_unlearn.errors import ConfigError, from_node
-from bias_unlearn.eval.scoring import (SCORE_MODES, Request, Score, score_groups, score_requests,
-                                       shared_prefix_length)
-from bias_unlearn.logprobs import start_token_id
+from bias_unlearn.config.errors import ConfigError
+from bias_unlearn.config.settings import START_MODES, ScoringConfig
+from bias_unlearn.eval.batching import Request, Score, score_groups, score_requests, shared_prefix_length
+from bias_unlearn.models.logprobs import start_token_id
 from bias_unlearn.models.reference import evaluation_mode
 
-START_MODES = ("prepend", "legacy")
 AUTO_SHARE_SAVING = 0.5  # share_prefix=auto shares when that skips this share of the tokens (bench_scoring.py)
-
-
-@dataclass(frozen=True)
-class ScoringConfig:
-    mode: str = "mean"  # sentence score: mean (bias-bench, BiasUnlearn) or sum (lm-evaluation-harness) of log-probs
-    start: str = "prepend"  # prepend: [start] + ids in one pass | legacy: bias-bench's two passes
-    batch_size: int = 64
-    share_prefix: bool | str = "auto"  # run an example's shared prefix once (exact): true | false | auto
-    n_bootstrap: int = 1000  # replicates for the SS 95% interval (0: none)
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.mode not in SCORE_MODES:
-            raise ConfigError(f"scoring.mode must be one of {SCORE_MODES}, got {self.mode!r}")
-        if self.start not in START_MODES:
-            raise ConfigError(f"scoring.start must be one of {START_MODES}, got {self.start!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"scoring.batch_size must be a positive integer, got {self.batch_size!r}")
-        if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 0:
-            raise ConfigError(f"scoring.n_bootstrap must be an integer >= 0, got {self.n_bootstrap!r}")
-        if not isinstance(self.share_prefix, bool) and self.share_prefix != "auto":
-            raise ConfigError(f"scoring.share_prefix must be true, false or auto, got {self.share_prefix!r}")
-
-    @classmethod
-    def from_config(cls, cfg) -> "ScoringConfig":
-        """From the ``scoring`` config node; unknown keys are refused."""
-        return from_node(cls, cfg, "scoring")
-
-    def describe(self) -> str:
-        return f"mode={self.mode}, start={self.start}"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def make_scorer(model, tokenizer, scoring: ScoringConfig, progress: bool = False) -> "SentenceScorer":

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bias_unlearn.logprobs import selective_log_softmax
+from bias_unlearn.models.logprobs import selective_log_softmax
 
 SPLIT_ARCHITECTURES = frozenset({"gpt2", "llama", "mistral", "mixtral", "qwen2", "qwen3", "phi3"})
 

@@ -13,15 +13,12 @@ from urllib.parse import urlparse
 import torch
 
 from bias_unlearn import offline
+from bias_unlearn.config.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 MODEL_SOURCES = ("hub", "local", "offline")
 OFFLINE_MODELS = {"smollm2-135m-instruct": (offline.SMOLLM2, offline.SMOLLM2_GGUF)}
-
-
-class ModelLoadError(RuntimeError):
-    """A model, tokenizer or adapter could not be loaded; the message says which and what to do."""
 
 
 def resolve_dtype(dtype: str | None, device: str = "cpu") -> torch.dtype:

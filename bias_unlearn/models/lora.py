@@ -11,8 +11,8 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from bias_unlearn.config.errors import ModelLoadError
 
-from bias_unlearn.models.loading import ModelLoadError
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")

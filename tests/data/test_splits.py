@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from bias_unlearn.data.records import BIAS_TYPES, DataError, StereoSetExample
+from bias_unlearn.data.records import BIAS_TYPES, StereoSetExample
 from bias_unlearn.data.splits import check_split, explicit_split, split_by_target
 from bias_unlearn.data.stereoset import load_stereoset
+from bias_unlearn.config.errors import DataError
 
 
 @pytest.fixture

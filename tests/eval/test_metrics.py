@@ -3,7 +3,10 @@ import math
 import pytest
 import torch
 
-from bias_unlearn.eval.metrics import BBQMetric, CrowsPairsMetric, StereoSetMetric, icat
+from bias_unlearn.eval.bbq import BBQMetric
+from bias_unlearn.eval.crows_pairs import CrowsPairsMetric
+from bias_unlearn.eval.stats import icat
+from bias_unlearn.eval.stereoset import StereoSetMetric
 
 
 def test_icat_formula():

@@ -117,6 +117,8 @@ def compose_config(name: str, *overrides: str):
     """The real config ``conf/<name>.yaml`` composed with ``overrides`` (no Hydra run: paths are overrides)."""
     from hydra import compose, initialize_config_dir
 
+    import bias_unlearn.config.schema  # noqa: F401 - registers the schemas the configs start from
+
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         return compose(name, overrides=list(overrides))
 

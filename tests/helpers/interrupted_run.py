@@ -6,7 +6,7 @@
 - ``save:N``: SIGKILL halfway through writing the N-th resume checkpoint (half its bytes on disk);
 - ``term:N``: SIGTERM as step N begins (what a cluster scheduler sends), handled by the training job;
 - ``none``: run to the end.
-Exits as train.py does (through bias_unlearn.cli.run_cli).
+Exits as train.py does (through bias_unlearn.jobs.cli.run_cli).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 
 
 def kill_at_step(step: int, sig: int) -> None:
-    from bias_unlearn.module import BiasUnlearnModule
+    from bias_unlearn.unlearning.module import BiasUnlearnModule
 
     original = BiasUnlearnModule.training_step
 
@@ -59,8 +59,8 @@ def main() -> None:
         kill_at_step(int(n), signal.SIGTERM)
     elif kind == "save":
         kill_during_save(int(n))
-    from bias_unlearn.cli import run_cli
-    from bias_unlearn.training import run_training
+    from bias_unlearn.jobs.cli import run_cli
+    from bias_unlearn.jobs.train import run_training
     from tests.helpers import compose_config
 
     run_cli(run_training, compose_config("train", *args.overrides))

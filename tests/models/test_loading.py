@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from bias_unlearn.eval.scorer import SentenceScorer
-from bias_unlearn.models.loading import ModelLoadError, load_model, resolve_dtype
+from bias_unlearn.models.loading import load_model, resolve_dtype
 from bias_unlearn.models.lora import load_adapter
 from tests.helpers import make_model, make_tokenizer, save_random_adapter
+from bias_unlearn.config.errors import ModelLoadError
 
 
 def test_local_model_loads_and_scores(tiny_model_dir):

@@ -8,8 +8,9 @@ import torch
 from omegaconf import OmegaConf
 from peft import LoraConfig, get_peft_model
 
-from bias_unlearn.models.loading import ModelLoadError
+
 from bias_unlearn.models.lora import load_adapter, load_adapter_weights, wrap_lora
+from bias_unlearn.config.errors import ModelLoadError
 
 try:
     from tests.helpers import make_model

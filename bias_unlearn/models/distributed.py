@@ -1,0 +1,52 @@
+"""Small collectives for code that must make every rank take the same path (FSDP forwards are collectives), and
+the policy's weights gathered from FSDP shards."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from lightning.pytorch.strategies import FSDPStrategy
+
+
+def _collective_device(device=None) -> torch.device:
+    """A device the default process group can reduce on: CUDA for NCCL, else the given device or the CPU."""
+    backend = str(dist.get_backend())
+    if device is not None and torch.device(device).type == "cuda":
+        return torch.device(device)
+    if "nccl" in backend and "gloo" not in backend and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def any_rank(flag: bool, device=None) -> bool:
+    """True when ``flag`` is True on any rank (an all-reduce MAX); the flag itself outside torch.distributed.
+
+    Every rank must call it at the same point: it is a collective.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return bool(flag)
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_collective_device(device))
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def gather_objects(obj) -> list:
+    """Every rank's ``obj`` in rank order (``[obj]`` outside torch.distributed); a collective."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def sharded_over_ranks(trainer) -> bool:
+    """FSDP over several processes: each holds a shard, and every forward or state dict is a collective."""
+    return isinstance(trainer.strategy, FSDPStrategy) and trainer.world_size > 1
+
+
+def policy_state_dict(trainer) -> dict | None:
+    """Under FSDP, the policy's full state dict gathered from the shards (a collective: call it on every rank);
+    otherwise None (the live model's own weights are whole)."""
+    if not isinstance(trainer.strategy, FSDPStrategy):
+        return None
+    full = trainer.strategy.lightning_module_state_dict()
+    return {k[len("model."):]: v for k, v in full.items() if k.startswith("model.")}

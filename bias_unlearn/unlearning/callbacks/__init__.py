@@ -1,0 +1,7 @@
+from bias_unlearn.unlearning.callbacks.adapter_checkpoint import AdapterCheckpoint
+from bias_unlearn.unlearning.callbacks.balance_stopping import BalancedStereotypeStopping
+from bias_unlearn.unlearning.callbacks.non_finite import NonFiniteGuard
+from bias_unlearn.unlearning.callbacks.resume_checkpoint import ResumeCheckpoint
+from bias_unlearn.unlearning.callbacks.swapping import DynamicSwapping
+
+__all__ = ["AdapterCheckpoint", "BalancedStereotypeStopping", "DynamicSwapping", "NonFiniteGuard", "ResumeCheckpoint"]

@@ -1,0 +1,101 @@
+"""evaluate.py runs=: side effects scored after training and written into finished runs' reports."""
+import json
+import shutil
+
+import pytest
+from omegaconf import OmegaConf
+
+from bias_unlearn.jobs import complete_runs as run_completion
+from bias_unlearn.jobs.cli import USER_ERRORS
+from bias_unlearn.jobs.evaluate import run_evaluation
+from bias_unlearn.reports.run_report import BeforeAfter, RunReport, Summary
+from bias_unlearn.jobs.train import run_training
+from tests.helpers import compose_config
+
+SIDE = "benchmarks=[crows_pairs,bbq,general]"
+
+
+@pytest.fixture
+def sweep(tmp_path, cfg_train):
+    """A sweep folder: one tiny finished run trained without side effects, a copy of it, and a failed run."""
+    run = tmp_path / "run"
+    run_training(cfg_train("eval.before=true", "eval.generation.prompts=[]"))
+    root = tmp_path / "sweep"
+    shutil.copytree(run, root / "0_a")
+    shutil.copytree(run, root / "1_b")
+    cfg = OmegaConf.load(root / "1_b" / "config.yaml")  # another split seed: the same base model to score
+    cfg.seed, cfg.scoring.seed = 1, 1
+    OmegaConf.save(cfg, root / "1_b" / "config.yaml")
+    (root / "2_failed").mkdir()
+    shutil.copy(run / "report.json", root / "2_failed" / "report.json")
+    (root / "2_failed" / "error.txt").write_text("diverged\n")
+    return root
+
+
+def evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, *overrides):
+    return compose_config("evaluate", f"paths.output_dir={tmp_path / 'eval'}", "model=local",
+                          f"model.name_or_path={tiny_model_dir}", *data_overrides, "scoring.n_bootstrap=0", *overrides)
+
+
+def test_side_effects_are_added_to_every_finished_run(sweep, tmp_path, tiny_model_dir, data_overrides, monkeypatch):
+    assert RunReport.load(sweep / "0_a" / "report.json").bbq == BeforeAfter(None, None)
+    calls = []
+    score = run_completion.evaluate_model
+    monkeypatch.setattr(run_completion, "evaluate_model", lambda *a: calls.append(1) or score(*a))
+    done = run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={sweep}", SIDE))
+    assert done == [sweep / "0_a", sweep / "1_b"]  # the failed run is skipped
+    assert len(calls) == 3  # the base once for both runs, then each run's adapter
+
+    # Before is the base model, after the run's adapter: as evaluate.py scores each of them on its own.
+    base = run_evaluation(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, SIDE))
+    adapted = run_evaluation(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, SIDE,
+                                          f"adapter={sweep / '0_a' / 'adapter'}"))
+    report = RunReport.load(sweep / "0_a" / "report.json")
+    for name in ("crows_pairs", "bbq", "general"):
+        assert getattr(report, name) == BeforeAfter(base[name], adapted[name]), name
+    assert report.general.before["wiki"]["perplexity"] != report.general.after["wiki"]["perplexity"]
+    assert len(report.outcomes.after.crows_pairs) == report.crows_pairs.after["overall"]["n"]
+    assert report.outcomes.after.stereoset  # the run's own StereoSet outcomes are kept
+    assert report.summary.added_later == ["bbq", "crows_pairs", "general"]
+    markdown = (sweep / "0_a" / "report.md").read_text()
+    assert "## BBQ" in markdown and "## General ability" in markdown and "scored after training" in markdown
+    assert "BBQ" in (sweep / "0_a" / "adapter" / "README.md").read_text()
+    assert json.loads((sweep / "2_failed" / "report.json").read_text())["bbq"] == {"before": None, "after": None}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["benchmarks=[stereoset,bbq]"], "benchmarks must be some of"),
+    (["benchmarks=[bbq]", "adapter=/some/adapter"], "adapter= and runs= together"),
+    (["runs=/no/such/dir", "benchmarks=[bbq]"], "/no/such/dir: the directory does not exist"),
+])
+def test_bad_completion_requests_are_refused(tmp_path, tiny_model_dir, data_overrides, overrides, message):
+    cfg = evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={tmp_path}", *overrides)
+    with pytest.raises(USER_ERRORS, match=message):
+        run_completion.complete_runs(cfg)
+
+
+def test_a_folder_without_runs_or_adapter_is_refused(tmp_path, tiny_model_dir, data_overrides):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(USER_ERRORS, match="holds no run directories"):
+        run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides,
+                                                  f"runs={tmp_path / 'empty'}", "benchmarks=[bbq]"))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.json").write_text("{}")
+    (run / "config.yaml").write_text("seed: 0\n")
+    with pytest.raises(USER_ERRORS, match="no delivered adapter"):
+        run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}",
+                                                  "benchmarks=[bbq]"))
+    (run / "adapter").mkdir()
+    (run / "adapter" / "adapter_config.json").write_text("{}")
+    RunReport(Summary(method="bias_unlearn", objective={}, model="tiny", adapter="adapter", adapter_from="best",
+                      adapter_rule="balance", lms_bar_met=True, steps=1, stopped_early_at=None)).save(
+        run / "report.json")
+    for text, message in (("seed: [0\n", "not readable as a training run's config"),
+                          ("model: {source: local}\nscoring: {mode: mean}\n", "model.name_or_path is not set"),
+                          ("model: {source: local, name_or_path: x}\nscoring: {mode: median}\n", "scoring.mode")):
+        (run / "config.yaml").write_text(text)
+        with pytest.raises(USER_ERRORS, match=message) as err:
+            run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}",
+                                                      "benchmarks=[bbq]"))
+        assert "config.yaml" in str(err.value)

@@ -1,0 +1,129 @@
+"""Resume after a kill (resume.py): a tiny run killed between dev evaluations, or halfway through writing a
+checkpoint, or stopped by SIGTERM, then resumed, ends exactly as the uninterrupted run: swap events, dev history,
+delivered adapter weights and report numbers."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bias_unlearn.config.errors import ConfigError
+from bias_unlearn.unlearning.resume import config_differences
+from bias_unlearn.jobs.train import run_training
+from tests.helpers import ROOT, compose_config, tiny_run_overrides
+
+# Dev evaluations every 3 steps; a large learning rate so the tiny model's dev SS crosses 50 and types swap.
+RUN = ["trainer.max_steps=12", "trainer.val_check_interval=3", "model.lr=0.05", "eval.generation.prompts=[]"]
+
+
+def run(out: Path, model_dir: Path, data: Path, at: str = "none", *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "tests.helpers.interrupted_run", "--at", at,
+           *tiny_run_overrides(out, model_dir, data), *RUN, *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def outcome(run_dir: Path) -> tuple[dict, dict]:
+    report = json.loads((run_dir / "report.json").read_text())
+    for key in ("adapter", "adapter_from", "train_seconds", "wall_seconds"):  # where and how long, not what
+        report["summary"].pop(key)
+    return report, load_file(run_dir / "adapter" / "adapter_model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_model_dir, stereoset_jsonl):
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    done = run(out, tiny_model_dir, stereoset_jsonl)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return outcome(out)
+
+
+@pytest.mark.parametrize("at", ["step:7", "save:3", "term:5"])
+def test_resumed_run_equals_the_uninterrupted_run(at, tmp_path, tiny_model_dir, stereoset_jsonl,
+                                                  uninterrupted):
+    out = tmp_path / "run"
+    killed = run(out, tiny_model_dir, stereoset_jsonl, at)
+    assert killed.returncode == {"step": -9, "save": -9, "term": 143}[at.split(":")[0]], killed.stderr[-2000:]
+    assert not (out / "report.json").exists()
+    checkpoint = out / "checkpoints" / "resume.ckpt"
+    assert checkpoint.exists()  # the previous checkpoint survives a kill during the next one's write
+    assert torch.load(checkpoint, weights_only=True)["global_step"] in (3, 6)
+    if at.startswith("term"):
+        assert "resume=" in killed.stderr  # the log says how to continue
+    resumed = run(tmp_path / "elsewhere", tiny_model_dir, stereoset_jsonl, "none", f"resume={out}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    report, weights = outcome(out)  # the resumed run writes into the run it continues
+    expected_report, expected_weights = uninterrupted
+    assert report["summary"]["swap_events"], "the run should swap at least once for this test to mean something"
+    assert report["summary"]["swap_events"] == expected_report["summary"]["swap_events"]
+    assert report["summary"]["dev_history"] == expected_report["summary"]["dev_history"]
+    assert report == expected_report
+    assert weights.keys() == expected_weights.keys()
+    for name in weights:
+        torch.testing.assert_close(weights[name], expected_weights[name])
+    assert (out / "logs" / "resumed_1" / "metrics.csv").exists()
+
+
+def test_resume_refuses_a_different_configuration(tmp_path, tiny_model_dir, stereoset_jsonl):
+    out = tmp_path / "run"
+    base = [*tiny_run_overrides(out, tiny_model_dir, stereoset_jsonl), "trainer.max_steps=2", "eval.after=false"]
+    run_training(compose_config("train", *base))
+    with pytest.raises(ConfigError, match=r"loss.beta \(0.1 -> 0.2\).*trainer.max_steps"):
+        run_training(compose_config("train", *base, f"resume={out}", "method.loss.beta=0.2", "trainer.max_steps=3"))
+    # what only changes where it writes or how it shows progress is not a difference
+    run_training(compose_config("train", *base, f"resume={out}", "callbacks.progress_bar.refresh_rate=5",
+                                f"paths.output_dir={tmp_path / 'other'}", "threads=1"))
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "file"])
+def test_resume_refuses_what_is_not_a_run(make, tmp_path, cfg_train):
+    target = tmp_path / "target"
+    if make == "empty":
+        target.mkdir()
+    elif make == "file":
+        target.write_text("not a run")
+    with pytest.raises(ConfigError, match="not a run directory"):
+        run_training(cfg_train(f"resume={target}"))
+
+
+def test_config_differences_ignore_paths_and_progress():
+    saved = {"seed": 0, "paths": {"output_dir": "a"}, "method": {"loss": {"beta": 0.1}},
+             "callbacks": {"progress_bar": {"r": 1}}}
+    current = {"seed": 1, "paths": {"output_dir": "b"}, "method": {"loss": {"beta": 0.1}},
+               "callbacks": {"progress_bar": {"r": 0}}, "train": {"kl_batch": 4}}
+    assert config_differences(saved, current) == ["seed", "train.kl_batch"]
+
+
+def test_a_key_added_after_a_run_was_saved_reads_as_the_old_behaviour():
+    """A run saved before compute.fused_optimizer existed ran torch's loop: resuming it with the switch off is
+    the same configuration, with it on is not."""
+    saved = {"seed": 0, "compute": {"fused_lora": True}}
+    off = {"seed": 0, "compute": {"fused_lora": True, "fused_optimizer": False}}
+    assert config_differences(saved, off) == []
+    assert config_differences(saved, {**off, "compute": {"fused_lora": True, "fused_optimizer": True}}) == [
+        "compute.fused_optimizer"]
+
+
+def test_a_run_saved_before_the_chi2_delivery_rule_resumes_only_under_its_own_rule():
+    saved = {"seed": 0, "callbacks": {"adapter_checkpoint": {"max_lms_drop": 1.0}}}
+    own = {"seed": 0, "callbacks": {"adapter_checkpoint": {"max_lms_drop": 1.0, "balance": "max_excess"}}}
+    assert config_differences(saved, own) == []
+    new = {"seed": 0, "callbacks": {"adapter_checkpoint": {"max_lms_drop": 1.0, "balance": "chi2"}}}
+    assert config_differences(saved, new) == ["callbacks.adapter_checkpoint.balance"]
+
+
+def test_resuming_under_a_key_added_later_names_the_behaviour_the_run_had(tmp_path):
+    """The refusal says what the run ran (max_excess), not '<absent>', so the override that resumes it is plain."""
+    from omegaconf import OmegaConf
+
+    from bias_unlearn.unlearning.resume import resume_checkpoint
+
+    (tmp_path / "config.yaml").write_text("seed: 0\ncallbacks:\n  adapter_checkpoint:\n    max_lms_drop: 1.0\n")
+    cfg = OmegaConf.create({"seed": 0, "resume": str(tmp_path), "paths": {"output_dir": "x"},
+                            "callbacks": {"adapter_checkpoint": {"max_lms_drop": 1.0, "balance": "chi2"}}})
+    with pytest.raises(ConfigError, match=r"balance \('max_excess' \(the key did not exist then\) -> 'chi2'\)"):
+        resume_checkpoint(cfg)
