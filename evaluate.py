@@ -1,10 +1,11 @@
 """Evaluate a causal LM (optionally with a LoRA debiasing adapter) on StereoSet, CrowS-Pairs, BBQ and general ability.
 
-    python evaluate.py                                  # offline model, offline StereoSet test split, all benchmarks
-    python evaluate.py model=gpt2_medium adapter=DIR    # a hub model with an adapter
-    python evaluate.py benchmarks=[stereoset] split=all scoring.start=legacy
-    python evaluate.py runs=multirun/methods/<time> benchmarks=[bbq,general]   # side effects added to finished runs
+python evaluate.py                                  # offline model, offline StereoSet test split, all benchmarks
+python evaluate.py model=gpt2_medium adapter=DIR    # a hub model with an adapter
+python evaluate.py benchmarks=[stereoset] split=all scoring.start=legacy
+python evaluate.py runs=multirun/methods/<time> benchmarks=[bbq,general]   # side effects added to finished runs
 """
+
 import sys
 from pathlib import Path
 

@@ -1,8 +1,9 @@
 """Compare every run of a sweep: one table (markdown, CSV, JSON) and the figures, written into the sweep directory.
 
-    python train.py -m experiment=methods                    # the baseline grid
-    python report.py sweep_dir=multirun/methods/<time>       # comparison.md / .csv / .json + sweep_*.png
+python train.py -m experiment=methods                    # the baseline grid
+python report.py sweep_dir=multirun/methods/<time>       # comparison.md / .csv / .json + sweep_*.png
 """
+
 import sys
 from pathlib import Path
 

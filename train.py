@@ -1,10 +1,11 @@
 """Train a BiasUnlearn LoRA debiasing adapter.
 
-    python train.py                                   # offline model, CPU preset: evaluate, unlearn, evaluate
-    python train.py model=llama3_8b loss=no_kl trainer=gpu
-    python train.py -m method=bias_unlearn,no_kl,no_retain,no_adv seed=0,1
-    python train.py model=mistral_7b trainer=gpu strategy=fsdp
+python train.py                                   # offline model, CPU preset: evaluate, unlearn, evaluate
+python train.py model=llama3_8b loss=no_kl trainer=gpu
+python train.py -m method=bias_unlearn,no_kl,no_retain,no_adv seed=0,1
+python train.py model=mistral_7b trainer=gpu strategy=fsdp
 """
+
 import sys
 from pathlib import Path
 

@@ -11,12 +11,14 @@ the largest difference of a sentence score (mean token log-prob) from the refere
 scorer first scores 16 examples unmeasured: a training run scores its dev split every few steps, so the steady state
 is what it pays.
 """
+
 from __future__ import annotations
 
 import argparse
 import time
 
 import torch
+from peak import matmul_peak_gflops  # benchmarks/peak.py (the script's folder is on sys.path)
 
 from bias_unlearn.data.bbq import load_bbq
 from bias_unlearn.data.stereoset import load_stereoset
@@ -24,7 +26,6 @@ from bias_unlearn.eval import scoring
 from bias_unlearn.eval.bbq import bbq_prompt
 from bias_unlearn.eval.scorer import SentenceScorer
 from bias_unlearn.models.loading import load_model
-from peak import matmul_peak_gflops  # benchmarks/peak.py (the script's folder is on sys.path)
 
 OPTIONS = ("stereotype", "anti_stereotype", "unrelated")
 
@@ -33,8 +34,7 @@ class FlopCounter:
     """Counts tokens entering the decoder and positions reaching the LM head, via forward hooks."""
 
     def __init__(self, model):
-        self.decoder_params = sum(p.numel() for n, p in model.named_parameters()
-                                  if "layers." in n or ".h." in n)
+        self.decoder_params = sum(p.numel() for n, p in model.named_parameters() if "layers." in n or ".h." in n)
         head = model.get_output_embeddings()
         self.head_flops_per_position = 2 * head.weight.numel()
         self.tokens = self.positions = 0
@@ -46,6 +46,7 @@ class FlopCounter:
         def counted(hidden, *args, **kwargs):
             self.positions += len(hidden)
             return streamed(hidden, *args, **kwargs)
+
         scoring.head_log_softmax = counted
 
     def _on_embed(self, module, args, output):
@@ -67,8 +68,11 @@ def model_gflop(scorer: SentenceScorer, kind: str, groups, n_params: int) -> flo
     if kind == "sentences":
         tokens = sum(1 + len(scorer.encode(text)) for group in groups for text in group)
     else:
-        tokens = sum(len(options) * (1 + len(scorer.encode(context))) + sum(
-            len(scorer.encode(" " + option.strip())) for option in options) for context, options in groups)
+        tokens = sum(
+            len(options) * (1 + len(scorer.encode(context)))
+            + sum(len(scorer.encode(" " + option.strip())) for option in options)
+            for context, options in groups
+        )
     return 2 * n_params * tokens / 1e9
 
 
@@ -79,8 +83,10 @@ def workloads(n: int) -> dict:
     bbq = load_bbq("offline")[: max(n // 3, 1)]
     return {
         f"StereoSet intra (N={len(intra)})": ("sentences", [[getattr(ex, o) for o in OPTIONS] for ex in intra]),
-        f"StereoSet inter (N={len(inter)})": ("continuations",
-                                              [(ex.context, [getattr(ex, o) for o in OPTIONS]) for ex in inter]),
+        f"StereoSet inter (N={len(inter)})": (
+            "continuations",
+            [(ex.context, [getattr(ex, o) for o in OPTIONS]) for ex in inter],
+        ),
         f"BBQ (N={len(bbq)})": ("continuations", [(bbq_prompt(it), list(it.options)) for it in bbq]),
     }
 
@@ -102,26 +108,43 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tokenizer = (load_model("local", args.model_dir) if args.model_dir
-                        else load_model("offline", "smollm2-135m-instruct"))
+    model, tokenizer = (
+        load_model("local", args.model_dir) if args.model_dir else load_model("offline", "smollm2-135m-instruct")
+    )
     counter = FlopCounter(model)
     peak = matmul_peak_gflops()
     scorers = {
-        "reference (batch 1, whole sequences)": SentenceScorer(model, tokenizer, 1, share_prefix=False,
-                                                               pack_rows=False),
+        "reference (batch 1, whole sequences)": SentenceScorer(
+            model, tokenizer, 1, share_prefix=False, pack_rows=False
+        ),
         f"previous: padded (batch {args.batch_size}, length-sorted)": SentenceScorer(
-            model, tokenizer, args.batch_size, share_prefix=False, pack_rows=False),
-        f"packed (batch {args.batch_size}, length-sorted)": SentenceScorer(model, tokenizer, args.batch_size,
-                                                                          share_prefix=False),
-        f"shared prefixes (batch {args.batch_size})": SentenceScorer(model, tokenizer, args.batch_size,
-                                                                    share_prefix=True),
+            model, tokenizer, args.batch_size, share_prefix=False, pack_rows=False
+        ),
+        f"packed (batch {args.batch_size}, length-sorted)": SentenceScorer(
+            model, tokenizer, args.batch_size, share_prefix=False
+        ),
+        f"shared prefixes (batch {args.batch_size})": SentenceScorer(
+            model, tokenizer, args.batch_size, share_prefix=True
+        ),
         f"ours: auto (batch {args.batch_size})": SentenceScorer(model, tokenizer, args.batch_size, share_prefix="auto"),
     }
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: {type(model).__name__}, {n_params / 1e6:.1f}M parameters; "
-          f"threads: {torch.get_num_threads()}; measured fp32 matmul peak: {peak:.1f} GFLOP/s")
-    header = ["workload", "scorer", "sequences", "seconds", "seq/s", "executed GFLOP/s", "model GFLOP/s",
-              "% of peak (model)", "speed-up", "max |diff|"]
+    print(
+        f"model: {type(model).__name__}, {n_params / 1e6:.1f}M parameters; "
+        f"threads: {torch.get_num_threads()}; measured fp32 matmul peak: {peak:.1f} GFLOP/s"
+    )
+    header = [
+        "workload",
+        "scorer",
+        "sequences",
+        "seconds",
+        "seq/s",
+        "executed GFLOP/s",
+        "model GFLOP/s",
+        "% of peak (model)",
+        "speed-up",
+        "max |diff|",
+    ]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for name, (kind, groups) in workloads(args.n).items():
         reference, ref_time = None, None
@@ -133,10 +156,13 @@ def main() -> None:
                 reference, ref_time = scores, seconds
             diff = max(abs(a - b) for a, b in zip(scores, reference))
             assert diff < 1e-4, f"{label} disagrees with the reference by {diff}"
-            print(f"| {name} | {label} | {len(scores)} | {seconds:.1f} | {len(scores) / seconds:.1f} | "
-                  f"{gflop / seconds:.1f} | {useful / seconds:.1f} | {100 * useful / seconds / peak:.0f}% | "
-                  f"{ref_time / seconds:.2f}x | "
-                  f"{diff:.1e} |", flush=True)
+            print(
+                f"| {name} | {label} | {len(scores)} | {seconds:.1f} | {len(scores) / seconds:.1f} | "
+                f"{gflop / seconds:.1f} | {useful / seconds:.1f} | {100 * useful / seconds / peak:.0f}% | "
+                f"{ref_time / seconds:.2f}x | "
+                f"{diff:.1e} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

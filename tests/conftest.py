@@ -1,4 +1,5 @@
 """Fixtures shared by every test: tiny models and benchmark files built in-process."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ from pathlib import Path
 import pytest
 
 import bias_unlearn.config.schema  # noqa: F401 - registers the config schemas for every compose in the tests
-
 from tests.helpers import FIXTURES, make_model, make_stereoset_rows, make_tokenizer
 
 
@@ -38,12 +38,19 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def data_overrides(stereoset_jsonl):
     """Command-line overrides that point every benchmark at the fixture files."""
-    return ["data.stereoset.source=local", f"data.stereoset.path={stereoset_jsonl}",
-            "data.crows_pairs.source=local", f"data.crows_pairs.path={FIXTURES / 'crows_pairs_anonymized.csv'}",
-            "data.bbq.source=local", f"data.bbq.paths=[{FIXTURES / 'bbq_religion.jsonl'}]",
-            "data.general.source=local",
-            *[f"data.general.paths.{task}={FIXTURES / f'general_{task}.jsonl'}"
-              for task in ("wiki", "piqa", "mmlu", "openbookqa")]]
+    return [
+        "data.stereoset.source=local",
+        f"data.stereoset.path={stereoset_jsonl}",
+        "data.crows_pairs.source=local",
+        f"data.crows_pairs.path={FIXTURES / 'crows_pairs_anonymized.csv'}",
+        "data.bbq.source=local",
+        f"data.bbq.paths=[{FIXTURES / 'bbq_religion.jsonl'}]",
+        "data.general.source=local",
+        *[
+            f"data.general.paths.{task}={FIXTURES / f'general_{task}.jsonl'}"
+            for task in ("wiki", "piqa", "mmlu", "openbookqa")
+        ],
+    ]
 
 
 @pytest.fixture
@@ -52,6 +59,8 @@ def cfg_train(tmp_path, tiny_model_dir, stereoset_jsonl):
     from tests.helpers import compose_config, tiny_run_overrides
 
     def compose(*overrides: str):
-        return compose_config("train", *tiny_run_overrides(tmp_path / "run", tiny_model_dir, stereoset_jsonl),
-                              *overrides)
+        return compose_config(
+            "train", *tiny_run_overrides(tmp_path / "run", tiny_model_dir, stereoset_jsonl), *overrides
+        )
+
     return compose

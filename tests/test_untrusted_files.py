@@ -1,5 +1,6 @@
 """Adapters, caches and reports a user hands over are read as safetensors or JSON: nothing in the package unpickles a
 file (``torch.load`` only with ``weights_only=True``; no pickle, no ``np.load`` with pickles)."""
+
 import ast
 
 from tests.helpers import ROOT
@@ -18,8 +19,13 @@ def test_nothing_in_the_package_unpickles():
     for path in sorted((ROOT / "bias_unlearn").rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             problems += [f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in UNSAFE_MODULES]
         for call in _calls(tree):
             name = ast.unparse(call.func)

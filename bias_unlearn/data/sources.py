@@ -1,13 +1,13 @@
 """From the data config to records: the StereoSet split and the evaluation benchmarks."""
+
 from __future__ import annotations
 
+from bias_unlearn.config.errors import DataError
 from bias_unlearn.data.bbq import load_bbq
 from bias_unlearn.data.crows_pairs import load_crows_pairs
-
+from bias_unlearn.data.general import load_general
 from bias_unlearn.data.splits import StereoSetSplit, check_split, explicit_split, split_by_target
 from bias_unlearn.data.stereoset import load_stereoset
-from bias_unlearn.data.general import load_general
-from bias_unlearn.config.errors import DataError
 
 SPLIT_MODES = ("by_target", "explicit")
 
@@ -52,10 +52,13 @@ def load_eval_benchmarks(data_cfg, names) -> dict:
 def load_side_effect_data(data_cfg, wanted) -> dict:
     """The side-effect benchmarks a run scores before and after (``wanted``: the eval settings' crows_pairs, bbq and
     general switches), loaded up front; None where one is off."""
-    return {"crows_pairs": (load_crows_pairs(data_cfg.crows_pairs.source, data_cfg.crows_pairs.path)
-                            if wanted.crows_pairs else None),
-            "bbq": load_bbq_data(data_cfg.bbq) if wanted.bbq else None,
-            "general": load_general_data(data_cfg.general) if wanted.general else None}
+    return {
+        "crows_pairs": (
+            load_crows_pairs(data_cfg.crows_pairs.source, data_cfg.crows_pairs.path) if wanted.crows_pairs else None
+        ),
+        "bbq": load_bbq_data(data_cfg.bbq) if wanted.bbq else None,
+        "general": load_general_data(data_cfg.general) if wanted.general else None,
+    }
 
 
 def load_bbq_data(bbq_cfg) -> list:
@@ -68,5 +71,7 @@ def load_general_data(general_cfg) -> dict:
     """{task: texts or ChoiceItems} for every task in ``data.general.tasks``."""
     paths = general_cfg.get("paths") or {}
     limit = general_cfg.get("max_items")
-    return {task: load_general(task, general_cfg.source, paths.get(task), int(limit) if limit else None)
-            for task in general_cfg.tasks}
+    return {
+        task: load_general(task, general_cfg.source, paths.get(task), int(limit) if limit else None)
+        for task in general_cfg.tasks
+    }

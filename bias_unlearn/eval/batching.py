@@ -7,18 +7,24 @@ to end (models/packing.py: no matmul on padding) and the LM head runs only at th
 take right-padded batches and the full forward. Each result carries both the summed log-probability and the token
 count, so ``mean`` and ``sum`` sentence scores come from the same pass.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.config.settings import SCORE_MODES
-from bias_unlearn.models.logprobs import (head_log_softmax, selective_log_softmax_, token_logprobs, token_logprobs_from_logits)
 from bias_unlearn.models.lm_head import is_sharded, split_lm
+from bias_unlearn.models.logprobs import (
+    head_log_softmax,
+    selective_log_softmax_,
+    token_logprobs,
+    token_logprobs_from_logits,
+)
 from bias_unlearn.models.packing import pack, packed_loss_rows
 
 PACK_WIDTH_CAP = 256  # the widest packed row made of sequences shorter than it (packed_scored_logprobs)
@@ -55,21 +61,30 @@ def collate(requests: Sequence[Request], pad_id: int, device) -> tuple[torch.Ten
         attn[i, : len(seq)] = 1
         # token at position p is predicted at shifted index p-1; context tokens are not scored
         first = max(len(req.context), 1)
-        scored[i, first - 1: len(seq) - 1] = True
+        scored[i, first - 1 : len(seq) - 1] = True
     return ids.to(device), attn.to(device), scored.to(device)
 
 
 @torch.no_grad()
-def score_requests(model, requests: Sequence[Request], batch_size: int = 32, pad_id: int = 0,
-                   progress: bool = False, desc: str = "scoring", pack_rows: bool = True) -> list[Score]:
+def score_requests(
+    model,
+    requests: Sequence[Request],
+    batch_size: int = 32,
+    pad_id: int = 0,
+    progress: bool = False,
+    desc: str = "scoring",
+    pack_rows: bool = True,
+) -> list[Score]:
     """Score every request; results come back in the order of ``requests``. ``pack_rows=False`` keeps padded
     batches and the full forward for every model (the benchmark's previous scorer)."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     for i, req in enumerate(requests):
         if len(req.context) + len(req.continuation) < 2 or not req.continuation:
-            raise ValueError(f"request {i} has nothing to score: context {len(req.context)} tokens, "
-                             f"continuation {len(req.continuation)} tokens")
+            raise ValueError(
+                f"request {i} has nothing to score: context {len(req.context)} tokens, "
+                f"continuation {len(req.continuation)} tokens"
+            )
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -78,22 +93,23 @@ def score_requests(model, requests: Sequence[Request], batch_size: int = 32, pad
     results: list[Score | None] = [None] * len(requests)
     try:
         for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
-            batch = [requests[i] for i in order[start: start + batch_size]]
+            batch = [requests[i] for i in order[start : start + batch_size]]
             ids, attn, scored = collate(batch, pad_id, device)
             if split is not None:
                 sums = packed_scored_logprobs(split, ids, attn, scored, pad_id).tolist()
             else:
                 sums = token_logprobs(model, ids, attn).masked_fill(~scored, 0.0).sum(-1).tolist()
             counts = scored.sum(-1).tolist()
-            for j, i in enumerate(order[start: start + batch_size]):
+            for j, i in enumerate(order[start : start + batch_size]):
                 results[i] = Score(sums[j], counts[j])
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]
 
 
-def packed_scored_logprobs(split, ids: torch.Tensor, attn: torch.Tensor, scored: torch.Tensor,
-                           pad_id: int) -> torch.Tensor:
+def packed_scored_logprobs(
+    split, ids: torch.Tensor, attn: torch.Tensor, scored: torch.Tensor, pad_id: int
+) -> torch.Tensor:
     """Per sequence of a right-padded batch, the summed fp32 log-prob of its scored tokens (``scored``: the
     (B, T-1) frame of next-token predictions): the sequences packed into rows, the head only on the scored rows."""
     # A packed row's attention costs its width per token: long texts (perplexity) stay one to a row rather than
@@ -134,8 +150,14 @@ def _plan_batches(lengths: list[int], sizes: list[int], widths: list[int], batch
 
 
 @torch.no_grad()
-def score_groups(model, groups: Sequence[Sequence[Request]], batch_size: int = 32, pad_id: int = 0,
-                 progress: bool = False, desc: str = "scoring") -> list[list[Score]]:
+def score_groups(
+    model,
+    groups: Sequence[Sequence[Request]],
+    batch_size: int = 32,
+    pad_id: int = 0,
+    progress: bool = False,
+    desc: str = "scoring",
+) -> list[list[Score]]:
     """Score groups of requests that share a prefix (a context and its options, or three sentences that differ
     only after the BLANK): the shared tokens go through the model once, and every option's remaining tokens
     continue from the prefix's key/value cache. Results match ``score_requests`` up to float rounding."""
@@ -147,8 +169,10 @@ def score_groups(model, groups: Sequence[Sequence[Request]], batch_size: int = 3
             raise ValueError(f"group {g} is empty")
         for r, seq in zip(group, seqs[g]):
             if len(seq) < 2 or not r.continuation:
-                raise ValueError(f"group {g} has a request with nothing to score ({len(r.context)} context, "
-                                 f"{len(r.continuation)} continuation tokens)")
+                raise ValueError(
+                    f"group {g} has a request with nothing to score ({len(r.context)} context, "
+                    f"{len(r.continuation)} continuation tokens)"
+                )
     # Units of work: a group with a shared prefix, or its members one by one where they share no first token.
     units: list[tuple[int, list[int]]] = []
     for g, group_seqs in enumerate(seqs):
@@ -186,23 +210,24 @@ def _score_batch(model, batch, groups, seqs, lengths, pad_id, device, results) -
     prefix = torch.full((len(batch), width_p), pad_id, dtype=torch.long)
     prefix_mask = torch.zeros((len(batch), width_p), dtype=torch.long)
     for b, u in enumerate(batch):
-        prefix[b, width_p - lens[b]:] = torch.tensor(seqs[u][0][: lens[b]])
-        prefix_mask[b, width_p - lens[b]:] = 1
+        prefix[b, width_p - lens[b] :] = torch.tensor(seqs[u][0][: lens[b]])
+        prefix_mask[b, width_p - lens[b] :] = 1
     prefix, prefix_mask = prefix.to(device), prefix_mask.to(device)
     positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
     # Logits only for the prefix positions some option scores (contexts condition, they are not scored).
     keep = max(max(lens[b] - min(min(f), lens[b]) + 1 for b, f in enumerate(firsts)), 1)
-    out = model(input_ids=prefix, attention_mask=prefix_mask, position_ids=positions, use_cache=True,
-                logits_to_keep=keep)
+    out = model(
+        input_ids=prefix, attention_mask=prefix_mask, position_ids=positions, use_cache=True, logits_to_keep=keep
+    )
     logits = out.logits.float()  # (B, keep, V); kept index j predicts padded position width_p - keep + j + 1
     lse = torch.logsumexp(logits, dim=-1)
     rows = [b for b, u in enumerate(batch) for _ in groups[u]]
-    suffixes = [seq[lens[b]:] for b, u in enumerate(batch) for seq in seqs[u]]
+    suffixes = [seq[lens[b] :] for b, u in enumerate(batch) for seq in seqs[u]]
     first_ids = torch.tensor([[s[0]] for s in suffixes], device=device)
     next_lp = (logits[rows, -1].gather(-1, first_ids).squeeze(-1) - lse[rows, -1]).cpu()
     prefix_lp = None
     if keep > 1:
-        targets = prefix[:, width_p - keep + 1:].unsqueeze(-1)
+        targets = prefix[:, width_p - keep + 1 :].unsqueeze(-1)
         prefix_lp = (logits[:, :-1].gather(-1, targets).squeeze(-1) - lse[:, :-1]).cpu()
     suffix_lp = torch.zeros((len(rows), 0))
     width_s = max(len(s) for s in suffixes)
@@ -217,9 +242,13 @@ def _score_batch(model, batch, groups, seqs, lengths, pad_id, device, results) -
             mask[n, : len(s)] = 1
         ids, mask = ids.to(device), mask.to(device)
         start = torch.tensor([lens[b] for b in rows], device=device).unsqueeze(-1)
-        cont = model(input_ids=ids, attention_mask=torch.cat([prefix_mask[row_index], mask], dim=-1),
-                     position_ids=start + torch.arange(width_s, device=device), past_key_values=cache,
-                     use_cache=False)
+        cont = model(
+            input_ids=ids,
+            attention_mask=torch.cat([prefix_mask[row_index], mask], dim=-1),
+            position_ids=start + torch.arange(width_s, device=device),
+            past_key_values=cache,
+            use_cache=False,
+        )
         suffix_lp = token_logprobs_from_logits(cont.logits, ids).cpu()
     n = 0
     for b, u in enumerate(batch):
@@ -228,7 +257,7 @@ def _score_batch(model, batch, groups, seqs, lengths, pad_id, device, results) -
             total = 0.0
             if prefix_lp is not None and first < length:
                 # real position p sits at kept index p - 1 - length + keep
-                total += float(prefix_lp[b, first - 1 - length + keep:].sum())
+                total += float(prefix_lp[b, first - 1 - length + keep :].sum())
             if first <= length:
                 total += float(next_lp[n])
             tail = len(seq) - length - 1  # suffix tokens after the first, at positions length+1 ..

@@ -1,8 +1,9 @@
 """BBQ as multiple choice: the option with the highest length-normalised log-probability given the passage and
 question is the model's answer."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torchmetrics import Metric
@@ -10,7 +11,6 @@ from torchmetrics import Metric
 from bias_unlearn.data.records import BBQ_LEFT_OUT_REASONS, BBQItem
 from bias_unlearn.eval.scorer import SentenceScorer
 from bias_unlearn.eval.stats import as_tensor
-
 
 ROLES = ("unknown", "stereotyped", "other")
 CONDITIONS = ("ambig", "disambig")
@@ -34,8 +34,9 @@ def evaluate_bbq(scorer: SentenceScorer, items: Sequence[BBQItem], mode: str = "
         rows["role"].append(ROLES.index(item.option_roles[choice]) if item.option_roles else -1)
         rows["polarity"].append(POLARITIES.index(item.polarity) if item.polarity else -1)
         # why the bias score leaves the item out (-1: it does not, or the loader gave no reason)
-        rows["reason"].append(BBQ_LEFT_OUT_REASONS.index(item.roles_issue)
-                              if item.roles_issue in BBQ_LEFT_OUT_REASONS else -1)
+        rows["reason"].append(
+            BBQ_LEFT_OUT_REASONS.index(item.roles_issue) if item.roles_issue in BBQ_LEFT_OUT_REASONS else -1
+        )
     metric = BBQMetric(categories, sync_on_compute=False)  # one process scored every item
     metric.update(**rows)
     return metric.compute()
@@ -71,15 +72,23 @@ class BBQMetric(Metric):
         reason = torch.full((n,), -1, dtype=torch.long) if reason is None else as_tensor(reason, torch.long)
         if len(reason) != n:
             raise ValueError(f"{len(reason)} reasons for {n} examples")
-        for name, value in (("category", category), ("condition", condition), ("correct", correct),
-                            ("role", role), ("polarity", polarity), ("reason", reason)):
+        for name, value in (
+            ("category", category),
+            ("condition", condition),
+            ("correct", correct),
+            ("role", role),
+            ("polarity", polarity),
+            ("reason", reason),
+        ):
             getattr(self, name).append(as_tensor(value, torch.long).to(self.device))
 
     def compute(self) -> dict:
         def cat(state):
             return (state if isinstance(state, torch.Tensor) else torch.cat(state)).cpu()
-        cat_, cond, correct, role, pol, reason = (cat(s) for s in (self.category, self.condition, self.correct,
-                                                                   self.role, self.polarity, self.reason))
+
+        cat_, cond, correct, role, pol, reason = (
+            cat(s) for s in (self.category, self.condition, self.correct, self.role, self.polarity, self.reason)
+        )
         out = {}
         for c, name in [(-1, "overall"), *enumerate(self.categories)]:
             keep = torch.ones_like(cat_, dtype=torch.bool) if c < 0 else cat_ == c
@@ -96,7 +105,8 @@ class BBQMetric(Metric):
             entry["n_left_out"] = int(left_out.sum())  # examples the bias scores leave out
             entry["left_out_reasons"] = {
                 (BBQ_LEFT_OUT_REASONS[r] if 0 <= r < len(BBQ_LEFT_OUT_REASONS) else "unspecified"): n
-                for r, n in zip(*(t.tolist() for t in torch.unique(reason[left_out], return_counts=True)))}
+                for r, n in zip(*(t.tolist() for t in torch.unique(reason[left_out], return_counts=True)))
+            }
             if meta.any():
                 # biased: the stereotyped group for a negative question, the other group for a non-negative one
                 biased = ((pol == 0) & (role == 1)) | ((pol == 1) & (role == 2))

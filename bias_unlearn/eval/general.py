@@ -5,6 +5,7 @@ highest summed log-probability given the prompt, ``acc_norm`` divides it by the 
 Two differences from the harness remain: the prompt starts with the model's start token (``scoring.start``, as
 every score in this project; the harness adds none for most models), and the offline MMLU rows name no subject, so
 their prompt has no "about <subject>" line (the hub's rows do)."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,11 @@ def choice_request(task: str, item) -> tuple[str, list[str]]:
     if task == "mmlu":
         letters = [chr(ord("A") + k) for k in range(len(item.options))]
         listing = "\n".join(f"{letter}. {option.strip()}" for letter, option in zip(letters, item.options))
-        about = (f"The following are multiple choice questions (with answers) about "
-                 f"{item.subject.replace('_', ' ')}.\n\n" if item.subject else "")
+        about = (
+            f"The following are multiple choice questions (with answers) about {item.subject.replace('_', ' ')}.\n\n"
+            if item.subject
+            else ""
+        )
         return f"{about}{item.question.strip()}\n{listing}\nAnswer:", letters
     return item.question.strip(), list(item.options)  # openbookqa: the question stem alone
 
@@ -46,10 +50,17 @@ def evaluate_choices(scorer, items, task: str = "openbookqa") -> dict:
         correct += summed.index(max(summed)) == item.answer
         correct_norm += normed.index(max(normed)) == item.answer
     n = len(items)
-    return {"n": n, "acc": 100 * correct / n, "acc_ci95": wilson_interval(correct, n), "acc_norm": 100 * correct_norm / n}
+    return {
+        "n": n,
+        "acc": 100 * correct / n,
+        "acc_ci95": wilson_interval(correct, n),
+        "acc_norm": 100 * correct_norm / n,
+    }
 
 
 def evaluate_general(scorer, data: dict) -> dict:
     """{task: result} for every loaded task (``data``: task -> texts or ChoiceItems)."""
-    return {task: evaluate_perplexity(scorer, items) if task == TEXT_TASK else evaluate_choices(scorer, items, task)
-            for task, items in data.items()}
+    return {
+        task: evaluate_perplexity(scorer, items) if task == TEXT_TASK else evaluate_choices(scorer, items, task)
+        for task, items in data.items()
+    }

@@ -2,9 +2,10 @@
 
 Scores say how much the likelihoods moved; a few completions side by side show what the model now says.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -16,7 +17,7 @@ def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int) -> str
     enc = tokenizer(prompt, return_tensors="pt").to(model.device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
 def compare_generations(policy, tokenizer, prompts: Sequence[str], max_new_tokens: int = 20) -> list[dict]:

@@ -1,5 +1,6 @@
 """What scoring a model produces, typed: per-example outcomes (the rows every paired or pooled comparison reads:
 reports/paired.py, reports/seeds.py) and one model's ``Evaluation`` of the benchmarks a run reports."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class Outcomes:
 
         def row(kind, value):
             return kind(*value) if isinstance(value, (list, tuple)) else kind(**value)
+
         stereoset = {k: [row(StereoSetOutcome, r) for r in rows] for k, rows in (data.get("stereoset") or {}).items()}
         crows = data.get("crows_pairs")
         return cls(stereoset, [row(CrowsOutcome, r) for r in crows] if crows is not None else None)

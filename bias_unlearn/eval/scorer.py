@@ -1,12 +1,13 @@
 """The sentence scorer every benchmark and the dev evaluation use, built from one scoring config.
 
-``ScoringConfig`` (config/settings.py) is the typed form of ``conf/scoring/``: evaluate.py, the training job's test split, its step-0
-dev score and every later dev evaluation build their scorer with ``make_scorer`` from the same config, so that
-swapping, stopping and the report compare one measure.
+``ScoringConfig`` (config/settings.py) is the typed form of ``conf/scoring/``: evaluate.py, the training job's test
+split, its step-0 dev score and every later dev evaluation build their scorer with ``make_scorer`` from the same
+config, so that swapping, stopping and the report compare one measure.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -19,7 +20,7 @@ from bias_unlearn.models.reference import evaluation_mode
 AUTO_SHARE_SAVING = 0.5  # share_prefix=auto shares when that skips this share of the tokens (bench_scoring.py)
 
 
-def make_scorer(model, tokenizer, scoring: ScoringConfig, progress: bool = False) -> "SentenceScorer":
+def make_scorer(model, tokenizer, scoring: ScoringConfig, progress: bool = False) -> SentenceScorer:
     """The one way to build a scorer from a scoring config."""
     return SentenceScorer(model, tokenizer, scoring.batch_size, scoring.start, scoring.share_prefix, progress)
 
@@ -41,8 +42,16 @@ class SentenceScorer:
     right-padded batches (false), or chooses per call from how many tokens sharing would skip (auto, the default).
     """
 
-    def __init__(self, model, tokenizer, batch_size: int = 32, start: str = "prepend",
-                 share_prefix: bool | str = "auto", progress: bool = False, pack_rows: bool = True):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        batch_size: int = 32,
+        start: str = "prepend",
+        share_prefix: bool | str = "auto",
+        progress: bool = False,
+        pack_rows: bool = True,
+    ):
         if start not in START_MODES:
             raise ConfigError(f"unknown start mode {start!r}; expected one of {START_MODES}")
         self.model, self.tokenizer = model, tokenizer
@@ -70,11 +79,18 @@ class SentenceScorer:
     def score(self, groups: Sequence[Sequence[Request]], desc: str = "scoring") -> list[list[Score]]:
         if self.shares_prefix(groups):
             return score_groups(self.model, groups, self.batch_size, self.pad_id, self.progress, desc)
-        flat = score_requests(self.model, [r for g in groups for r in g], self.batch_size, self.pad_id,
-                              self.progress, desc, self.pack_rows)
+        flat = score_requests(
+            self.model,
+            [r for g in groups for r in g],
+            self.batch_size,
+            self.pad_id,
+            self.progress,
+            desc,
+            self.pack_rows,
+        )
         out, k = [], 0
         for group in groups:
-            out.append(flat[k: k + len(group)])
+            out.append(flat[k : k + len(group)])
             k += len(group)
         return out
 
@@ -94,11 +110,14 @@ class SentenceScorer:
         if any(singles):
             raise ConfigError("legacy start mode cannot score one-token sentences; use start=prepend")
         rest = self.score([[Request((), ids) for ids in g] for g in encoded], desc)
-        return [[Score(float(self._first_token[ids[0]]) + s.logprob, s.n_tokens + 1) for ids, s in zip(g, r)]
-                for g, r in zip(encoded, rest)]
+        return [
+            [Score(float(self._first_token[ids[0]]) + s.logprob, s.n_tokens + 1) for ids, s in zip(g, r)]
+            for g, r in zip(encoded, rest)
+        ]
 
-    def continuations(self, groups: Sequence[tuple[str, Sequence[str]]],
-                      desc: str = "continuations") -> list[list[Score]]:
+    def continuations(
+        self, groups: Sequence[tuple[str, Sequence[str]]], desc: str = "continuations"
+    ) -> list[list[Score]]:
         """Scores of each ``" " + option`` given ``[start] + context`` (the option carries its leading space)."""
         requests = []
         for context, options in groups:

@@ -1,6 +1,7 @@
 """One model's evaluation for a run report: StereoSet on the run's test split and the side effects (what the model
 scores outside StereoSet: CrowS-Pairs, BBQ, general ability), scored the same way by a training run (before and
 after) and by ``evaluate.py runs=`` (side effects added to finished runs)."""
+
 from __future__ import annotations
 
 from bias_unlearn.eval.bbq import evaluate_bbq
@@ -19,7 +20,8 @@ def evaluate_model(scorer, scoring, side: dict, stereoset_examples=None) -> Eval
     result = Evaluation(outcomes=Outcomes())
     if stereoset_examples is not None:
         result.stereoset, result.outcomes.stereoset = score_stereoset(
-            scorer, stereoset_examples, scoring.mode, scoring.n_bootstrap, scoring.seed)
+            scorer, stereoset_examples, scoring.mode, scoring.n_bootstrap, scoring.seed
+        )
     if side.get("crows_pairs") is not None:
         result.crows_pairs, result.outcomes.crows_pairs = score_crows_pairs(scorer, side["crows_pairs"])
     if side.get("bbq") is not None:

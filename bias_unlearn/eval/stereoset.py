@@ -1,22 +1,23 @@
 """StereoSet scoring: each example's three sentences scored, compared, and aggregated by StereoSetMetric."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torchmetrics import Metric
 
-from bias_unlearn.data.records import StereoSetExample
+from bias_unlearn.data.records import BIAS_TYPES, StereoSetExample
 from bias_unlearn.eval.outcomes import StereoSetOutcome
 from bias_unlearn.eval.scorer import SentenceScorer
 from bias_unlearn.eval.stats import as_tensor, icat, macro_ss_lms
-from bias_unlearn.data.records import BIAS_TYPES
 
 _OPTIONS = ("stereotype", "anti_stereotype", "unrelated")
 
 
-def stereoset_sentence_scores(scorer: SentenceScorer, examples: Sequence[StereoSetExample],
-                              mode: str = "mean") -> list[tuple[float, float, float]]:
+def stereoset_sentence_scores(
+    scorer: SentenceScorer, examples: Sequence[StereoSetExample], mode: str = "mean"
+) -> list[tuple[float, float, float]]:
     """(stereotype, anti-stereotype, unrelated) scores per example.
 
     Intrasentence: the whole filled-in sentence. Intersentence: " " + sentence given [start] + context.
@@ -35,8 +36,13 @@ def stereoset_sentence_scores(scorer: SentenceScorer, examples: Sequence[StereoS
     return out
 
 
-def evaluate_stereoset(scorer: SentenceScorer, examples: Sequence[StereoSetExample], mode: str = "mean",
-                       n_bootstrap: int = 1000, seed: int = 0) -> dict:
+def evaluate_stereoset(
+    scorer: SentenceScorer,
+    examples: Sequence[StereoSetExample],
+    mode: str = "mean",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict:
     """SS / LMS / ICAT per bias type and overall, separately for each kind present (intrasentence first)."""
     return score_stereoset(scorer, examples, mode, n_bootstrap, seed)[0]
 
@@ -54,8 +60,13 @@ def stereoset_outcomes(examples: Sequence[StereoSetExample], scores) -> dict[str
     return out
 
 
-def score_stereoset(scorer: SentenceScorer, examples: Sequence[StereoSetExample], mode: str = "mean",
-                    n_bootstrap: int = 1000, seed: int = 0) -> tuple[dict, dict]:
+def score_stereoset(
+    scorer: SentenceScorer,
+    examples: Sequence[StereoSetExample],
+    mode: str = "mean",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> tuple[dict, dict]:
     """(evaluate_stereoset's results, stereoset_outcomes) from one scoring pass."""
     scores = stereoset_sentence_scores(scorer, examples, mode)
     results = {}
@@ -67,8 +78,12 @@ def score_stereoset(scorer: SentenceScorer, examples: Sequence[StereoSetExample]
         position = {t: k for k, t in enumerate(targets)}
         # This process scored every example: no rank to gather from (after training only rank 0 evaluates).
         metric = StereoSetMetric(targets, n_bootstrap=n_bootstrap, seed=seed, sync_on_compute=False)
-        metric.update([position[(examples[i].bias_type, examples[i].target)] for i in idx],
-                      [scores[i][0] for i in idx], [scores[i][1] for i in idx], [scores[i][2] for i in idx])
+        metric.update(
+            [position[(examples[i].bias_type, examples[i].target)] for i in idx],
+            [scores[i][0] for i in idx],
+            [scores[i][1] for i in idx],
+            [scores[i][2] for i in idx],
+        )
         results[kind] = metric.compute()
     return results, stereoset_outcomes(examples, scores)
 
@@ -117,12 +132,14 @@ class StereoSetMetric(Metric):
             if isinstance(state, torch.Tensor):
                 return state.cpu().long()
             return torch.cat(state).cpu().long() if state else torch.zeros(0, dtype=torch.long)
+
         target_idx, pro, related, ids = (cat(s) for s in (self.target_idx, self.pro, self.related, self.example_idx))
         if len(ids) == 0:  # no ids given: every row counts
             return target_idx, pro, related
         if len(ids) != len(target_idx):
-            raise ValueError(f"{len(ids)} example ids for {len(target_idx)} examples: give example_idx on every "
-                             "update or on none")
+            raise ValueError(
+                f"{len(ids)} example ids for {len(target_idx)} examples: give example_idx on every update or on none"
+            )
         order = torch.argsort(ids, stable=True)  # stable: the first occurrence of an id comes first
         first = torch.ones(len(ids), dtype=torch.bool)
         first[1:] = ids[order][1:] != ids[order][:-1]
@@ -135,21 +152,36 @@ class StereoSetMetric(Metric):
         generator = torch.Generator().manual_seed(self.seed)
         out = {}
         for domain in ("overall", *BIAS_TYPES):
-            keep = torch.ones_like(pro, dtype=torch.bool) if domain == "overall" else (
-                type_of[target_idx] == BIAS_TYPES.index(domain))
+            keep = (
+                torch.ones_like(pro, dtype=torch.bool)
+                if domain == "overall"
+                else (type_of[target_idx] == BIAS_TYPES.index(domain))
+            )
             if not keep.any():
                 continue
             t, p, r = target_idx[keep], pro[keep], related[keep]
             if (p < 0).any():  # an undefined score makes the domain's scores undefined, never a number
                 nan = float("nan")
-                out[domain] = {"ss": nan, "lms": nan, "icat": nan, "n": int(keep.sum()),
-                               "n_targets": int(t.unique().numel()), "ss_ci95": [nan, nan],
-                               "n_undefined": int((p < 0).sum())}
+                out[domain] = {
+                    "ss": nan,
+                    "lms": nan,
+                    "icat": nan,
+                    "n": int(keep.sum()),
+                    "n_targets": int(t.unique().numel()),
+                    "ss_ci95": [nan, nan],
+                    "n_undefined": int((p < 0).sum()),
+                }
                 continue
             ss, lms, n_targets = macro_ss_lms(t, p, r, len(self.targets))
             low, high = self._bootstrap(t, p, r, generator)
-            out[domain] = {"ss": ss, "lms": lms, "icat": icat(lms, ss), "n": int(keep.sum()),
-                           "n_targets": n_targets, "ss_ci95": [low, high]}
+            out[domain] = {
+                "ss": ss,
+                "lms": lms,
+                "icat": icat(lms, ss),
+                "n": int(keep.sum()),
+                "n_targets": n_targets,
+                "ss_ci95": [low, high],
+            }
         return out
 
     def _bootstrap(self, t, p, r, generator) -> tuple[float, float]:
@@ -166,6 +198,5 @@ class StereoSetMetric(Metric):
         for _ in range(self.n_bootstrap):
             draw = offsets + (torch.rand(len(t), generator=generator) * sizes).long()
             values.append(macro_ss_lms(t, p[draw], r[draw], len(self.targets))[0])
-        q = torch.quantile(torch.tensor(values, dtype=torch.float64), torch.tensor([0.025, 0.975],
-                                                                                   dtype=torch.float64))
+        q = torch.quantile(torch.tensor(values, dtype=torch.float64), torch.tensor([0.025, 0.975], dtype=torch.float64))
         return float(q[0]), float(q[1])

@@ -1,5 +1,6 @@
 """What every entry point shares: the config checked before Hydra runs (``preflight``), and known failures ending
 with one clear line and an exit status instead of a traceback (``run_cli``)."""
+
 from __future__ import annotations
 
 import difflib
@@ -69,8 +70,10 @@ def check_config_choices(argv: list[str], conf_dir: str | Path) -> None:
             if choice not in options and choice != "null":
                 refuse(f"{key}={choice}: no such config in conf/{key}/; choose from {', '.join(options)}")
     if {"loss", "method"} <= given:
-        refuse("loss= and method= together: loss=full|no_kl|no_retain|no_adv is an alias of method=bias_unlearn|no_kl|"
-               "no_retain|no_adv; give one of them")
+        refuse(
+            "loss= and method= together: loss=full|no_kl|no_retain|no_adv is an alias of method=bias_unlearn|no_kl|"
+            "no_retain|no_adv; give one of them"
+        )
 
 
 def _known_keys(node, prefix: str = "") -> list[str]:
@@ -114,8 +117,10 @@ def sweep_combinations(overrides: list[str]) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides)
-    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
-               else [o.input_line] for o in parsed]
+    choices = [
+        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [o.input_line]
+        for o in parsed
+    ]
     return [list(combo) for combo in itertools.islice(itertools.product(*choices), MAX_PREFLIGHT)]
 
 
@@ -143,9 +148,12 @@ def preflight(config_name: str, argv: list[str], conf_dir: str | Path, check=Non
                     cfg.hydra.runtime.output_dir = "<the run directory>"
                 HydraConfig.instance().set_config(cfg)
                 grid = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
-                inner = sweep_combinations([f"{k}={v}" for k, v in grid.items()]) if "-m" in argv or (
-                    "--multirun" in argv) else [[]]
-                for extra in inner[: MAX_PREFLIGHT]:
+                inner = (
+                    sweep_combinations([f"{k}={v}" for k, v in grid.items()])
+                    if "-m" in argv or ("--multirun" in argv)
+                    else [[]]
+                )
+                for extra in inner[:MAX_PREFLIGHT]:
                     job_cfg = compose(config_name, overrides=[*combo, *extra]) if extra else cfg
                     if check is not None:
                         check(job_cfg)

@@ -9,6 +9,7 @@ and its training. The base model is scored once per model and scoring setting, n
 written to a run until both of its sides are scored. ``dtype: auto`` resolves on this job's device: a run trained in
 bf16 on a GPU and completed on a CPU gets fp32 side effects.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,8 +57,9 @@ def finished(run: Run) -> FinishedRun:
     if run.report is None:
         raise ConfigError(f"{run.path / 'report.json'}: {run.status.removeprefix('failed: ')}")
     if not run.config:
-        raise ConfigError(f"{run.path / CONFIG}: not readable as a training run's config (the run's settings: model "
-                          "and scoring)")
+        raise ConfigError(
+            f"{run.path / CONFIG}: not readable as a training run's config (the run's settings: model and scoring)"
+        )
     try:
         cfg = OmegaConf.create(run.config)
         scoring = ScoringConfig.from_config(cfg.scoring)
@@ -107,8 +109,10 @@ def complete_runs(cfg: DictConfig) -> list:
     names = list(cfg.benchmarks)
     wrong = [name for name in names if name not in SIDE_EFFECTS]
     if wrong or not names:
-        raise ConfigError(f"runs= adds side effects to finished runs: benchmarks must be some of {SIDE_EFFECTS}, got "
-                          f"{names} (StereoSet's before / after are the run's own, scored when it trained)")
+        raise ConfigError(
+            f"runs= adds side effects to finished runs: benchmarks must be some of {SIDE_EFFECTS}, got "
+            f"{names} (StereoSet's before / after are the run's own, scored when it trained)"
+        )
     if cfg.get("adapter"):
         raise ConfigError("adapter= and runs= together: runs= scores each run's own adapter (its adapter/ folder)")
     try:
@@ -120,8 +124,9 @@ def complete_runs(cfg: DictConfig) -> list:
         log.warning("skipping %s: %s", run.path, run.status)
     runs = [finished(run) for run in found if run not in skipped]  # every run checked before any scoring
     if not runs:
-        raise ConfigError(f"runs={cfg.runs}: no finished run in it (failed: {ERROR_FILE}, or no report.json); "
-                          "nothing to score")
+        raise ConfigError(
+            f"runs={cfg.runs}: no finished run in it (failed: {ERROR_FILE}, or no report.json); nothing to score"
+        )
     data = load_eval_benchmarks(cfg.data, names)
     device = resolve_device(cfg.device)
     base: dict[tuple, Evaluation] = {}

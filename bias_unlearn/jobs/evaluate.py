@@ -1,4 +1,5 @@
 """The evaluation job behind ``evaluate.py``: load everything first, score, then write JSON + markdown."""
+
 from __future__ import annotations
 
 import json
@@ -9,11 +10,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bias_unlearn.data.sources import load_eval_benchmarks
-from bias_unlearn.data.splits import saved_target_keys, target_keys
 from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.config.schema import evaluate_settings
 from bias_unlearn.config.settings import ScoringConfig
+from bias_unlearn.data.sources import load_eval_benchmarks
+from bias_unlearn.data.splits import saved_target_keys, target_keys
 from bias_unlearn.eval.scorer import SentenceScorer, make_scorer
 from bias_unlearn.eval.side_effects import evaluate_model
 from bias_unlearn.io import write_text
@@ -38,8 +39,9 @@ def check_held_out(adapter: str, examples: list, split: str) -> None:
     held-out one): the evaluation's StereoSet split must be built as the adapter's run built its own."""
     path = adapter_split(adapter)
     if path is None:
-        log.warning("no split.json beside adapter %s: cannot check that its StereoSet %s targets are held out",
-                    adapter, split)
+        log.warning(
+            "no split.json beside adapter %s: cannot check that its StereoSet %s targets are held out", adapter, split
+        )
         return
     try:
         info = json.loads(path.read_text())
@@ -55,7 +57,8 @@ def check_held_out(adapter: str, examples: list, split: str) -> None:
         f"adapter {adapter} was trained or chosen on {len(seen)} of the {len(target_keys(examples))} target terms "
         f"of this StereoSet {split} split (e.g. {', '.join(sorted(seen)[:3])}; its run's split: {path}, seed "
         f"{info.get('seed')}); evaluate split=test with seed={info.get('seed')} and the run's data.split settings to "
-        "score its held-out split")
+        "score its held-out split"
+    )
 
 
 def score_benchmarks(scorer: SentenceScorer, benchmarks: dict, split: str, scoring: ScoringConfig) -> dict:
@@ -65,8 +68,9 @@ def score_benchmarks(scorer: SentenceScorer, benchmarks: dict, split: str, scori
         data = benchmarks["stereoset"]
         examples = data.train + data.dev + data.test if split == "all" else data[split]
     result = evaluate_model(scorer, scoring, benchmarks, examples)
-    return {name: getattr(result, name) for name in ("stereoset", "crows_pairs", "bbq", "general")
-            if name in benchmarks}
+    return {
+        name: getattr(result, name) for name in ("stereoset", "crows_pairs", "bbq", "general") if name in benchmarks
+    }
 
 
 def run_evaluation(cfg: DictConfig) -> dict:
@@ -78,16 +82,21 @@ def run_evaluation(cfg: DictConfig) -> dict:
     benchmarks = load_eval_benchmarks(cfg.data, list(cfg.benchmarks))
     if cfg.get("adapter") and "stereoset" in benchmarks:
         data = benchmarks["stereoset"]
-        check_held_out(cfg.adapter, data.train + data.dev + data.test if cfg.split == "all" else data[cfg.split],
-                       cfg.split)
+        check_held_out(
+            cfg.adapter, data.train + data.dev + data.test if cfg.split == "all" else data[cfg.split], cfg.split
+        )
     model, tokenizer = load_policy(cfg.model, device, cfg.get("adapter"))
     scorer = make_scorer(model, tokenizer, scoring, progress=True)
     start = time.perf_counter()
     results = score_benchmarks(scorer, benchmarks, cfg.split, scoring)
-    meta = {"model": f"{cfg.model.name} ({cfg.model.source}: {cfg.model.name_or_path})",
-            "adapter": cfg.get("adapter"), "stereoset_split": cfg.split if "stereoset" in benchmarks else None,
-            "scoring": scoring.describe(),
-            "device": device, "seconds": round(time.perf_counter() - start, 1)}
+    meta = {
+        "model": f"{cfg.model.name} ({cfg.model.source}: {cfg.model.name_or_path})",
+        "adapter": cfg.get("adapter"),
+        "stereoset_split": cfg.split if "stereoset" in benchmarks else None,
+        "scoring": scoring.describe(),
+        "device": device,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     # Nothing is written until every benchmark has been scored.
     if "stereoset" in benchmarks:
         benchmarks["stereoset"].save(out_dir / "split.json")

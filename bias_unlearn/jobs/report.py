@@ -1,4 +1,5 @@
 """The sweep report job behind ``report.py``: every run of a multirun compared (reports/sweep.py)."""
+
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf

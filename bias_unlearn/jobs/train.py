@@ -1,4 +1,5 @@
 """The training job behind ``train.py``: build -> score the base -> fit -> deliver an adapter -> evaluate -> report."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,14 +59,27 @@ def dev_split_summary(dev_examples, resolution: dict[str, float], standard_error
     """Per bias type: the dev examples and targets that swaps, stopping and delivery read, the resolution of the
     type's dev SS (balance.py: one target of 25 sentences can only measure SS in steps of 4) and its standard error
     (how precisely dev measures it: the delivery rule's unit)."""
-    return {bt: {"examples": sum(ex.bias_type == bt for ex in dev_examples),
-                 "targets": len({ex.target for ex in dev_examples if ex.bias_type == bt}),
-                 "resolution": round(resolution[bt], 2), "se": round(standard_error[bt], 2)}
-            for bt in BIAS_TYPES if bt in resolution}
+    return {
+        bt: {
+            "examples": sum(ex.bias_type == bt for ex in dev_examples),
+            "targets": len({ex.target for ex in dev_examples if ex.bias_type == bt}),
+            "resolution": round(resolution[bt], 2),
+            "se": round(standard_error[bt], 2),
+        }
+        for bt in BIAS_TYPES
+        if bt in resolution
+    }
 
 
-def score_base(cfg: DictConfig, settings: TrainSettings, module: BiasUnlearnModule, test_examples, side,
-               out_dir: Path, resuming: bool) -> Evaluation | None:
+def score_base(
+    cfg: DictConfig,
+    settings: TrainSettings,
+    module: BiasUnlearnModule,
+    test_examples,
+    side,
+    out_dir: Path,
+    resuming: bool,
+) -> Evaluation | None:
     """The base model's test scores (or None without eval.before); its step-0 dev score goes to the module.
     The base is the reference: the policy with its adapter disabled. Kept in the run (a resumed run reads them
     back) and, with eval.cache_before, in the cache shared by runs."""
@@ -91,8 +105,9 @@ def build_trainer(cfg: DictConfig, settings: TrainSettings):
     """Callbacks (kept by their config key; swapping switched by the method) and loggers from config, then the
     Trainer."""
     extra = {"swapping": {"enabled": settings.method.swapping}}
-    callbacks = {key: instantiate(node, **extra.get(key, {})) for key, node in cfg.callbacks.items()
-                 if node is not None}
+    callbacks = {
+        key: instantiate(node, **extra.get(key, {})) for key, node in cfg.callbacks.items() if node is not None
+    }
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()] or False
     trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=loggers)
     return trainer, callbacks
@@ -128,8 +143,12 @@ def deliver_adapter(settings: TrainSettings, trainer, module, checkpoint, out_di
             module.model.save_pretrained(out_dir / "adapter", state_dict=weights)
         # The adapter carries its split: evaluate.py refuses to score it on targets it trained on or chose by.
         shutil.copyfile(out_dir / "split.json", out_dir / "adapter" / "split.json")
-    return {"adapter": str(out_dir / "adapter"), "adapter_from": str(chosen or "final weights"),
-            "adapter_rule": rule, "lms_bar_met": bar_met}
+    return {
+        "adapter": str(out_dir / "adapter"),
+        "adapter_from": str(chosen or "final weights"),
+        "adapter_rule": rule,
+        "lms_bar_met": bar_met,
+    }
 
 
 def evaluation_policy(cfg: DictConfig, trainer, policy, tokenizer, adapter: Path, device: str):
@@ -145,8 +164,11 @@ def trained_method(settings: TrainSettings) -> str:
     """The method's name from what trains (config/methods.py), said where the command line changed it."""
     name = method_name(Objective.from_method(settings.method))
     if name != settings.method.name:
-        log.warning("method=%s was changed on the command line: what trains is %s, and the report says so",
-                    settings.method.name, name)
+        log.warning(
+            "method=%s was changed on the command line: what trains is %s, and the report says so",
+            settings.method.name,
+            name,
+        )
     return name
 
 
@@ -169,16 +191,25 @@ def run_training(cfg: DictConfig) -> RunReport:
     if resolve_dtype(model_cfg.dtype, device) != model.dtype:
         model.to(resolve_dtype(model_cfg.dtype, device))
     datamodule = instantiate(cfg.train, _partial_=True, _convert_="all")(
-        split=split, tokenizer=tokenizer, adversarial_fraction=settings.method.adversarial_fraction,
-        paired=settings.method.paired)
+        split=split,
+        tokenizer=tokenizer,
+        adversarial_fraction=settings.method.adversarial_fraction,
+        paired=settings.method.paired,
+    )
     side = load_side_effect_data(cfg.data, settings.eval)
     split.save(out_dir / "split.json")
     write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     test_examples = [ex for ex in split.test if ex.kind in settings.eval.kinds]
     policy = wrap_lora(model, model_cfg.lora)
-    optim = dataclasses.replace(settings.optim, total_steps=settings.trainer.max_steps)
-    module = BiasUnlearnModule(policy, tokenizer, settings.method.loss, optim, datamodule.dev_examples,
-                               settings.scoring, compute=settings.compute)
+    module = BiasUnlearnModule(
+        policy,
+        tokenizer,
+        settings.method.loss,
+        settings.optim,
+        datamodule.dev_examples,
+        settings.scoring,
+        compute=settings.compute,
+    )
 
     policy.to(device)
     before = score_base(cfg, settings, module, test_examples, side, out_dir, bool(cfg.get("resume")))
@@ -202,37 +233,50 @@ def run_training(cfg: DictConfig) -> RunReport:
     after, generations = None, []
     prompts = list(settings.eval.generation.prompts)
     if trainer.is_global_zero and (settings.eval.after or prompts):
-        scored, scored_tokenizer = evaluation_policy(cfg, trainer, policy, tokenizer, Path(delivered["adapter"]),
-                                                     device)
+        scored, scored_tokenizer = evaluation_policy(
+            cfg, trainer, policy, tokenizer, Path(delivered["adapter"]), device
+        )
         scorer = make_scorer(scored, scored_tokenizer, settings.scoring, progress=True)
         after = evaluate_model(scorer, settings.scoring, side, test_examples) if settings.eval.after else None
         if prompts:
-            generations = compare_generations(scored, scored_tokenizer, prompts,
-                                              settings.eval.generation.max_new_tokens)
+            generations = compare_generations(
+                scored, scored_tokenizer, prompts, settings.eval.generation.max_new_tokens
+            )
 
     # Report: one typed object, written as JSON and markdown, with the dev curves.
     summary = Summary(
-        method=method, objective=Objective.from_method(settings.method).as_dict(),
-        model=f"{model_cfg.name} ({model_cfg.source}: {model_cfg.name_or_path})", **delivered,
-        steps=int(trainer.global_step), stopped_early_at=callbacks["early_stopping"].stopped_at,
-        swap_events=callbacks["swapping"].events, dev_history=module.dev_history,
-        train_seconds=round(train_seconds, 1), wall_seconds=round(time.perf_counter() - started, 1),
-        scoring=settings.scoring.describe(), loss=dataclasses.asdict(settings.method.loss),
-        generations=generations, diverged=guard.diverged if guard is not None else None,
+        method=method,
+        objective=Objective.from_method(settings.method).as_dict(),
+        model=f"{model_cfg.name} ({model_cfg.source}: {model_cfg.name_or_path})",
+        **delivered,
+        steps=int(trainer.global_step),
+        stopped_early_at=callbacks["early_stopping"].stopped_at,
+        swap_events=callbacks["swapping"].events,
+        dev_history=module.dev_history,
+        train_seconds=round(train_seconds, 1),
+        wall_seconds=round(time.perf_counter() - started, 1),
+        scoring=settings.scoring.describe(),
+        loss=dataclasses.asdict(settings.method.loss),
+        generations=generations,
+        diverged=guard.diverged if guard is not None else None,
         dev_split=dev_split_summary(module.dev_examples, module.dev_resolution, module.dev_se),
-        declared_method=settings.method.name if settings.method.name != method else None)
+        declared_method=settings.method.name if settings.method.name != method else None,
+    )
     report = RunReport.from_scores(summary, before, after)
     if trainer.is_global_zero:
         report.save(out_dir / "report.json")
         markdown = training_report(report)
         write_text(out_dir / "report.md", markdown)
         write_text(out_dir / "adapter" / "README.md", model_card(report, cfg))  # replaces PEFT's blank card
-        plot_dev_curves(module.dev_history, summary.swap_events, settings.callbacks.early_stopping.threshold,
-                        out_dir / "dev_ss.png")
+        plot_dev_curves(
+            module.dev_history, summary.swap_events, settings.callbacks.early_stopping.threshold, out_dir / "dev_ss.png"
+        )
         print(markdown)
         log.info("report written to %s", out_dir / "report.md")
     if summary.diverged and trainer.is_global_zero:  # another rank exiting non-zero would kill rank 0's reporting
-        raise TrainingDiverged(f"training diverged at step {summary.diverged['step']} (non-finite "
-                               f"{summary.diverged['term']}); the report and the adapter from the last finite dev "
-                               f"checkpoint are in {out_dir}")
+        raise TrainingDiverged(
+            f"training diverged at step {summary.diverged['step']} (non-finite "
+            f"{summary.diverged['term']}); the report and the adapter from the last finite dev "
+            f"checkpoint are in {out_dir}"
+        )
     return report

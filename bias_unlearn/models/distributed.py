@@ -1,5 +1,6 @@
 """Small collectives for code that must make every rank take the same path (FSDP forwards are collectives), and
 the policy's weights gathered from FSDP shards."""
+
 from __future__ import annotations
 
 import torch
@@ -49,4 +50,4 @@ def policy_state_dict(trainer) -> dict | None:
     if not isinstance(trainer.strategy, FSDPStrategy):
         return None
     full = trainer.strategy.lightning_module_state_dict()
-    return {k[len("model."):]: v for k, v in full.items() if k.startswith("model.")}
+    return {k[len("model.") :]: v for k, v in full.items() if k.startswith("model.")}

@@ -7,6 +7,7 @@ distribution: each element is kept independently, with the drop probability roun
 (|error| < 8e-6); a different random stream from torch's dropout. On GPU torch's fused dropout is already cheap and
 is used unchanged.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,7 +36,7 @@ class FastDropout(torch.nn.Module):
         if x.device.type != "cpu":
             return torch.nn.functional.dropout(x, self.p, True), 1.0
         n = x.numel()
-        draws = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+        draws = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
         keep = draws.view(torch.int16)[:n].view(x.shape) >= self.threshold
         return torch.where(keep, x, 0.0), self.scale  # no float copy of the mask, forward or backward
 

@@ -4,6 +4,7 @@ unit one dtype (FSDP flattens a unit into one tensor): with ``precision: bf16-mi
 the LoRA leaves fp32 (PEFT upcasts adapters over a bf16 base), which only works when they are wrapped apart.
 
 Chosen with ``strategy=fsdp`` (conf/strategy/fsdp.yaml) or ``trainer=fsdp`` (= trainer=gpu strategy=fsdp)."""
+
 from __future__ import annotations
 
 import functools
@@ -57,8 +58,10 @@ class LoraFSDPStrategy(FSDPStrategy):
         from lightning.pytorch.accelerators import CUDAAccelerator
 
         if not isinstance(self.accelerator, CUDAAccelerator):
-            raise ValueError(f"strategy=fsdp needs CUDA GPUs (trainer=gpu or trainer.accelerator=gpu); got "
-                             f"{type(self.accelerator).__name__}. On CPU use strategy=auto or strategy=ddp.")
+            raise ValueError(
+                f"strategy=fsdp needs CUDA GPUs (trainer=gpu or trainer.accelerator=gpu); got "
+                f"{type(self.accelerator).__name__}. On CPU use strategy=auto or strategy=ddp."
+            )
         super().setup_environment()
 
 

@@ -11,6 +11,7 @@ the input.
 The same function up to float rounding (tests/test_step_compute.py); anything but plain LoRA (merged or disabled
 adapters, mixed batches, DoRA and other variants, a LoRA bias, mixed dtypes) takes PEFT's own forward.
 """
+
 from __future__ import annotations
 
 import torch

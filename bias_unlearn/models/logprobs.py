@@ -2,6 +2,7 @@
 
 It sits below both ``data/`` and ``eval/`` so that neither imports the other.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,15 +40,16 @@ def selective_log_softmax_(logits: torch.Tensor, index: torch.Tensor, rows_per_c
     picked = flat.gather(-1, flat_index.unsqueeze(-1)).squeeze(-1)
     lse = torch.empty_like(picked)
     for start in range(0, len(flat), rows_per_chunk):
-        chunk = flat[start: start + rows_per_chunk]
+        chunk = flat[start : start + rows_per_chunk]
         top = chunk.amax(-1, keepdim=True)
-        lse[start: start + rows_per_chunk] = chunk.sub_(top).exp_().sum(-1).log_() + top.squeeze(-1)
+        lse[start : start + rows_per_chunk] = chunk.sub_(top).exp_().sum(-1).log_() + top.squeeze(-1)
     return (picked - lse).reshape(index.shape)
 
 
 @torch.no_grad()
-def head_log_softmax(hidden: torch.Tensor, head: torch.nn.Linear, index: torch.Tensor,
-                     vocab_chunk: int = 4096) -> torch.Tensor:
+def head_log_softmax(
+    hidden: torch.Tensor, head: torch.nn.Linear, index: torch.Tensor, vocab_chunk: int = 4096
+) -> torch.Tensor:
     """log softmax(head(hidden))[index] in fp32 for hidden states (N, H) and targets (N,), with the head run a
     slice of the vocabulary at a time into one reused buffer and the log-sum-exp kept running across slices, so the
     (N, V) logits never exist (scoring, under no_grad). On CPU a fresh logits-sized tensor costs a page fault per
@@ -63,9 +65,9 @@ def head_log_softmax(hidden: torch.Tensor, head: torch.nn.Linear, index: torch.T
         width = min(vocab_chunk, vocab - start)
         logits = buffer if width == buffer.shape[1] else hidden.new_empty(n, width)
         if bias is None:
-            torch.mm(hidden, weight[start: start + width].t(), out=logits)
+            torch.mm(hidden, weight[start : start + width].t(), out=logits)
         else:  # as nn.Linear does: the bias inside the product, rounded once
-            torch.addmm(bias[start: start + width], hidden, weight[start: start + width].t(), out=logits)
+            torch.addmm(bias[start : start + width], hidden, weight[start : start + width].t(), out=logits)
         logits = logits.float()  # a no-op for fp32; one slice at a time for bf16 / fp16
         here = (index >= start) & (index < start + width)
         picked[here] = logits[here, index[here] - start]

@@ -5,14 +5,15 @@ An adapter "fits" a model when every module its config targets exists in the mod
 plain string is a regex over full names), when every module its weights belong to exists, and when the weights'
 shapes are those the model's layers need. Anything else stops with a :class:`ModelLoadError` naming the adapter.
 """
+
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from bias_unlearn.config.errors import ModelLoadError
 
+from bias_unlearn.config.errors import ModelLoadError
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -39,9 +40,13 @@ def wrap_lora(model, lora_cfg):
     target_modules): a Hydra ``model.lora`` node or a plain dict."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=int(_field(lora_cfg, "r")), lora_alpha=int(_field(lora_cfg, "alpha")),
-                        lora_dropout=float(_field(lora_cfg, "dropout")),
-                        target_modules=lora_targets(_field(lora_cfg, "target_modules")), task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=int(_field(lora_cfg, "r")),
+        lora_alpha=int(_field(lora_cfg, "alpha")),
+        lora_dropout=float(_field(lora_cfg, "dropout")),
+        target_modules=lora_targets(_field(lora_cfg, "target_modules")),
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, config)
 
 
@@ -65,8 +70,10 @@ def _read_config(path: Path, adapter_path: str) -> dict:
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise ModelLoadError(f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: {err}") from err
     if not isinstance(raw, dict):
-        raise ModelLoadError(f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: "
-                             f"expected a JSON object, found {type(raw).__name__}")
+        raise ModelLoadError(
+            f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: "
+            f"expected a JSON object, found {type(raw).__name__}"
+        )
     peft_type = raw.get("peft_type")
     if peft_type is None:
         raise ModelLoadError(f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: no peft_type")
@@ -74,26 +81,37 @@ def _read_config(path: Path, adapter_path: str) -> dict:
         raise ModelLoadError(f"adapter {adapter_path!r} is a {peft_type} adapter; only LoRA adapters are supported")
     rank, alpha = raw.get("r", 8), raw.get("lora_alpha", 8)
     if not (isinstance(rank, int) and not isinstance(rank, bool) and rank > 0):
-        raise ModelLoadError(f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: r must be a positive "
-                             f"integer, found {rank!r}")
+        raise ModelLoadError(
+            f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: r must be a positive integer, found {rank!r}"
+        )
     if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool)):
-        raise ModelLoadError(f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: lora_alpha must be a "
-                             f"number, found {alpha!r}")
+        raise ModelLoadError(
+            f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: lora_alpha must be a number, found {alpha!r}"
+        )
     dropout = raw.get("lora_dropout", 0.0)
     if not (isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1):
-        raise ModelLoadError(f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: lora_dropout must be a "
-                             f"number in [0, 1), found {dropout!r}")
+        raise ModelLoadError(
+            f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: lora_dropout must be a "
+            f"number in [0, 1), found {dropout!r}"
+        )
     targets = raw.get("target_modules")
-    if not (targets is None or isinstance(targets, str)
-            or (isinstance(targets, list) and all(isinstance(t, str) for t in targets))):
-        raise ModelLoadError(f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: target_modules must be a "
-                             f"string or a list of strings, found {targets!r}")
+    if not (
+        targets is None
+        or isinstance(targets, str)
+        or (isinstance(targets, list) and all(isinstance(t, str) for t in targets))
+    ):
+        raise ModelLoadError(
+            f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: target_modules must be a "
+            f"string or a list of strings, found {targets!r}"
+        )
     if isinstance(targets, str):
         try:
             re.compile(targets)
         except re.error as err:
-            raise ModelLoadError(f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: target_modules "
-                                 f"{targets!r} is not a valid regex ({err})") from err
+            raise ModelLoadError(
+                f"adapter {adapter_path!r} has a malformed {ADAPTER_CONFIG}: target_modules "
+                f"{targets!r} is not a valid regex ({err})"
+            ) from err
     from peft import PeftConfig
 
     try:
@@ -169,8 +187,9 @@ def check_adapter_fits(model, adapter_path: str) -> dict:
         raise ModelLoadError(f"adapter directory {adapter_path!r} has no {ADAPTER_CONFIG} (not a PEFT adapter)")
     weights = next((path / name for name in ADAPTER_WEIGHTS if (path / name).is_file()), None)
     if weights is None:
-        raise ModelLoadError(f"adapter directory {adapter_path!r} has no adapter weights ({ADAPTER_WEIGHTS[0]}): "
-                             "not a PEFT adapter")
+        raise ModelLoadError(
+            f"adapter directory {adapter_path!r} has no adapter weights ({ADAPTER_WEIGHTS[0]}): not a PEFT adapter"
+        )
     config = _read_config(path, adapter_path)
     kind = type(model).__name__
     modules = dict(model.named_modules())
@@ -184,19 +203,23 @@ def check_adapter_fits(model, adapter_path: str) -> dict:
     else:
         missing = [t for t in (targets or []) if not _target_matches(t, names, as_regex=False)]
     if missing:
-        raise ModelLoadError(f"adapter {adapter_path!r} targets modules {missing[:_SHOWN]}"
-                             f"{f' (and {len(missing) - _SHOWN} more)' if len(missing) > _SHOWN else ''} that model "
-                             f"{kind} does not have: it was trained for another architecture")
+        raise ModelLoadError(
+            f"adapter {adapter_path!r} targets modules {missing[:_SHOWN]}"
+            f"{f' (and {len(missing) - _SHOWN} more)' if len(missing) > _SHOWN else ''} that model "
+            f"{kind} does not have: it was trained for another architecture"
+        )
 
     shapes = _read_shapes(weights, adapter_path)
     ranks = {shape[0] for key, shape in shapes.items() if ".lora_A." in key and len(shape) == 2}
     if not config.get("rank_pattern") and ranks and ranks != {config.get("r", 8)}:
-        raise ModelLoadError(f"adapter {adapter_path!r}: its weights have rank {sorted(ranks)} but its "
-                             f"{ADAPTER_CONFIG} says r={config.get('r', 8)}: the files do not belong together")
+        raise ModelLoadError(
+            f"adapter {adapter_path!r}: its weights have rank {sorted(ranks)} but its "
+            f"{ADAPTER_CONFIG} says r={config.get('r', 8)}: the files do not belong together"
+        )
     params = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     absent, wrong = [], []
     for key, shape in shapes.items():
-        rel = key[len(_SAVED_PREFIX):] if key.startswith(_SAVED_PREFIX) else key
+        rel = key[len(_SAVED_PREFIX) :] if key.startswith(_SAVED_PREFIX) else key
         parts = rel.split(".")
         lora_at = next((i for i, p in enumerate(parts) if p.startswith("lora_")), None)
         if lora_at is None:  # a fully saved layer (modules_to_save): the same parameter must exist, same shape
@@ -214,12 +237,16 @@ def check_adapter_fits(model, adapter_path: str) -> dict:
             wrong.append(f"{rel}: adapter {list(shape)}, model needs {list(expected)}")
     if absent:
         absent = list(dict.fromkeys(absent))
-        raise ModelLoadError(f"adapter {adapter_path!r} has weights for modules {_listing(absent)} that model "
-                             f"{kind} does not have: it was trained for another architecture")
+        raise ModelLoadError(
+            f"adapter {adapter_path!r} has weights for modules {_listing(absent)} that model "
+            f"{kind} does not have: it was trained for another architecture"
+        )
     if wrong:
-        raise ModelLoadError(f"adapter {adapter_path!r} does not fit model {kind}: its tensor shapes differ "
-                             f"({'; '.join(wrong[:3])}{'; ...' if len(wrong) > 3 else ''}): it was trained for a "
-                             "model of another size")
+        raise ModelLoadError(
+            f"adapter {adapter_path!r} does not fit model {kind}: its tensor shapes differ "
+            f"({'; '.join(wrong[:3])}{'; ...' if len(wrong) > 3 else ''}): it was trained for a "
+            "model of another size"
+        )
     return config
 
 
@@ -233,8 +260,10 @@ def load_adapter(model, adapter_path: str, trainable: bool = False):
         peft_model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ModelLoadError(f"adapter {adapter_path!r} does not fit model {type(model).__name__} (or its "
-                             f"{ADAPTER_CONFIG} holds an invalid setting): {first}") from err
+        raise ModelLoadError(
+            f"adapter {adapter_path!r} does not fit model {type(model).__name__} (or its "
+            f"{ADAPTER_CONFIG} holds an invalid setting): {first}"
+        ) from err
     if not trainable:
         peft_model.eval()
     return peft_model

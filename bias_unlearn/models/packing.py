@@ -1,6 +1,7 @@
 """Sequence packing: the real tokens of several right-padded batches laid end to end in a few rows, so that no
 matmul runs on padding. Each sequence keeps its own positions (restarting at 0) and attends only to itself (a
 block-diagonal causal mask), so every hidden state equals the padded forward's up to float rounding."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,9 @@ def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
     return rows
 
 
-def pack(batches: list[dict], pad_id: int, widths: tuple[int, ...] | None = None,
-         max_width: int | None = None) -> Packed:
+def pack(
+    batches: list[dict], pad_id: int, widths: tuple[int, ...] | None = None, max_width: int | None = None
+) -> Packed:
     """Pack right-padded batches (``input_ids``, ``attention_mask``) into rows; of the candidate row ``widths``
     (default: every width from the longest sequence to 4 times it, in steps of 1/16 of it when that is long, and no
     wider than ``max_width`` unless the longest sequence is) the one that leaves the fewest padded cells, the
@@ -50,15 +52,16 @@ def pack(batches: list[dict], pad_id: int, widths: tuple[int, ...] | None = None
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
     positions = torch.zeros((len(rows), width), dtype=torch.long, device=device)
     segment = torch.full((len(rows), width), -1, dtype=torch.long, device=device)
-    gather = [torch.full(batch["input_ids"].shape, len(rows) * width, dtype=torch.long, device=device)
-              for batch in batches]
+    gather = [
+        torch.full(batch["input_ids"].shape, len(rows) * width, dtype=torch.long, device=device) for batch in batches
+    ]
     for r, members in enumerate(rows):
         offset = 0
         for k in members:
             (b, i), n = sequences[k], lengths[k]
-            ids[r, offset: offset + n] = batches[b]["input_ids"][i, :n]
-            positions[r, offset: offset + n] = torch.arange(n, device=device)
-            segment[r, offset: offset + n] = k
+            ids[r, offset : offset + n] = batches[b]["input_ids"][i, :n]
+            positions[r, offset : offset + n] = torch.arange(n, device=device)
+            segment[r, offset : offset + n] = k
             gather[b][i, :n] = r * width + offset + torch.arange(n, device=device)
             offset += n
     causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()

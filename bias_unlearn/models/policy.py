@@ -1,5 +1,6 @@
 """The model a job scores or trains: a model config's base model, optionally with a saved LoRA adapter, on the
 device a job asks for."""
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,9 @@ def resolve_device(device: str) -> str:
 
 def load_policy(model_cfg: DictConfig, device: str, adapter: str | None = None):
     """The model named by a model config, optionally wrapped with a saved LoRA adapter."""
-    model, tokenizer = load_model(model_cfg.source, model_cfg.name_or_path, model_cfg.get("dtype", "auto"),
-                                  device, model_cfg.get("revision"))
+    model, tokenizer = load_model(
+        model_cfg.source, model_cfg.name_or_path, model_cfg.get("dtype", "auto"), device, model_cfg.get("revision")
+    )
     if adapter:
         model = load_adapter(model, adapter)
         model.eval()

@@ -1,10 +1,11 @@
 """The frozen reference: the LoRA policy with its adapter disabled (no second copy of the weights, as TRL does),
 in eval mode (no dropout) and without gradients. Training's NPO/DPO/KL terms and the generation check's "base
 model" both come from here, so they are one and the same model."""
+
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

@@ -1,6 +1,7 @@
 """The delivered adapter's model card (``adapter/README.md``): Hugging Face metadata for PEFT, and the evidence the
 adapter carries with it: what trained it, how the split was used, before/after on the held-out test split, the
 side effects, and which rule chose it."""
+
 from __future__ import annotations
 
 from bias_unlearn.reports.markdown import before_after_table, side_effect_sections
@@ -19,33 +20,49 @@ def split_sentence(cfg) -> str:
     split = cfg.data.split
     if split.mode == "explicit":
         source = split.train_path
-        return (f"StereoSet's train file ({source}) was split by target term into train / dev "
-                f"(dev {split.dev_fraction:g} of its targets, seed {split.seed}); the test split is a separate file "
-                "with no target term in common")
+        return (
+            f"StereoSet's train file ({source}) was split by target term into train / dev "
+            f"(dev {split.dev_fraction:g} of its targets, seed {split.seed}); the test split is a separate file "
+            "with no target term in common"
+        )
     fractions = " / ".join(f"{f:g}" for f in split.fractions)
-    return (f"StereoSet was split by target term into train / dev / test ({fractions} of each bias type's targets, "
-            f"seed {split.seed})")
+    return (
+        f"StereoSet was split by target term into train / dev / test ({fractions} of each bias type's targets, "
+        f"seed {split.seed})"
+    )
 
 
 def model_card(report, cfg) -> str:
     """Markdown with a YAML header (base_model, library_name: peft, tags) from a RunReport and its config."""
     summary = report.summary
-    header = ["---", f"base_model: {base_model_id(cfg.model)}", "library_name: peft",
-              "tags: [bias-unlearning, debiasing, lora, stereoset]", "---", ""]
+    header = [
+        "---",
+        f"base_model: {base_model_id(cfg.model)}",
+        "library_name: peft",
+        "tags: [bias-unlearning, debiasing, lora, stereoset]",
+        "---",
+        "",
+    ]
     before, after = report.stereoset.before, report.stereoset.after
     kind = next(iter(after or before or {}), "intrasentence")
-    parts = [f"# BiasUnlearn debiasing adapter ({summary.method})", "",
-             f"A LoRA adapter for `{base_model_id(cfg.model)}` trained with bias_unlearn (method `{summary.method}`, "
-             f"{summary.steps} steps, seed {cfg.seed}). Load it with "
-             "`PeftModel.from_pretrained(base_model, \"<this folder>\")`.", "",
-             "## How it was obtained", "",
-             f"{split_sentence(cfg)} (`split.json` in this folder). The train split trained; the dev split alone "
-             "decided swaps, early stopping and which checkpoint became this adapter; the test split was only scored, "
-             "before and after.", "",
-             f"- delivered by: {summary.adapter_rule} (LMS bar met: {summary.lms_bar_met})",
-             f"- checkpoint: {summary.adapter_from}",
-             f"- objective: {summary.objective}",
-             f"- scoring: {summary.scoring}"]
+    parts = [
+        f"# BiasUnlearn debiasing adapter ({summary.method})",
+        "",
+        f"A LoRA adapter for `{base_model_id(cfg.model)}` trained with bias_unlearn (method `{summary.method}`, "
+        f"{summary.steps} steps, seed {cfg.seed}). Load it with "
+        '`PeftModel.from_pretrained(base_model, "<this folder>")`.',
+        "",
+        "## How it was obtained",
+        "",
+        f"{split_sentence(cfg)} (`split.json` in this folder). The train split trained; the dev split alone "
+        "decided swaps, early stopping and which checkpoint became this adapter; the test split was only scored, "
+        "before and after.",
+        "",
+        f"- delivered by: {summary.adapter_rule} (LMS bar met: {summary.lms_bar_met})",
+        f"- checkpoint: {summary.adapter_from}",
+        f"- objective: {summary.objective}",
+        f"- scoring: {summary.scoring}",
+    ]
     if summary.diverged:
         parts.append(f"- **training diverged at step {summary.diverged['step']}** ({summary.diverged['term']})")
     if before or after:

@@ -1,13 +1,15 @@
 """Comparisons that a single run's table cannot make, from the per-example outcomes every report keeps
-(``RunReport.outcomes``: ``StereoSetOutcome`` and ``CrowsOutcome`` rows, eval/outcomes.py). Everything is computed the way StereoSetMetric computes it (per-target macro SS / LMS, ICAT), and every
-interval is a percentile bootstrap that resamples examples within each target (StereoSet) or within each category
-(CrowS-Pairs), the same draws for both sides of a paired difference.
+(``RunReport.outcomes``: ``StereoSetOutcome`` and ``CrowsOutcome`` rows, eval/outcomes.py). Everything is computed
+the way StereoSetMetric computes it (per-target macro SS / LMS, ICAT), and every interval is a percentile bootstrap
+that resamples examples within each target (StereoSet) or within each category (CrowS-Pairs), the same draws for both
+sides of a paired difference.
 
 - ``paired_difference``: method A - method B on the same test examples (e.g. a baseline - BiasUnlearn, or after -
   before), with its 95% interval; ``resolved`` when the interval excludes 0.
 - ``pooled``: one estimate from several runs' test examples together (split seeds: each run's targets are its own).
 - ``crows_change``: per CrowS-Pairs category, after - before in % of pairs preferring the stereotype.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +35,9 @@ def _encode(rows: list[StereoSetOutcome], key=_target):
     t = torch.tensor([targets[key(r)] for r in rows], dtype=torch.long)
     pro = torch.tensor([r.pro for r in rows], dtype=torch.long)
     rel = torch.tensor([r.related for r in rows], dtype=torch.long)
-    types = torch.tensor([BIAS_TYPES.index(r.bias_type) if r.bias_type in BIAS_TYPES else -1 for r in rows],
-                         dtype=torch.long)
+    types = torch.tensor(
+        [BIAS_TYPES.index(r.bias_type) if r.bias_type in BIAS_TYPES else -1 for r in rows], dtype=torch.long
+    )
     return t, pro, rel, types, len(targets)
 
 
@@ -76,8 +79,12 @@ def stereoset_summary(rows: list[StereoSetOutcome], n_bootstrap: int = 1000, see
             continue
         tk, pk, rk = t[keep], pro[keep], rel[keep]
         values = [_stats(tk, pk[d], rk[d], n_targets)["ss"] for d in _within_group_draws(tk, n_bootstrap, seed)]
-        out[domain] = {**_stats(tk, pk, rk, n_targets), "n": int(keep.sum()), "n_targets": int(tk.unique().numel()),
-                       "ss_ci95": _interval(values)}
+        out[domain] = {
+            **_stats(tk, pk, rk, n_targets),
+            "n": int(keep.sum()),
+            "n_targets": int(tk.unique().numel()),
+            "ss_ci95": _interval(values),
+        }
     return out
 
 
@@ -92,8 +99,9 @@ def pooled(runs: dict[str, list[StereoSetOutcome]], n_bootstrap: int = 1000, see
     return stereoset_summary([r for name, rows in runs.items() for r in keyed(rows, name)], n_bootstrap, seed)
 
 
-def paired_difference(a: list[StereoSetOutcome], b: list[StereoSetOutcome], n_bootstrap: int = 1000,
-                      seed: int = 0) -> dict:
+def paired_difference(
+    a: list[StereoSetOutcome], b: list[StereoSetOutcome], n_bootstrap: int = 1000, seed: int = 0
+) -> dict:
     """A - B in |SS - 50|, LMS and ICAT (overall and per bias type) on the examples both scored, with paired 95%
     bootstrap intervals; ``resolved``: the interval excludes 0."""
     by_id = {r.id: r for r in b}
@@ -123,8 +131,7 @@ def paired_difference(a: list[StereoSetOutcome], b: list[StereoSetOutcome], n_bo
     return out
 
 
-def crows_change(before: list[CrowsOutcome], after: list[CrowsOutcome], n_bootstrap: int = 1000,
-                 seed: int = 0) -> dict:
+def crows_change(before: list[CrowsOutcome], after: list[CrowsOutcome], n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """Per CrowS-Pairs category and overall: % of pairs preferring the stereotype before and after, and the paired
     change (after - before) with its 95% bootstrap interval; ``resolved``: the interval excludes 0."""
     by_id = {r.id: r for r in before}
@@ -140,14 +147,22 @@ def crows_change(before: list[CrowsOutcome], after: list[CrowsOutcome], n_bootst
         diffs = list(_within_group_draws(torch.zeros(len(sel), dtype=torch.long), n_bootstrap, seed))
         values = [float(100 * (a[d].mean() - b[d].mean())) for d in diffs]
         low, high = _interval(values)
-        out[name] = {"n": len(sel), "before": float(100 * b.mean()), "after": float(100 * a.mean()),
-                     "change": float(100 * (a.mean() - b.mean())), "ci95": [low, high],
-                     "resolved": bool(low > 0 or high < 0)}
+        out[name] = {
+            "n": len(sel),
+            "before": float(100 * b.mean()),
+            "after": float(100 * a.mean()),
+            "change": float(100 * (a.mean() - b.mean())),
+            "ci95": [low, high],
+            "resolved": bool(low > 0 or high < 0),
+        }
     return out
 
 
 def over_seeds(values: list[float]) -> dict:
     """Mean and standard deviation over runs (seeds); sd is None for a single run."""
     finite = [v for v in values if v is not None and v == v]
-    return {"mean": mean(finite) if finite else None, "sd": stdev(finite) if len(finite) > 1 else None,
-            "n_runs": len(finite)}
+    return {
+        "mean": mean(finite) if finite else None,
+        "sd": stdev(finite) if len(finite) > 1 else None,
+        "n_runs": len(finite),
+    }

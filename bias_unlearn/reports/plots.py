@@ -1,4 +1,5 @@
 """Figures: dev SS per bias type over steps (the paper's Figure 4), loss terms (Figure 3), before/after bars."""
+
 from __future__ import annotations
 
 import csv
@@ -40,8 +41,13 @@ def plot_dev_curves(history: list[dict], swap_events: list[dict], threshold: flo
     ax.axhspan(50 - threshold, 50 + threshold, color="green", alpha=0.1, label=f"50 +/- {threshold:g}")
     for event in swap_events:
         ax.axvline(event["step"], color="grey", ls=":", lw=0.8)
-        ax.annotate(("swap " if event["swapped"] else "back ") + event["bias_type"], (event["step"], event["dev_ss"]),
-                    fontsize=7, rotation=90, va="bottom")
+        ax.annotate(
+            ("swap " if event["swapped"] else "back ") + event["bias_type"],
+            (event["step"], event["dev_ss"]),
+            fontsize=7,
+            rotation=90,
+            va="bottom",
+        )
     ax.set_xlabel("training step")
     ax.set_ylabel("dev stereotype score (SS)")
     ax.set_title("Dev SS per bias type")
@@ -49,8 +55,12 @@ def plot_dev_curves(history: list[dict], swap_events: list[dict], threshold: flo
     return _save(fig, path)
 
 
-def plot_sweep_dev_curves(histories: dict[str, list[dict]], path: Path, groups: dict[str, tuple] | None = None,
-                          swaps: dict[str, list[dict]] | None = None) -> Path | None:
+def plot_sweep_dev_curves(
+    histories: dict[str, list[dict]],
+    path: Path,
+    groups: dict[str, tuple] | None = None,
+    swaps: dict[str, list[dict]] | None = None,
+) -> Path | None:
     """Dev SS over steps, one panel per bias type (and overall), one line per run (the paper's Figure 4).
 
     ``groups`` (run -> (method, seed)) colours lines by method and dashes them by seed, so a methods x seeds grid
@@ -73,8 +83,9 @@ def plot_sweep_dev_curves(histories: dict[str, list[dict]], path: Path, groups: 
                 ax.plot(*zip(*points), marker="o", ms=2.5, lw=1.1, color=colour.get(method), ls=dashes.get(seed, "-"))
             for event in (swaps or {}).get(name, []):
                 if event["bias_type"] == domain:
-                    ax.plot(event["step"], event["dev_ss"], "x" if event["swapped"] else "+", ms=7,
-                            color=colour.get(method))
+                    ax.plot(
+                        event["step"], event["dev_ss"], "x" if event["swapped"] else "+", ms=7, color=colour.get(method)
+                    )
         ax.axhline(50, color="black", lw=0.8)
         ax.set_title(domain)
         ax.set_xlabel("step")
@@ -83,11 +94,14 @@ def plot_sweep_dev_curves(histories: dict[str, list[dict]], path: Path, groups: 
 
     handles = [Line2D([], [], color=colour[m], lw=2, label=m) for m in methods]
     if len(seeds) > 1:
-        handles += [Line2D([], [], color="grey", ls=dashes[s], label="no seed" if s is None else f"seed {s}")
-                    for s in seeds]
+        handles += [
+            Line2D([], [], color="grey", ls=dashes[s], label="no seed" if s is None else f"seed {s}") for s in seeds
+        ]
     if any((swaps or {}).values()):
-        handles += [Line2D([], [], color="grey", marker=m, ls="", label=label)
-                    for m, label in (("x", "swap"), ("+", "swap back"))]
+        handles += [
+            Line2D([], [], color="grey", marker=m, ls="", label=label)
+            for m, label in (("x", "swap"), ("+", "swap back"))
+        ]
     axes[-1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))  # outside the data
     return _save(fig, path)
 
@@ -132,8 +146,11 @@ def plot_before_after(rows: list[dict], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-PAIRED_PANELS = (("abs_ss", "|SS - 50| (lower is better)"), ("lms", "LMS (higher is better)"),
-                 ("icat", "ICAT (higher is better)"))
+PAIRED_PANELS = (
+    ("abs_ss", "|SS - 50| (lower is better)"),
+    ("lms", "LMS (higher is better)"),
+    ("icat", "ICAT (higher is better)"),
+)
 
 
 def plot_paired_differences(summary: dict, path: Path) -> Path | None:
@@ -143,19 +160,26 @@ def plot_paired_differences(summary: dict, path: Path) -> Path | None:
     if not paired:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(PAIRED_PANELS), figsize=(3.6 * len(PAIRED_PANELS), 0.9 + 0.45 * len(paired)),
-                             sharey=True)
+    fig, axes = plt.subplots(
+        1, len(PAIRED_PANELS), figsize=(3.6 * len(PAIRED_PANELS), 0.9 + 0.45 * len(paired)), sharey=True
+    )
     for ax, (stat, title) in zip(axes, PAIRED_PANELS):
-        for y, (method, d) in enumerate(paired):
+        for y, (_, d) in enumerate(paired):
             diff, (low, high) = d[stat]["diff"], d[stat]["ci95"]
-            ax.errorbar(diff, y, xerr=[[diff - low], [high - diff]], fmt="o", capsize=3, color="tab:blue",
-                        mfc="tab:blue" if d[stat]["resolved"] else "white")
+            ax.errorbar(
+                diff,
+                y,
+                xerr=[[diff - low], [high - diff]],
+                fmt="o",
+                capsize=3,
+                color="tab:blue",
+                mfc="tab:blue" if d[stat]["resolved"] else "white",
+            )
         ax.axvline(0, color="black", lw=0.8)
         ax.set_title(title, fontsize=9)
     axes[0].set_yticks(range(len(paired)), [f"{m} ({len(d['seeds'])} seeds)" for m, d in paired])
     axes[0].invert_yaxis()
-    fig.suptitle(f"method - {paired[0][1]['reference']}, paired on the same test examples (95% interval)",
-                 fontsize=9)
+    fig.suptitle(f"method - {paired[0][1]['reference']}, paired on the same test examples (95% interval)", fontsize=9)
     return _save(fig, path)
 
 
@@ -169,23 +193,27 @@ def loss_curves(run: Run) -> dict[str, list[tuple[int, float]]]:
         for record in csv.DictReader(handle):
             for key, value in record.items():
                 if key and key.startswith("train/") and value not in ("", None):
-                    curves.setdefault(key[len("train/"):], []).append((int(record["step"]), float(value)))
+                    curves.setdefault(key[len("train/") :], []).append((int(record["step"]), float(value)))
     return curves
 
 
-def sweep_figures(runs: list[Run], rows: list[dict], out_dir: Path,
-                  seeds: dict | None = None) -> dict[str, Path | None]:
+def sweep_figures(
+    runs: list[Run], rows: list[dict], out_dir: Path, seeds: dict | None = None
+) -> dict[str, Path | None]:
     """The sweep's figures in ``out_dir``: dev SS over steps (by method and seed, swaps marked), loss terms, test
     SS before / after, and (given ``across_seeds``' summary) the paired differences to the reference method."""
     trained = [r for r in runs if r.ok or r.status == DEV_ONLY]  # a dev-only run's curves are its result
     labels = variant_labels(trained)  # colour by method, or by a method's variant where settings differ
     return {
-        "dev_ss": plot_sweep_dev_curves({r.name: r.report.summary.dev_history for r in trained},
-                                        Path(out_dir) / "sweep_dev_ss.png",
-                                        groups={r.name: (labels[r.name], r.seed) for r in trained},
-                                        swaps={r.name: r.report.summary.swap_events for r in trained}),
-        "loss_terms": plot_loss_terms({r.name: loss_curves(r) for r in trained},
-                                      Path(out_dir) / "sweep_loss_terms.png"),
+        "dev_ss": plot_sweep_dev_curves(
+            {r.name: r.report.summary.dev_history for r in trained},
+            Path(out_dir) / "sweep_dev_ss.png",
+            groups={r.name: (labels[r.name], r.seed) for r in trained},
+            swaps={r.name: r.report.summary.swap_events for r in trained},
+        ),
+        "loss_terms": plot_loss_terms(
+            {r.name: loss_curves(r) for r in trained}, Path(out_dir) / "sweep_loss_terms.png"
+        ),
         "before_after": plot_before_after(rows, Path(out_dir) / "sweep_before_after.png"),
         "paired": plot_paired_differences(seeds or {}, Path(out_dir) / "sweep_paired.png"),
     }

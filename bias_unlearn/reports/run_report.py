@@ -7,6 +7,7 @@ Schema 4 (2026-12-05) holds every benchmark in one shape, ``{"before": ..., "aft
 (``StereoSetOutcome``, ``CrowsOutcome``). Reports of schema 3 (StereoSet as top-level ``before`` / ``after``,
 outcomes as positional lists) and 2 (no outcomes) still load.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,9 @@ class RunReport:
     @classmethod
     def from_scores(cls, summary: Summary, before: Evaluation | None, after: Evaluation | None) -> RunReport:
         before, after = before or Evaluation(), after or Evaluation()
-        return cls(summary, *(BeforeAfter(getattr(before, name), getattr(after, name))
-                              for name in (*BENCHMARKS, "outcomes")))
+        return cls(
+            summary, *(BeforeAfter(getattr(before, name), getattr(after, name)) for name in (*BENCHMARKS, "outcomes"))
+        )
 
     def benchmark(self, name: str) -> BeforeAfter:
         return getattr(self, name)
@@ -86,8 +88,10 @@ class RunReport:
             raise ReportError(f"{source}: no summary (not a training run report)")
         version = data.get("schema_version")
         if version not in READABLE_SCHEMAS:
-            raise ReportError(f"{source}: report schema {version!r}, expected one of {READABLE_SCHEMAS} (written "
-                              "by another version of bias_unlearn)")
+            raise ReportError(
+                f"{source}: report schema {version!r}, expected one of {READABLE_SCHEMAS} (written "
+                "by another version of bias_unlearn)"
+            )
         known = {f.name for f in fields(Summary)}
         try:
             summary = Summary(**{k: v for k, v in data["summary"].items() if k in known})
@@ -97,14 +101,22 @@ class RunReport:
         def pair(value) -> BeforeAfter:
             value = value or {}
             return BeforeAfter(value.get("before"), value.get("after"))
+
         stereoset = pair(data.get("stereoset")) if version >= 4 else BeforeAfter(data.get("before"), data.get("after"))
         outcomes = pair(data.get("outcomes"))
         try:
             outcomes = BeforeAfter(Outcomes.from_dict(outcomes.before), Outcomes.from_dict(outcomes.after))
         except (TypeError, AttributeError) as err:
             raise ReportError(f"{source}: unreadable per-example outcomes ({err})") from err
-        return cls(summary, stereoset, pair(data.get("crows_pairs")), pair(data.get("bbq")),
-                   pair(data.get("general")), outcomes, SCHEMA_VERSION)
+        return cls(
+            summary,
+            stereoset,
+            pair(data.get("crows_pairs")),
+            pair(data.get("bbq")),
+            pair(data.get("general")),
+            outcomes,
+            SCHEMA_VERSION,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> RunReport:

@@ -5,6 +5,7 @@ when a job failed with a known error, ``error.txt`` with its one-line reason. A 
 crashed, was interrupted or is still running) is still a run: its ``status`` says why it has no results. Configs
 saved by earlier versions are read in today's layout (config/upgrade.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -93,8 +94,11 @@ class Run:
 
 
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and not path.name.startswith(".") and any(
-        (path / name).exists() for name in (".hydra", CONFIG, REPORT))
+    return (
+        path.is_dir()
+        and not path.name.startswith(".")
+        and any((path / name).exists() for name in (".hydra", CONFIG, REPORT))
+    )
 
 
 def read_run(path: Path) -> Run:
@@ -134,6 +138,7 @@ def find_runs(root: str | Path) -> list[Run]:
         return [read_run(root)]
     runs = [read_run(p) for p in sorted(root.iterdir(), key=_order) if is_run_dir(p)]
     if not runs:
-        raise FileNotFoundError(f"{root} holds no run directories (expected train.py outputs: a run directory or a "
-                                "multirun sweep of them)")
+        raise FileNotFoundError(
+            f"{root} holds no run directories (expected train.py outputs: a run directory or a multirun sweep of them)"
+        )
     return runs

@@ -5,6 +5,7 @@ Per method this gives the mean and standard deviation over seeds of the held-out
 every seed's test examples with its 95% interval, and, on the same test examples, the paired difference to the
 reference method (BiasUnlearn) pooled over seeds. The base model (each run's before-scores) is a row of its own.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,11 @@ def variant_labels(runs) -> dict[str, str]:
         shared = set.intersection(*(set(c) for c in configs))  # a key some runs lack (an older version) tells nothing
         differing = sorted(k for k in shared if any(other[k] != configs[0][k] for other in configs))
         for run, config in zip(members, configs):
-            labels[run.name] = (f"{method} ({', '.join(f'{_short(k)}={_compact(config[k])}' for k in differing)})"
-                                if differing else method)
+            labels[run.name] = (
+                f"{method} ({', '.join(f'{_short(k)}={_compact(config[k])}' for k in differing)})"
+                if differing
+                else method
+            )
     return labels
 
 
@@ -62,8 +66,12 @@ def seed_groups(runs) -> dict[str, dict[int, list]]:
         after, before = _rows(run.report, "after"), _rows(run.report, "before")
         if after:
             if run.seed in groups[labels[run.name]]:
-                log.warning("%s repeats %s with seed %d: left out of the across-seeds summary", run.name,
-                            labels[run.name], run.seed)
+                log.warning(
+                    "%s repeats %s with seed %d: left out of the across-seeds summary",
+                    run.name,
+                    labels[run.name],
+                    run.seed,
+                )
             else:
                 groups[labels[run.name]][run.seed] = after
         if before:
@@ -76,8 +84,11 @@ def across_seeds(runs, reference: str = "bias_unlearn", n_bootstrap: int = 1000)
     difference method - reference on the seeds both ran."""
     groups = seed_groups(runs)
     if reference not in groups and any(label.startswith(f"{reference} (") for label in groups):
-        log.warning("%s ran with several settings: no paired differences; name one: report.py reference='%s'",
-                    reference, next(label for label in groups if label.startswith(f"{reference} (")))
+        log.warning(
+            "%s ran with several settings: no paired differences; name one: report.py reference='%s'",
+            reference,
+            next(label for label in groups if label.startswith(f"{reference} (")),
+        )
     elif reference not in groups:
         log.warning("no runs labelled %s: no paired differences (labels: %s)", reference, ", ".join(sorted(groups)))
     out = {}
@@ -91,8 +102,11 @@ def across_seeds(runs, reference: str = "bias_unlearn", n_bootstrap: int = 1000)
         if method != reference and shared:
             a = [row for s in shared for row in keyed(by_seed[s], str(s))]
             b = [row for s in shared for row in keyed(groups[reference][s], str(s))]
-            entry["vs_reference"] = {"reference": reference, "seeds": shared,
-                                     **paired_difference(a, b, n_bootstrap)["overall"]}
+            entry["vs_reference"] = {
+                "reference": reference,
+                "seeds": shared,
+                **paired_difference(a, b, n_bootstrap)["overall"],
+            }
         out[method] = entry
     return out
 
@@ -105,14 +119,20 @@ def run_side_effects(report, n_bootstrap: int = 1000) -> dict:
     out = dict.fromkeys(("crows", "crows_worse", "bbq_ambig", "bbq_disambig", "perplexity_pct", "mc_acc"))
     crows, bbq, general = report.crows_pairs, report.bbq, report.general
     if crows.before and crows.after:
-        out["crows"] = (crows.after["overall"]["pct_stereotype_mean"]
-                        - crows.before["overall"]["pct_stereotype_mean"])
-        rows = [getattr(report.outcomes, side).crows_pairs if getattr(report.outcomes, side) else None
-                for side in ("before", "after")]
+        out["crows"] = crows.after["overall"]["pct_stereotype_mean"] - crows.before["overall"]["pct_stereotype_mean"]
+        rows = [
+            getattr(report.outcomes, side).crows_pairs if getattr(report.outcomes, side) else None
+            for side in ("before", "after")
+        ]
         if all(rows):
             change = crows_change(*rows, n_bootstrap=n_bootstrap)
-            out["crows_worse"] = sorted(c for c in UNTARGETED_CROWS if c in change and change[c]["resolved"]
-                                        and abs(change[c]["after"] - 50) > abs(change[c]["before"] - 50))
+            out["crows_worse"] = sorted(
+                c
+                for c in UNTARGETED_CROWS
+                if c in change
+                and change[c]["resolved"]
+                and abs(change[c]["after"] - 50) > abs(change[c]["before"] - 50)
+            )
     if bbq.before and bbq.after:
         before, after = bbq.before["overall"], bbq.after["overall"]
         out["bbq_ambig"] = after["acc_ambig"] - before["acc_ambig"]
@@ -127,9 +147,13 @@ def run_side_effects(report, n_bootstrap: int = 1000) -> dict:
     return out
 
 
-SIDE_EFFECT_COLUMNS = (("crows", "CrowS % stereo"), ("bbq_ambig", "BBQ acc ambig"),
-                       ("bbq_disambig", "BBQ acc disambig"), ("perplexity_pct", "perplexity %"),
-                       ("mc_acc", "MC acc"))
+SIDE_EFFECT_COLUMNS = (
+    ("crows", "CrowS % stereo"),
+    ("bbq_ambig", "BBQ acc ambig"),
+    ("bbq_disambig", "BBQ acc disambig"),
+    ("perplexity_pct", "perplexity %"),
+    ("mc_acc", "MC acc"),
+)
 
 
 def side_effects_over_seeds(runs, n_bootstrap: int = 1000) -> dict:
@@ -141,8 +165,9 @@ def side_effects_over_seeds(runs, n_bootstrap: int = 1000) -> dict:
     per_label: dict[str, dict[int, dict]] = defaultdict(dict)
     for run in ok:
         if run.seed in per_label[labels[run.name]]:
-            log.warning("%s repeats %s with seed %d: left out of the side effects", run.name, labels[run.name],
-                        run.seed)
+            log.warning(
+                "%s repeats %s with seed %d: left out of the side effects", run.name, labels[run.name], run.seed
+            )
             continue
         effects = run_side_effects(run.report, n_bootstrap)
         if any(value is not None for value in effects.values()):
@@ -161,14 +186,22 @@ def side_effects_over_seeds(runs, n_bootstrap: int = 1000) -> dict:
 def side_effects_markdown(summary: dict) -> str:
     if not summary:
         return ""
-    head = ["method", "seeds", *[f"{name} change" for _, name in SIDE_EFFECT_COLUMNS],
-            "untargeted CrowS categories worse (per seed)"]
+    head = [
+        "method",
+        "seeds",
+        *[f"{name} change" for _, name in SIDE_EFFECT_COLUMNS],
+        "untargeted CrowS categories worse (per seed)",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, e in summary.items():
-        worse = "; ".join(f"{s}: {', '.join(w) or 'none'}" if w is not None else f"{s}: n/a"
-                          for s, w in e["crows_worse"].items())
-        lines.append("| " + " | ".join([label, str(len(e["seeds"])),
-                                        *[_mean_sd(e[key]) for key, _ in SIDE_EFFECT_COLUMNS], worse]) + " |")
+        worse = "; ".join(
+            f"{s}: {', '.join(w) or 'none'}" if w is not None else f"{s}: n/a" for s, w in e["crows_worse"].items()
+        )
+        lines.append(
+            "| "
+            + " | ".join([label, str(len(e["seeds"])), *[_mean_sd(e[key]) for key, _ in SIDE_EFFECT_COLUMNS], worse])
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -183,26 +216,56 @@ def _mean_sd(stat: dict) -> str:
 def seeds_markdown(summary: dict) -> str:
     if not summary:
         return ""
-    head = ["method", "seeds", "SS", *[f"SS {bt}" for bt in BIAS_TYPES], "LMS", "ICAT", "pooled SS [95% CI]",
-            "pooled LMS", "pooled ICAT", "N (targets)"]
+    head = [
+        "method",
+        "seeds",
+        "SS",
+        *[f"SS {bt}" for bt in BIAS_TYPES],
+        "LMS",
+        "ICAT",
+        "pooled SS [95% CI]",
+        "pooled LMS",
+        "pooled ICAT",
+        "N (targets)",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, e in summary.items():
         p = e["pooled"]["overall"]
-        lines.append("| " + " | ".join([
-            method, str(len(e["seeds"])), _mean_sd(e["ss_overall"]), *[_mean_sd(e[f"ss_{bt}"]) for bt in BIAS_TYPES],
-            _mean_sd(e["lms_overall"]), _mean_sd(e["icat_overall"]),
-            f"{_f(p['ss'])} [{_f(p['ss_ci95'][0])}, {_f(p['ss_ci95'][1])}]", _f(p["lms"]), _f(p["icat"]),
-            f"{p['n']} ({p['n_targets']})"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    method,
+                    str(len(e["seeds"])),
+                    _mean_sd(e["ss_overall"]),
+                    *[_mean_sd(e[f"ss_{bt}"]) for bt in BIAS_TYPES],
+                    _mean_sd(e["lms_overall"]),
+                    _mean_sd(e["icat_overall"]),
+                    f"{_f(p['ss'])} [{_f(p['ss_ci95'][0])}, {_f(p['ss_ci95'][1])}]",
+                    _f(p["lms"]),
+                    _f(p["icat"]),
+                    f"{p['n']} ({p['n_targets']})",
+                ]
+            )
+            + " |"
+        )
     paired = [(m, e["vs_reference"]) for m, e in summary.items() if "vs_reference" in e]
     if paired:
-        lines += ["", f"Paired differences to {paired[0][1]['reference']} on the same test examples, pooled over the "
-                  "seeds both ran (95% bootstrap interval; * = resolved, the interval excludes 0; lower "
-                  "\\|SS - 50\\| and higher LMS / ICAT are better). Every interval here resamples examples within "
-                  "each target: it is conditional on the held-out targets (how results move with the targets is the "
-                  "sd over seeds), and a target held out by several seeds counts once per seed.", "",
-                  "| method - reference | seeds | \\|SS - 50\\| | LMS | ICAT |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Paired differences to {paired[0][1]['reference']} on the same test examples, pooled over the "
+            "seeds both ran (95% bootstrap interval; * = resolved, the interval excludes 0; lower "
+            "\\|SS - 50\\| and higher LMS / ICAT are better). Every interval here resamples examples within "
+            "each target: it is conditional on the held-out targets (how results move with the targets is the "
+            "sd over seeds), and a target held out by several seeds counts once per seed.",
+            "",
+            "| method - reference | seeds | \\|SS - 50\\| | LMS | ICAT |",
+            "|---|---|---|---|---|",
+        ]
         for method, d in paired:
-            cells = [f"{_f(d[s]['diff'])} [{_f(d[s]['ci95'][0])}, {_f(d[s]['ci95'][1])}]{' *' if d[s]['resolved'] else ''}"
-                     for s in ("abs_ss", "lms", "icat")]
+            cells = [
+                f"{_f(d[s]['diff'])} [{_f(d[s]['ci95'][0])}, {_f(d[s]['ci95'][1])}]{' *' if d[s]['resolved'] else ''}"
+                for s in ("abs_ss", "lms", "icat")
+            ]
             lines.append(f"| {method} | {len(d['seeds'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 CSV, JSON) with the figures. A run without a readable ``report.json`` (it crashed, was interrupted or is still
 running) stays in the table with its status, never silently dropped.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,21 +16,34 @@ from bias_unlearn.io import write_json, write_text
 from bias_unlearn.reports.plots import sweep_figures
 from bias_unlearn.reports.run_report import KIND
 from bias_unlearn.reports.runs import DEV_ONLY, Run, find_runs
-from bias_unlearn.reports.seeds import (BASE, across_seeds, seeds_markdown, side_effects_markdown,
-                                        side_effects_over_seeds)
+from bias_unlearn.reports.seeds import (
+    BASE,
+    across_seeds,
+    seeds_markdown,
+    side_effects_markdown,
+    side_effects_over_seeds,
+)
 from bias_unlearn.unlearning.balance import balance_chi2
-
 
 # Columns: (key, header, best rule). Rules: "balance" = closest to 50, "max" = largest.
 COLUMNS: list[tuple[str, str, str | None]] = [
-    ("ss_overall", "SS overall", "balance"), ("ss_ci95", "SS 95% CI", None),
+    ("ss_overall", "SS overall", "balance"),
+    ("ss_ci95", "SS 95% CI", None),
     *[(f"ss_{bt}", f"SS {bt}", "balance") for bt in BIAS_TYPES],
-    ("lms", "LMS", "max"), ("delta_lms", "delta LMS", "max"), ("icat", "ICAT", "max"),
-    ("crows", "CrowS % stereo", "balance"), ("bbq_acc_ambig", "BBQ acc ambig", "max"),
-    ("bbq_acc_disambig", "BBQ acc disambig", "max"), ("perplexity", "perplexity", None), ("mc_acc", "MC acc %", "max"),
-    ("n", "N (targets)", None), ("steps", "steps", None),
-    ("dev_objective", "dev max \\|SS - 50\\|", "min_feasible"), ("dev_chi2", "dev chi2", None),
-    ("dev_delta_lms", "dev delta LMS", None)]
+    ("lms", "LMS", "max"),
+    ("delta_lms", "delta LMS", "max"),
+    ("icat", "ICAT", "max"),
+    ("crows", "CrowS % stereo", "balance"),
+    ("bbq_acc_ambig", "BBQ acc ambig", "max"),
+    ("bbq_acc_disambig", "BBQ acc disambig", "max"),
+    ("perplexity", "perplexity", None),
+    ("mc_acc", "MC acc %", "max"),
+    ("n", "N (targets)", None),
+    ("steps", "steps", None),
+    ("dev_objective", "dev max \\|SS - 50\\|", "min_feasible"),
+    ("dev_chi2", "dev chi2", None),
+    ("dev_delta_lms", "dev delta LMS", None),
+]
 DEV_LMS_BAR = 1.0  # the dev objective's constraint: dev LMS may fall at most this far (conf/experiment/preset_sweep)
 
 
@@ -43,8 +57,11 @@ def dev_columns(run: Run) -> dict:
         summary = run.report.summary
         se = {bt: d["se"] for bt, d in summary.dev_split.items() if "se" in d}
         chi2 = {"dev_chi2": balance_chi2(entry, se)} if se and all(bt in se for bt in BIAS_TYPES if bt in entry) else {}
-        return {"dev_objective": max(abs(entry[bt] - 50) for bt in BIAS_TYPES if entry.get(bt) is not None),
-                **chi2, "dev_delta_lms": entry["lms"] - summary.dev_history[0]["lms"]}
+        return {
+            "dev_objective": max(abs(entry[bt] - 50) for bt in BIAS_TYPES if entry.get(bt) is not None),
+            **chi2,
+            "dev_delta_lms": entry["lms"] - summary.dev_history[0]["lms"],
+        }
     except (OSError, ValueError, KeyError, TypeError, IndexError):  # no delivered adapter or dev evaluation
         return {}
 
@@ -52,8 +69,13 @@ def dev_columns(run: Run) -> dict:
 def stereoset_row(result: dict) -> dict:
     domains = result[KIND]
     overall = domains["overall"]
-    row = {"ss_overall": overall["ss"], "ss_ci95": overall.get("ss_ci95"), "lms": overall["lms"],
-           "icat": overall["icat"], "n": f"{overall['n']} ({overall['n_targets']})"}
+    row = {
+        "ss_overall": overall["ss"],
+        "ss_ci95": overall.get("ss_ci95"),
+        "lms": overall["lms"],
+        "icat": overall["icat"],
+        "n": f"{overall['n']} ({overall['n_targets']})",
+    }
     row.update({f"ss_{bt}": domains[bt]["ss"] for bt in BIAS_TYPES if bt in domains})
     return row
 
@@ -76,8 +98,10 @@ def general_columns(general: dict | None) -> dict:
     if not general:
         return {}
     accuracies = [v["acc"] for v in general.values() if "acc" in v]
-    return {"perplexity": (general.get("wiki") or {}).get("perplexity"),
-            "mc_acc": sum(accuracies) / len(accuracies) if accuracies else None}
+    return {
+        "perplexity": (general.get("wiki") or {}).get("perplexity"),
+        "mc_acc": sum(accuracies) / len(accuracies) if accuracies else None,
+    }
 
 
 def base_rows(runs: list[Run]) -> list[dict]:
@@ -90,10 +114,19 @@ def base_rows(runs: list[Run]) -> list[dict]:
     rows = []
     for seed, run in sorted(by_seed.items(), key=lambda item: (item[0] is None, item[0] or 0)):
         name = BASE if len(by_seed) == 1 else f"{BASE} (seed {seed})" if seed is not None else f"{BASE} (no seed)"
-        rows.append({"run": name, "method": "none", "status": "ok", "base": True,
-                     **stereoset_row(run.report.stereoset.before), "crows": crows_overall(run.report.crows_pairs.before),
-                     "steps": 0, **bbq_columns(run.report.bbq.before),
-                     **general_columns(run.report.general.before)})
+        rows.append(
+            {
+                "run": name,
+                "method": "none",
+                "status": "ok",
+                "base": True,
+                **stereoset_row(run.report.stereoset.before),
+                "crows": crows_overall(run.report.crows_pairs.before),
+                "steps": 0,
+                **bbq_columns(run.report.bbq.before),
+                **general_columns(run.report.general.before),
+            }
+        )
     return rows
 
 
@@ -105,9 +138,13 @@ def comparison_rows(runs: list[Run]) -> list[dict]:
         if run.report is not None:
             row.update(dev_columns(run))
         if run.ok:
-            row.update(stereoset_row(run.report.stereoset.after), steps=run.report.summary.steps,
-                       crows=crows_overall(run.report.crows_pairs.after),
-                       **bbq_columns(run.report.bbq.after), **general_columns(run.report.general.after))
+            row.update(
+                stereoset_row(run.report.stereoset.after),
+                steps=run.report.summary.steps,
+                crows=crows_overall(run.report.crows_pairs.after),
+                **bbq_columns(run.report.bbq.after),
+                **general_columns(run.report.general.after),
+            )
             before = (run.report.stereoset.before or {}).get(KIND)
             if before:
                 row["delta_lms"] = row["lms"] - before["overall"]["lms"]
@@ -128,8 +165,11 @@ def mark_best(rows: list[dict]) -> None:
             continue
         groups = [trained]
         if rule == "min_feasible":  # the dev objective: runs trained without a test evaluation count too
-            feasible = [r for r in rows if not r.get("base") and r.get("dev_delta_lms") is not None
-                        and r["dev_delta_lms"] >= -DEV_LMS_BAR]
+            feasible = [
+                r
+                for r in rows
+                if not r.get("base") and r.get("dev_delta_lms") is not None and r["dev_delta_lms"] >= -DEV_LMS_BAR
+            ]
             seeds = dict.fromkeys(r.get("seed") for r in feasible)
             groups = [[r for r in feasible if r.get("seed") == seed] for seed in seeds]
         score = {"balance": lambda v: -abs(v - 50), "min_feasible": lambda v: -v}.get(rule, lambda v: v)
@@ -152,8 +192,9 @@ def chosen_on_dev(rows: list[dict]) -> str | None:
     seeds = list(dict.fromkeys(r.get("seed") for r in chosen))
     if len(seeds) == 1:
         return f"Chosen on dev: {', '.join(r['run'] for r in chosen)}"
-    per_seed = "; ".join(f"seed {seed}: " + ", ".join(r["run"] for r in chosen if r.get("seed") == seed)
-                         for seed in seeds)
+    per_seed = "; ".join(
+        f"seed {seed}: " + ", ".join(r["run"] for r in chosen if r.get("seed") == seed) for seed in seeds
+    )
     return f"Chosen on dev, among the runs of each split seed (each seed has its own dev split): {per_seed}"
 
 
@@ -169,8 +210,10 @@ def _fmt(key: str, value) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| run | method | status | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
-             "|---|---|---|" + "---|" * len(COLUMNS)]
+    lines = [
+        "| run | method | status | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
+        "|---|---|---|" + "---|" * len(COLUMNS),
+    ]
     for row in rows:
         cells = []
         for key, _, _ in COLUMNS:
@@ -184,56 +227,101 @@ def markdown_table(rows: list[dict]) -> str:
 def csv_text(rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["run", "method", "status", *[k for k, _, _ in COLUMNS if k != "ss_ci95"], "ss_ci95_low",
-                     "ss_ci95_high", "best_in"])
+    writer.writerow(
+        [
+            "run",
+            "method",
+            "status",
+            *[k for k, _, _ in COLUMNS if k != "ss_ci95"],
+            "ss_ci95_low",
+            "ss_ci95_high",
+            "best_in",
+        ]
+    )
     for row in rows:
         ci = row.get("ss_ci95") or [None, None]
         values = [row.get(k) for k, _, _ in COLUMNS if k != "ss_ci95"]
-        writer.writerow([row["run"], row["method"], row["status"], *["" if v is None else v for v in values],
-                         "" if ci[0] is None else ci[0], "" if ci[1] is None else ci[1], " ".join(row["best"])])
+        writer.writerow(
+            [
+                row["run"],
+                row["method"],
+                row["status"],
+                *["" if v is None else v for v in values],
+                "" if ci[0] is None else ci[0],
+                "" if ci[1] is None else ci[1],
+                " ".join(row["best"]),
+            ]
+        )
     return buffer.getvalue()
 
 
-def write_sweep_report(sweep_dir: str | Path, out_dir: str | Path | None = None,
-                       reference: str = "bias_unlearn") -> dict:
+TABLE_NOTE = (
+    "StereoSet {kind} on the test split after training (the base model's rows, one per split seed: before). Best "
+    "trained value per column in bold: SS and CrowS closest to 50, LMS, delta LMS and ICAT highest. The dev columns "
+    "are the delivered adapter's dev evaluation: the dev objective (the largest per-type \\|SS - 50\\|, lowest in "
+    "bold among the runs of one split seed whose dev LMS fell at most {bar:g}) is what a sweep chooses by; the dev "
+    "chi2 is what chose the adapter inside its run; test columns are reported, never used to choose."
+)
+SEEDS_NOTE = (
+    "StereoSet {kind}, held-out test split of each seed: mean ± sd over seeds, and the pooled estimate over every "
+    "seed's test examples."
+)
+SIDE_NOTE = (
+    "Change after - before on the same items (CrowS-Pairs, BBQ and general ability do not depend on the split seed): "
+    "mean ± sd over the seeds that scored it; perplexity as a % change. Untargeted CrowS categories (never trained "
+    "on) whose % stereotyped changed by a resolved margin (the paired bootstrap 95% interval of the change excludes "
+    "0) and ended farther from 50, per seed."
+)
+
+
+def section(title: str, *paragraphs: str) -> list[str]:
+    return [f"## {title}", ""] + [line for paragraph in paragraphs for line in (paragraph, "")]
+
+
+def sweep_markdown(name: str, runs: list[Run], rows: list[dict], seeds: dict, side: dict, figures: dict) -> str:
+    ok = [r for r in runs if r.ok]
+    failed = [r for r in runs if not r.ok and r.status != DEV_ONLY]
+    dev_only = len(runs) - len(ok) - len(failed)
+    scored = f"{len(ok)} of {len(runs)} runs scored on test" + (
+        f"; {dev_only} trained and scored on dev only (eval.after=false)" if dev_only else ""
+    )
+    chosen = chosen_on_dev(rows)
+    lines = [f"# Sweep {name}", "", f"{scored}. " + TABLE_NOTE.format(kind=KIND, bar=DEV_LMS_BAR), ""]
+    lines += [markdown_table(rows), ""] + ([chosen, ""] if chosen else [])
+    if failed:
+        lines += section("Runs without results", "\n".join(f"- {r.name}: {r.status}" for r in failed))
+    if any(len(e["seeds"]) > 1 or "vs_reference" in e for e in seeds.values()):
+        lines += section("Across split seeds", SEEDS_NOTE.format(kind=KIND), seeds_markdown(seeds))
+    if side:
+        lines += section("Side effects across split seeds", SIDE_NOTE, side_effects_markdown(side))
+    lines += [f"![{key}]({Path(path).name})" for key, path in figures.items() if path]
+    return "\n".join(lines) + "\n"
+
+
+def write_sweep_report(
+    sweep_dir: str | Path, out_dir: str | Path | None = None, reference: str = "bias_unlearn"
+) -> dict:
     """comparison.{md,csv,json} and the figures in ``out_dir`` (default: the sweep directory); paired differences
     are taken against the runs labelled ``reference`` (a method, or a method's variant: seeds.variant_labels)."""
     runs = find_runs(sweep_dir)
     out_dir = Path(out_dir or sweep_dir)
     rows = comparison_rows(runs)
-    ok = [r for r in runs if r.ok]
     seeds = across_seeds(runs, reference)
     side = side_effects_over_seeds(runs)
     figures = sweep_figures(runs, rows, out_dir, seeds)
-    failed = [r for r in runs if not r.ok and r.status != DEV_ONLY]
-    dev_only = len(runs) - len(ok) - len(failed)
-    chosen = chosen_on_dev(rows)
-    markdown = "\n".join([
-        f"# Sweep {Path(sweep_dir).name}", "",
-        f"{len(ok)} of {len(runs)} runs scored on test"
-        + (f"; {dev_only} trained and scored on dev only (eval.after=false)" if dev_only else "")
-        + f". StereoSet {KIND} on the test split after training (the base "
-        "model's rows, one per split seed: before). Best trained value per column in bold: SS and CrowS closest to "
-        "50, LMS, delta LMS and ICAT highest. The dev columns are the delivered adapter's dev evaluation: the dev "
-        "objective (the largest per-type \\|SS - 50\\|, lowest in bold among the runs of one split seed whose dev LMS "
-        f"fell at most {DEV_LMS_BAR:g}) is what a sweep chooses by; the dev chi2 is what chose the adapter inside its "
-        "run; test columns are reported, never used to choose.", "",
-        markdown_table(rows), "",
-        *([chosen, ""] if chosen else []),
-        *(["## Runs without results", ""] + [f"- {r.name}: {r.status}" for r in failed] + [""] if failed else []),
-        *(["## Across split seeds", "", f"StereoSet {KIND}, held-out test split of each seed: mean ± sd over seeds, "
-           "and the pooled estimate over every seed's test examples.", "", seeds_markdown(seeds), ""]
-          if any(len(e["seeds"]) > 1 or "vs_reference" in e for e in seeds.values()) else []),
-        *(["## Side effects across split seeds", "", "Change after - before on the same items (CrowS-Pairs, BBQ and "
-           "general ability do not depend on the split seed): mean ± sd over the seeds that scored it; perplexity as "
-           "a % change. Untargeted CrowS categories (never trained on) whose % stereotyped changed by a resolved "
-           "margin (the paired bootstrap 95% interval of the change excludes 0) and ended farther from 50, per seed.", "",
-           side_effects_markdown(side), ""] if side else []),
-        *[f"![{name}]({Path(p).name})" for name, p in figures.items() if p],
-    ]) + "\n"
+    markdown = sweep_markdown(Path(sweep_dir).name, runs, rows, seeds, side, figures)
     write_text(out_dir / "comparison.md", markdown)
     write_text(out_dir / "comparison.csv", csv_text(rows))
-    write_json(out_dir / "comparison.json", {"rows": rows, "across_seeds": seeds, "side_effects": side,
-                                             "figures": {k: str(v) for k, v in figures.items() if v}})
-    return {"rows": rows, "markdown": markdown, "figures": figures, "runs": runs, "across_seeds": seeds,
-            "side_effects": side}
+    figure_paths = {key: str(path) for key, path in figures.items() if path}
+    write_json(
+        out_dir / "comparison.json",
+        {"rows": rows, "across_seeds": seeds, "side_effects": side, "figures": figure_paths},
+    )
+    return {
+        "rows": rows,
+        "markdown": markdown,
+        "figures": figures,
+        "runs": runs,
+        "across_seeds": seeds,
+        "side_effects": side,
+    }

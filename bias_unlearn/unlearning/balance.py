@@ -16,10 +16,11 @@ targets of n_t examples would scatter by ``se = (50 / T) * sqrt(sum_t 1 / n_t)``
 a 10-point miss on a well-measured type counts for as much as a 21-point miss on a one-target type, instead of the
 worst type alone deciding (``excess_imbalance``: one type no checkpoint moves vetoes every trained adapter).
 """
+
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from bias_unlearn.data.records import BIAS_TYPES
 
@@ -70,5 +71,6 @@ def imbalance(dev_ss: Mapping[str, float]) -> float:
 
 def excess_imbalance(dev_ss: Mapping[str, float], threshold: float, resolution: Mapping[str, float]) -> float:
     """How far the least balanced type lies beyond its tolerance (0 when ``is_balanced``)."""
-    return max(max(0.0, abs(dev_ss[bt] - 50) - tolerance(threshold, resolution.get(bt)))
-               for bt in BIAS_TYPES if bt in dev_ss)
+    return max(
+        max(0.0, abs(dev_ss[bt] - 50) - tolerance(threshold, resolution.get(bt))) for bt in BIAS_TYPES if bt in dev_ss
+    )

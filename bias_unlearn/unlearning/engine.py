@@ -6,9 +6,10 @@ sequence log-prob of each forget sequence, and (``compute.cache_kl_reference``) 
 sequence, from which the head gives the reference distributions exactly. How a step is computed (a split head,
 packed rows, the caches) follows ``ComputeConfig``; every switch gives the same losses up to float rounding.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -28,9 +29,21 @@ class StepEngine:
     that a model a strategy wraps later is the one used); ``sharded()`` says when the model is sharded (FSDP), where
     the head cannot run apart from the body."""
 
-    def __init__(self, model: Callable, tokenizer, loss: LossConfig, compute: ComputeConfig,
-                 sharded: Callable[[], bool] = lambda: False):
-        self._model, self.tokenizer, self.loss_cfg, self.compute, self._sharded = model, tokenizer, loss, compute, sharded
+    def __init__(
+        self,
+        model: Callable,
+        tokenizer,
+        loss: LossConfig,
+        compute: ComputeConfig,
+        sharded: Callable[[], bool] = lambda: False,
+    ):
+        self._model, self.tokenizer, self.loss_cfg, self.compute, self._sharded = (
+            model,
+            tokenizer,
+            loss,
+            compute,
+            sharded,
+        )
         policy = model()
         self._split = split_lm(policy) if compute.sparse_head and policy is not None else None
         if compute.fast_dropout and policy is not None:
@@ -84,6 +97,7 @@ class StepEngine:
 
     def reference_logp(self, batch: dict) -> torch.Tensor:
         """The reference's sequence log-prob of each forget sequence, computed once and kept."""
+
         def logp(rows):
             sub = {k: batch[k][rows] for k in ("input_ids", "attention_mask", "loss_mask")}
             token_logp = self._token_logp(self._outputs(self.model, sub), sub)
@@ -176,14 +190,19 @@ class StepEngine:
         def widen(t, value):
             return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
 
-        merged = {"input_ids": torch.cat([widen(b["input_ids"], pad_id) for b in batches]),
-                  "attention_mask": torch.cat([widen(b["attention_mask"], 0) for b in batches])}
-        outputs = (self._forward(self.model, merged) if self.split is None
-                   else self.split.hidden(merged["input_ids"], merged["attention_mask"]))
+        merged = {
+            "input_ids": torch.cat([widen(b["input_ids"], pad_id) for b in batches]),
+            "attention_mask": torch.cat([widen(b["attention_mask"], 0) for b in batches]),
+        }
+        outputs = (
+            self._forward(self.model, merged)
+            if self.split is None
+            else self.split.hidden(merged["input_ids"], merged["attention_mask"])
+        )
         out, start = [], 0
         for b in batches:
             rows, cols = b["input_ids"].shape
-            out.append(outputs[start: start + rows, :cols])
+            out.append(outputs[start : start + rows, :cols])
             start += rows
         if self.split is None:
             return out
@@ -199,36 +218,41 @@ class StepEngine:
         """Each term and the weighted total for one chunk (forget, retain and KL batches)."""
         cfg = self.loss_cfg
         weights = {"forget": cfg.forget_weight, "retain": cfg.retain_weight, "kl": cfg.kl_weight}
-        needed = {"forget": cfg.forget_weight > 0, "retain": cfg.retain_weight > 0 or cfg.forget == "dpo",
-                  "kl": cfg.kl_weight > 0}
+        needed = {
+            "forget": cfg.forget_weight > 0,
+            "retain": cfg.retain_weight > 0 or cfg.forget == "dpo",
+            "kl": cfg.kl_weight > 0,
+        }
         roles = [role for role in ("forget", "retain", "kl") if needed[role]]
         self.fill_reference(chunk)  # before the policy's graph exists: its activations are freed first
         outputs = dict(zip(roles, self.policy_outputs([chunk[role] for role in roles])))
-        token_logp = {role: self._token_logp(outputs[role], chunk[role]) for role in ("forget", "retain")
-                      if role in outputs}
+        token_logp = {
+            role: self._token_logp(outputs[role], chunk[role]) for role in ("forget", "retain") if role in outputs
+        }
         terms: dict[str, torch.Tensor] = {}
         if cfg.forget_weight > 0:
             batch = chunk["forget"]
             if cfg.forget == "ce":
-                terms["forget"] = losses.cross_entropy_loss(token_logp["forget"], batch["loss_mask"],
-                                                           cfg.retain_reduction)
+                terms["forget"] = losses.cross_entropy_loss(
+                    token_logp["forget"], batch["loss_mask"], cfg.retain_reduction
+                )
             else:
                 seq_logp = losses.sequence_logp(token_logp["forget"], batch["loss_mask"], cfg.logp_reduction)
                 if cfg.forget == "npo":
-                    terms["forget"] = losses.npo_loss(seq_logp, self.reference_logp(batch), cfg.beta,
-                                                      cfg.npo_reduction)
+                    terms["forget"] = losses.npo_loss(seq_logp, self.reference_logp(batch), cfg.beta, cfg.npo_reduction)
                 elif cfg.forget == "ga":
                     terms["forget"] = losses.gradient_ascent_loss(seq_logp)
                 else:  # dpo: the retain batch holds each forget sentence's partner (paired chunks)
                     chosen = chunk["retain"]
                     chosen_logp = losses.sequence_logp(token_logp["retain"], chosen["loss_mask"], cfg.logp_reduction)
-                    terms["forget"] = losses.dpo_loss(chosen_logp, seq_logp, self.reference_logp(chosen),
-                                                      self.reference_logp(batch), cfg.beta)
+                    terms["forget"] = losses.dpo_loss(
+                        chosen_logp, seq_logp, self.reference_logp(chosen), self.reference_logp(batch), cfg.beta
+                    )
         if cfg.retain_weight > 0:
-            terms["retain"] = losses.cross_entropy_loss(token_logp["retain"], chunk["retain"]["loss_mask"],
-                                                        cfg.retain_reduction)
+            terms["retain"] = losses.cross_entropy_loss(
+                token_logp["retain"], chunk["retain"]["loss_mask"], cfg.retain_reduction
+            )
         if cfg.kl_weight > 0:
             terms["kl"] = self.kl_term(outputs["kl"], chunk["kl"])
         terms["total"] = sum(weights[name] * value for name, value in terms.items())
         return terms
-

@@ -3,6 +3,7 @@
 Shapes: ``token_logp`` and ``mask`` are (B, T-1) in the shifted frame (position t scores token t+1); ``mask`` marks
 the tokens that carry the loss (the continuation, never padding).
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +25,9 @@ def sequence_logp(token_logp: torch.Tensor, mask: torch.Tensor, reduction: str =
     raise ValueError(f"unknown log-prob reduction {reduction!r}; expected one of {LOGP_REDUCTIONS}")
 
 
-def npo_loss(policy_logp: torch.Tensor, ref_logp: torch.Tensor, beta: float = 0.1,
-             reduction: str = "example") -> torch.Tensor:
+def npo_loss(
+    policy_logp: torch.Tensor, ref_logp: torch.Tensor, beta: float = 0.1, reduction: str = "example"
+) -> torch.Tensor:
     """NPO: -(2/beta) * E[log sigmoid(-beta * (logp_theta - logp_ref))].
 
     ``example``: the sigmoid per sequence, then the mean (the paper's expectation). ``batch``: the sigmoid once on
@@ -73,8 +75,13 @@ def forward_kl_loss(ref_logits: torch.Tensor, policy_logits: torch.Tensor, mask:
     return (per_position * mask).sum() / mask.sum().clamp(min=1)
 
 
-def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float = 0.1) -> torch.Tensor:
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float = 0.1,
+) -> torch.Tensor:
     """DPO: -E[log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r)))]; ln 2 when policy == reference."""
     if beta <= 0:
         raise ValueError(f"DPO beta must be positive, got {beta}")

@@ -1,6 +1,7 @@
 """The LightningModule: a LoRA policy over a frozen base model whose adapter-disabled self is the reference. The
 hooks live here (training step, dev evaluation, checkpoint state, optimiser); the step's forward passes, caches and
 losses in unlearning/engine.py."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -23,9 +24,17 @@ class BiasUnlearnModule(L.LightningModule):
     adapter-disabled reference), ``dev_history`` records every dev evaluation that swaps, stopping and delivery
     read."""
 
-    def __init__(self, model, tokenizer, loss: LossConfig, optim: OptimConfig, dev_examples,
-                 scoring: ScoringConfig | None = None, dev_before: dict | None = None,
-                 compute: ComputeConfig | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        loss: LossConfig,
+        optim: OptimConfig,
+        dev_examples,
+        scoring: ScoringConfig | None = None,
+        dev_before: dict | None = None,
+        compute: ComputeConfig | None = None,
+    ):
         super().__init__()
         self.model, self.tokenizer = model, tokenizer
         self.loss_cfg, self.optim_cfg = loss, optim
@@ -76,8 +85,7 @@ class BiasUnlearnModule(L.LightningModule):
         """The whole dev split scored on this process (step 0, before any update), as one result per domain."""
         metric = StereoSetMetric(self.dev_targets, n_bootstrap=0, sync_on_compute=False)  # every rank scores it all
         scores = stereoset_sentence_scores(self.dev_scorer(), self.dev_examples, self.scoring.mode)
-        metric.update([self.dev_position[(ex.bias_type, ex.target)] for ex in self.dev_examples],
-                      *zip(*scores))
+        metric.update([self.dev_position[(ex.bias_type, ex.target)] for ex in self.dev_examples], *zip(*scores))
         return metric.compute()
 
     def on_fit_start(self) -> None:
@@ -88,9 +96,13 @@ class BiasUnlearnModule(L.LightningModule):
     def validation_step(self, batch: list, batch_idx: int) -> None:
         indices, examples = [i for i, _ in batch], [ex for _, ex in batch]  # (dev index, example) pairs
         scores = stereoset_sentence_scores(self.dev_scorer(), examples, self.scoring.mode)
-        self.dev_metric.update([self.dev_position[(ex.bias_type, ex.target)] for ex in examples],
-                               [s[0] for s in scores], [s[1] for s in scores], [s[2] for s in scores],
-                               example_idx=indices)  # DDP pads shards with duplicates: count each example once
+        self.dev_metric.update(
+            [self.dev_position[(ex.bias_type, ex.target)] for ex in examples],
+            [s[0] for s in scores],
+            [s[1] for s in scores],
+            [s[2] for s in scores],
+            example_idx=indices,
+        )  # DDP pads shards with duplicates: count each example once
 
     def on_validation_epoch_end(self) -> None:
         result = self.dev_metric.compute()
@@ -101,8 +113,11 @@ class BiasUnlearnModule(L.LightningModule):
         self.log("dev/lms", result["overall"]["lms"], batch_size=1)
 
     def record_dev(self, result: dict) -> dict:
-        entry = {"step": int(self.global_step), **{d: result[d]["ss"] for d in ("overall", *BIAS_TYPES) if d in result},
-                 "lms": result["overall"]["lms"]}
+        entry = {
+            "step": int(self.global_step),
+            **{d: result[d]["ss"] for d in ("overall", *BIAS_TYPES) if d in result},
+            "lms": result["overall"]["lms"],
+        }
         self.dev_history.append(entry)
         return entry
 
@@ -110,10 +125,14 @@ class BiasUnlearnModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         def plain(name: str) -> str:  # FSDP1 / activation-checkpoint wrappers add segments to parameter names
             return name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "")
+
         trainable = {plain(name) for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if plain(k) in trainable}
-        checkpoint["bias_unlearn"] = {"dev_history": self.dev_history, "dev_before": self.dev_before,
-                                      "rng": gather_objects(rng_state())}
+        checkpoint["bias_unlearn"] = {
+            "dev_history": self.dev_history,
+            "dev_before": self.dev_before,
+            "rng": gather_objects(rng_state()),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["bias_unlearn"]
@@ -132,15 +151,23 @@ class BiasUnlearnModule(L.LightningModule):
         sharded (DTensor) parameters, and not with gradient clipping (Lightning's mixed precision refuses to clip
         the gradients of a fused optimizer). A resumed run keeps its checkpoint's setting (torch's load_state_dict)."""
         clipping = getattr(self._trainer, "gradient_clip_val", None)
-        return bool(self.compute.fused_optimizer and not clipping and all(
-            p.device.type in ("cpu", "cuda") and type(p.data).__name__ != "DTensor" for p in params))
+        return bool(
+            self.compute.fused_optimizer
+            and not clipping
+            and all(p.device.type in ("cpu", "cuda") and type(p.data).__name__ != "DTensor" for p in params)
+        )
 
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
 
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.optim_cfg.lr, weight_decay=self.optim_cfg.weight_decay,
-                                      fused=self.fused_optimizer(params) or None)
-        schedule = get_linear_schedule_with_warmup(optimizer, self.optim_cfg.warmup_steps,
-                                                   max(self.optim_cfg.total_steps, 1))
+        optimizer = torch.optim.AdamW(
+            params,
+            lr=self.optim_cfg.lr,
+            weight_decay=self.optim_cfg.weight_decay,
+            fused=self.fused_optimizer(params) or None,
+        )
+        schedule = get_linear_schedule_with_warmup(
+            optimizer, self.optim_cfg.warmup_steps, max(self.optim_cfg.total_steps, 1)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

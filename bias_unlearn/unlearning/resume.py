@@ -10,8 +10,10 @@ A resumed run must have the run's configuration in everything that changes resul
 config saved by an earlier version is read in today's layout, config/upgrade.py), and a checkpoint that is damaged
 (unreadable, or not the bytes written: ``resume.ckpt.sha256`` beside it) is refused before any work.
 """
+
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -24,28 +26,68 @@ from bias_unlearn.io import sha256_of, write_text
 CHECKPOINT = Path("checkpoints") / "resume.ckpt"
 DIGEST_SUFFIX = ".sha256"  # the checkpoint's sha256, written beside it after every save
 # Keys that change where a run writes or how it shows progress, never what it computes.
-IGNORED = ("resume", "paths", "threads", "logger", "callbacks.progress_bar", "callbacks.lr_monitor",
-           "eval.cache_before", "trainer.default_root_dir", "trainer.enable_progress_bar",
-           "callbacks.adapter_checkpoint.dirpath", "callbacks.resume_checkpoint.dirpath")
+IGNORED = (
+    "resume",
+    "paths",
+    "threads",
+    "logger",
+    "callbacks.progress_bar",
+    "callbacks.lr_monitor",
+    "eval.cache_before",
+    "trainer.default_root_dir",
+    "trainer.enable_progress_bar",
+    "callbacks.adapter_checkpoint.dirpath",
+    "callbacks.resume_checkpoint.dirpath",
+)
 
 
-# Keys added after runs were saved: a saved config without one ran the behaviour the value names.
-ADDED_KEYS = {"compute.fused_optimizer": False, "train.type_weights": "size",
-              "callbacks.adapter_checkpoint.balance": "max_excess"}
+# Keys added after runs were saved whose absence meant another behaviour than today's default: a saved config without
+# one ran the behaviour the value names.
+ADDED_KEYS = {
+    "compute.fused_optimizer": False,
+    "train.type_weights": "size",
+    "callbacks.adapter_checkpoint.balance": "max_excess",
+}
+# Keys added later that follow another key of the same config: an old run's value is that key's.
+FOLLOWING_KEYS = {"optim.total_steps": "trainer.max_steps"}
+
+
+@functools.lru_cache(maxsize=1)
+def schema_defaults() -> dict:
+    """Today's default of every typed training setting: what a key the schema made explicit meant when a saved
+    config did not write it (the same behaviour: Lightning's and the callbacks' own defaults)."""
+    from bias_unlearn.config.schema import TrainJob
+
+    flat = flatten(OmegaConf.to_container(OmegaConf.structured(TrainJob)))
+    return {key: value for key, value in flat.items() if value != "???"}
 
 
 def saved_values(saved: dict, current: dict) -> dict:
-    """The saved config's dotted values, a key added after it was saved reading as the behaviour it ran."""
-    new = flatten(current)
-    return {key: value for key, value in ADDED_KEYS.items() if key in new} | flatten(upgrade(saved))
+    """The saved config's dotted values in today's layout (config/upgrade.py); a key it lacks that today's config
+    has reads as the behaviour the run had (ADDED_KEYS, FOLLOWING_KEYS, else today's default)."""
+    old, new = flatten(upgrade(saved)), flatten(current)
+    for key in new.keys() - old.keys():
+        if any(key.startswith(other + ".") for other in old):  # under a node the saved config set whole (null)
+            continue
+        if key in ADDED_KEYS:
+            old[key] = ADDED_KEYS[key]
+        elif key in FOLLOWING_KEYS and FOLLOWING_KEYS[key] in old:
+            old[key] = old[FOLLOWING_KEYS[key]]
+        elif key in schema_defaults():
+            old[key] = schema_defaults()[key]
+    return old
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
     """Dotted keys whose values differ between two resolved configs, leaving out the IGNORED ones."""
     old, new = saved_values(saved, current), flatten(current)
     keys = sorted(set(old) | set(new))
-    return [k for k in keys if not any(k == i or k.startswith(i + ".") for i in IGNORED)
-            and old.get(k, "<absent>") != new.get(k, "<absent>")]
+    return [
+        k
+        for k in keys
+        if not any(k == i or k.startswith(i + ".") for i in IGNORED)
+        and old.get(k, "<absent>") != new.get(k, "<absent>")
+    ]
 
 
 def resume_checkpoint(cfg: DictConfig) -> Path | None:
@@ -55,8 +97,10 @@ def resume_checkpoint(cfg: DictConfig) -> Path | None:
     run = Path(str(cfg.resume)).expanduser()
     saved_config = run / "config.yaml"
     if not run.is_dir() or not saved_config.is_file():
-        raise ConfigError(f"resume={cfg.resume}: not a run directory (a run directory holds the config.yaml that "
-                          "train.py writes, and checkpoints/resume.ckpt once a dev evaluation has run)")
+        raise ConfigError(
+            f"resume={cfg.resume}: not a run directory (a run directory holds the config.yaml that "
+            "train.py writes, and checkpoints/resume.ckpt once a dev evaluation has run)"
+        )
     try:
         saved = OmegaConf.to_container(OmegaConf.load(saved_config), resolve=False)
     except Exception as err:  # noqa: BLE001 - any YAML error: the file is not a run's config
@@ -72,9 +116,11 @@ def resume_checkpoint(cfg: DictConfig) -> Path | None:
             return f"{old.get(key, '<absent>')!r}" + (" (the key did not exist then)" if implied else "")
 
         shown = ", ".join(f"{k} ({was(k)} -> {new.get(k, '<absent>')!r})" for k in differing[:8])
-        raise ConfigError(f"resume={cfg.resume}: the run was configured differently in what changes results: "
-                          f"{shown}{' ...' if len(differing) > 8 else ''}; resume with the run's settings, or start "
-                          "a new run")
+        raise ConfigError(
+            f"resume={cfg.resume}: the run was configured differently in what changes results: "
+            f"{shown}{' ...' if len(differing) > 8 else ''}; resume with the run's settings, or start "
+            "a new run"
+        )
     checkpoint = run / CHECKPOINT
     if not checkpoint.is_file():
         return None
@@ -97,8 +143,10 @@ def check_checkpoint(checkpoint: Path) -> None:
         torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - truncated, not a torch archive, or holding what weights_only refuses
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"{checkpoint}: damaged resume checkpoint ({first[:160]}); it cannot be continued: restore "
-                          "it, or start the run again without resume=") from None
+        raise ConfigError(
+            f"{checkpoint}: damaged resume checkpoint ({first[:160]}); it cannot be continued: restore "
+            "it, or start the run again without resume="
+        ) from None
 
 
 def rng_state() -> dict:

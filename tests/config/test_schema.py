@@ -1,9 +1,9 @@
 """The real configs: every model and method composes onto the typed schema, validates, and names the method that
 actually trains; ``loss=`` aliases name the same methods."""
+
 from __future__ import annotations
 
 import pytest
-
 from omegaconf import OmegaConf
 
 from bias_unlearn.config.errors import ConfigError
@@ -43,9 +43,17 @@ def test_every_method_file_declares_the_method_that_trains(method):
     baseline = method in ("cda", "sft", "dpo", "ga", "npo")
     assert settings.method.swapping is not baseline  # only BiasUnlearn and its ablations swap
     assert settings.method.paired == (method in ("sft", "dpo"))
-    expected = {"bias_unlearn": ("npo", 0.4, 0.4, 0.2), "cda": ("npo", 0.0, 1.0, 0.0), "sft": ("ce", 0.5, 0.5, 0.0),
-                "dpo": ("dpo", 1.0, 0.0, 0.0), "ga": ("ga", 1.0, 0.0, 0.0), "npo": ("npo", 1.0, 0.0, 0.0),
-                "no_retain": ("npo", 0.4, 0.0, 0.2), "no_kl": ("npo", 0.4, 0.4, 0.0), "no_adv": ("npo", 0.4, 0.4, 0.2)}
+    expected = {
+        "bias_unlearn": ("npo", 0.4, 0.4, 0.2),
+        "cda": ("npo", 0.0, 1.0, 0.0),
+        "sft": ("ce", 0.5, 0.5, 0.0),
+        "dpo": ("dpo", 1.0, 0.0, 0.0),
+        "ga": ("ga", 1.0, 0.0, 0.0),
+        "npo": ("npo", 1.0, 0.0, 0.0),
+        "no_retain": ("npo", 0.4, 0.0, 0.2),
+        "no_kl": ("npo", 0.4, 0.4, 0.0),
+        "no_adv": ("npo", 0.4, 0.4, 0.2),
+    }
     loss = settings.method.loss
     assert (loss.forget, loss.forget_weight, loss.retain_weight, loss.kl_weight) == expected[method]
     assert (settings.method.adversarial_fraction > 0) == (method in ("bias_unlearn", "no_retain", "no_kl"))
@@ -56,7 +64,8 @@ def test_loss_aliases_are_the_methods_they_name(loss):
     """loss=no_kl (the paper's objective variants by their loss-weight names) composes exactly method=no_kl."""
     method = {"full": "bias_unlearn"}.get(loss, loss)
     assert OmegaConf.to_container(compose(f"loss={loss}").method) == OmegaConf.to_container(
-        compose(f"method={method}").method)
+        compose(f"method={method}").method
+    )
 
 
 def test_a_method_changed_on_the_command_line_is_named_from_what_trains(caplog):
@@ -84,8 +93,8 @@ def test_no_gradient_clipping_by_default(trainer):
 
 def test_the_delivery_bar_is_the_dev_objectives_lms_bar():
     """The adapter a run delivers and the run a preset sweep chooses read "LMS barely moves" the same way."""
-    from bias_unlearn.unlearning.callbacks import AdapterCheckpoint
     from bias_unlearn.reports.sweep import DEV_LMS_BAR
+    from bias_unlearn.unlearning.callbacks import AdapterCheckpoint
 
     cfg = compose()
     assert cfg.callbacks.adapter_checkpoint.max_lms_drop == DEV_LMS_BAR == 1.0
@@ -98,43 +107,53 @@ def test_paper_defaults_for_retention_and_clipping_are_named_options():
     assert train_settings(compose()).method.loss.retain_reduction == "example"
 
 
-@pytest.mark.parametrize("override, message", [
-    ("eval.adapter=bset", "eval.adapter must be one of"),
-    ("scoring.mode=median", "scoring.mode must be one of"),
-    ("scoring.start=bos", "scoring.start must be one of"),
-    ("scoring.batch_size=0", "scoring.batch_size"),
-    ("method.loss.retain_reduction=sentence", "loss.retain_reduction"),
-    ("method.loss.forget_weight=-1", "loss.forget_weight must be >= 0"),
-    ("train.retain_batch=1", "must be larger than train.forget_batch"),
-    ("callbacks.early_stopping.threshold=50", "threshold must lie in (0, 50)"),
-    ("method.loss.forget=dpo", "needs method.paired=true"),
-    ("method=dpo method.adversarial_fraction=0.25", "needs method.adversarial_fraction=0"),
-    ("method.adversarial_fraction=1", "method.adversarial_fraction must lie in"),
-    ("model.lora.r=0", "model.lora.r must be >= 1"),
-    ("model.lora.dropout=1", "model.lora.dropout must lie in"),
-    ("trainer.val_check_interval=0", "trainer.val_check_interval must be a number of steps"),
-    ("trainer.max_steps=0", "trainer.max_steps must be >= 1"),
-    ("train.type_weights=even", "train.type_weights must be one of"),
-    ("train.batch_scope=node", "train.batch_scope must be one of"),
-    ("callbacks.adapter_checkpoint.balance=l1", "callbacks.adapter_checkpoint.balance must be one of"),
-    ("model.source=cloud", "model.source must be one of"),
-    ("+scoring.share_prefixes=false", "scoring.share_prefixes: no such setting"),
-    ("+compute.sparse_heads=false", "compute.sparse_heads: no such setting"),
-    ("model.lr=0", "model.lr must be positive"),
-    ("method.loss.forget_weight=0 method.loss.retain_weight=0 method.loss.kl_weight=0", "all zero"),
-    ("trainer.strategy=fsdp", "use strategy=fsdp"),
-    ("eval.kinds=[intrasentance]", "eval.kinds must list StereoSet kinds"),
-    ("train.kinds=[]", "train.kinds must list StereoSet kinds"),
-    ("train.kl_batch=0", "leaves the KL term"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("eval.adapter=bset", "eval.adapter must be one of"),
+        ("scoring.mode=median", "scoring.mode must be one of"),
+        ("scoring.start=bos", "scoring.start must be one of"),
+        ("scoring.batch_size=0", "scoring.batch_size"),
+        ("method.loss.retain_reduction=sentence", "loss.retain_reduction"),
+        ("method.loss.forget_weight=-1", "loss.forget_weight must be >= 0"),
+        ("train.retain_batch=1", "must be larger than train.forget_batch"),
+        ("callbacks.early_stopping.threshold=50", "threshold must lie in (0, 50)"),
+        ("method.loss.forget=dpo", "needs method.paired=true"),
+        ("method=dpo method.adversarial_fraction=0.25", "needs method.adversarial_fraction=0"),
+        ("method.adversarial_fraction=1", "method.adversarial_fraction must lie in"),
+        ("model.lora.r=0", "model.lora.r must be >= 1"),
+        ("model.lora.dropout=1", "model.lora.dropout must lie in"),
+        ("trainer.val_check_interval=0", "trainer.val_check_interval must be a number of steps"),
+        ("trainer.max_steps=0", "trainer.max_steps must be >= 1"),
+        ("train.type_weights=even", "train.type_weights must be one of"),
+        ("train.batch_scope=node", "train.batch_scope must be one of"),
+        ("callbacks.adapter_checkpoint.balance=l1", "callbacks.adapter_checkpoint.balance must be one of"),
+        ("model.source=cloud", "model.source must be one of"),
+        ("+scoring.share_prefixes=false", "scoring.share_prefixes: no such setting"),
+        ("+compute.sparse_heads=false", "compute.sparse_heads: no such setting"),
+        ("model.lr=0", "model.lr must be positive"),
+        ("method.loss.forget_weight=0 method.loss.retain_weight=0 method.loss.kl_weight=0", "all zero"),
+        ("trainer.strategy=fsdp", "use strategy=fsdp"),
+        ("eval.kinds=[intrasentance]", "eval.kinds must list StereoSet kinds"),
+        ("train.kinds=[]", "train.kinds must list StereoSet kinds"),
+        ("train.kl_batch=0", "leaves the KL term"),
+    ],
+)
 def test_bad_settings_are_refused_by_the_config_check(override, message):
     """train_settings runs before any data or model loads (train.py's preflight, and the job's first step)."""
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         train_settings(compose(*override.split()))
 
 
-@pytest.mark.parametrize("override, key", [("method.loss.beta=abc", "method.loss.beta"), ("seed=abc", "seed"),
-                                           ("trainer.max_stpes=10", "max_stpes"), ("loss.beta=0.2", "loss")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("method.loss.beta=abc", "method.loss.beta"),
+        ("seed=abc", "seed"),
+        ("trainer.max_stpes=10", "max_stpes"),
+        ("loss.beta=0.2", "loss"),
+    ],
+)
 def test_wrong_types_and_unknown_keys_are_refused_while_composing(override, key):
     """The typed schema (config/schema.py) refuses these before any job code runs."""
     from hydra.errors import ConfigCompositionException

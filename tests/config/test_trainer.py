@@ -1,5 +1,6 @@
 """Trainer configs: the strategy group (auto | ddp | fsdp) composes with any trainer and instantiates; trainer=gpu's
 precision trains fp32 LoRA adapters with fp32 AdamW state over a frozen bf16 base (and bf16-true would not)."""
+
 from __future__ import annotations
 
 import lightning as L
@@ -36,8 +37,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("overrides,strategy,accelerator,precision", CASES,
-                         ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+@pytest.mark.parametrize(
+    "overrides,strategy,accelerator,precision", CASES, ids=lambda v: " ".join(v) if isinstance(v, list) else None
+)
 def test_strategy_composes_with_every_trainer(tmp_path, overrides, strategy, accelerator, precision):
     cfg = compose_train(tmp_path, *overrides)
     assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
@@ -71,8 +73,9 @@ def test_strategy_auto_keeps_lightnings_default(tmp_path, trainer):
     assert isinstance(built.strategy, SingleDeviceStrategy)
 
 
-@pytest.mark.parametrize("overrides", [["strategy=fsdp"], ["trainer=cpu", "strategy=fsdp"],
-                                       ["trainer=gpu", "strategy=fsdp"]])
+@pytest.mark.parametrize(
+    "overrides", [["strategy=fsdp"], ["trainer=cpu", "strategy=fsdp"], ["trainer=gpu", "strategy=fsdp"]]
+)
 def test_strategy_fsdp_instantiates_with_the_lora_wrap_policy(tmp_path, overrides):
     from torch.distributed.fsdp.wrap import lambda_auto_wrap_policy
 
@@ -110,8 +113,8 @@ def test_fsdp_clips_gradients_by_norm_through_the_root_module():
     """Lightning's FSDPPrecision refuses trainer.gradient_clip_val (clip by norm, a knob of every trainer config);
     ours asks the FSDP root, whose clip_grad_norm_ all-reduces the norm over the shards."""
     from lightning.pytorch.plugins.precision import FSDPPrecision
-    from lightning.pytorch.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.utilities.enums import GradClipAlgorithmType
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
     from bias_unlearn.models.fsdp import lora_fsdp_strategy
 
@@ -125,8 +128,9 @@ def test_fsdp_clips_gradients_by_norm_through_the_root_module():
         def clip_grad_norm_(self, max_norm):
             self.clipped.append(max_norm)
 
-    built = L.Trainer(accelerator="cpu", strategy=lora_fsdp_strategy(), precision="bf16-mixed", gradient_clip_val=1.0,
-                      **QUIET)
+    built = L.Trainer(
+        accelerator="cpu", strategy=lora_fsdp_strategy(), precision="bf16-mixed", gradient_clip_val=1.0, **QUIET
+    )
     with pytest.raises(RuntimeError, match="root module"):  # before setup the strategy holds no FSDP root
         built.precision_plugin.clip_gradients(optimizer, 1.0, GradClipAlgorithmType.NORM)
     built.strategy.model = Root()  # what FSDPStrategy.setup leaves there: the FSDP-wrapped module
@@ -158,11 +162,19 @@ class TinyLoraModule(L.LightningModule):
 
         super().__init__()
         torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=32)
+        config = LlamaConfig(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=32,
+        )
         base = LlamaForCausalLM(config).to(torch.bfloat16)  # model.dtype=auto on CUDA
-        lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
-                          task_type="CAUSAL_LM")
+        lora = LoraConfig(
+            r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
+        )
         self.model = get_peft_model(base, lora)  # PEFT's default autocast_adapter_dtype=True: adapters in fp32
         self.lr = lr
         self.seen: dict = {}
@@ -182,8 +194,9 @@ def _fit(precision: str, steps: int, lr: float = 2e-5) -> tuple[TinyLoraModule, 
     module = TinyLoraModule(lr)
     assert {p.dtype for p in module.parameters() if p.requires_grad} == {torch.float32}  # before the Trainer
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randint(0, 64, (8, 12))), batch_size=2)
-    trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_steps=steps, gradient_clip_val=1.0,
-                        **QUIET)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, precision=precision, max_steps=steps, gradient_clip_val=1.0, **QUIET
+    )
     trainer.fit(module, data)
     return module, trainer.optimizers[0]
 
@@ -193,8 +206,9 @@ def _dtypes(module, trainable: bool) -> set:
 
 
 def _state_dtypes(optimizer) -> set:
-    return {v.dtype for state in optimizer.state.values() for k, v in state.items()
-            if torch.is_tensor(v) and k != "step"}
+    return {
+        v.dtype for state in optimizer.state.values() for k, v in state.items() if torch.is_tensor(v) and k != "step"
+    }
 
 
 def _moved_fraction(module) -> float:
@@ -230,8 +244,11 @@ def test_slurm_launcher_composes_for_grids():
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         default = compose("train", overrides=["experiment=methods"], return_hydra_config=True)
-        slurm = compose("train", overrides=["experiment=methods", "hydra/launcher=slurm",
-                                            "hydra.launcher.partition=gpu"], return_hydra_config=True)
+        slurm = compose(
+            "train",
+            overrides=["experiment=methods", "hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+            return_hydra_config=True,
+        )
     assert "BasicLauncher" in default.hydra.launcher._target_
     assert slurm.hydra.launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert slurm.hydra.launcher.partition == "gpu" and slurm.hydra.launcher.gpus_per_node == 1

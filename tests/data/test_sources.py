@@ -2,16 +2,21 @@ import json
 
 import pytest
 
-from bias_unlearn.data import bbq, crows_pairs, stereoset
-
-from tests.helpers import FIXTURES
 from bias_unlearn.config.errors import DataError
+from bias_unlearn.data import bbq, crows_pairs, stereoset
+from tests.helpers import FIXTURES
 
 
 def _flat(**overrides):
-    row = {"type": "intrasentence", "target": "nurse", "bias_type": "profession", "context": "The nurse was BLANK.",
-           "stereotype": "The nurse was caring.", "anti-stereotype": "The nurse was cruel.",
-           "unrelated": "The nurse was blue."}
+    row = {
+        "type": "intrasentence",
+        "target": "nurse",
+        "bias_type": "profession",
+        "context": "The nurse was BLANK.",
+        "stereotype": "The nurse was caring.",
+        "anti-stereotype": "The nurse was cruel.",
+        "unrelated": "The nurse was blue.",
+    }
     row.update(overrides)
     return json.dumps(row)
 
@@ -26,9 +31,17 @@ def test_flat_jsonl_parses_both_kinds(stereoset_jsonl):
 
 def test_hub_rows_map_sentences_by_gold_label():
     # gold_label 0 = anti-stereotype, 1 = stereotype, 2 = unrelated, in shuffled order
-    row = {"id": "x1", "target": "nurse", "bias_type": "profession", "context": "The nurse was BLANK.",
-           "sentences": {"sentence": ["The nurse was blue.", "The nurse was cruel.", "The nurse was caring."],
-                         "gold_label": [2, 0, 1], "id": ["a", "b", "c"]}}
+    row = {
+        "id": "x1",
+        "target": "nurse",
+        "bias_type": "profession",
+        "context": "The nurse was BLANK.",
+        "sentences": {
+            "sentence": ["The nurse was blue.", "The nurse was cruel.", "The nurse was caring."],
+            "gold_label": [2, 0, 1],
+            "id": ["a", "b", "c"],
+        },
+    }
     (ex,) = stereoset.parse_hub_rows([row], "intrasentence", "hub")
     assert ex.stereotype == "The nurse was caring."
     assert ex.anti_stereotype == "The nurse was cruel."
@@ -37,26 +50,45 @@ def test_hub_rows_map_sentences_by_gold_label():
 
 
 def test_official_json_format(tmp_path):
-    doc = {"version": "1.0", "data": {"intrasentence": [
-        {"id": "i1", "target": "nurse", "bias_type": "profession", "context": "The nurse was BLANK.",
-         "sentences": [{"sentence": "The nurse was cruel.", "gold_label": "anti-stereotype", "id": "a", "labels": []},
-                       {"sentence": "The nurse was caring.", "gold_label": "stereotype", "id": "b", "labels": []},
-                       {"sentence": "The nurse was blue.", "gold_label": "unrelated", "id": "c", "labels": []}]}],
-        "intersentence": []}}
+    doc = {
+        "version": "1.0",
+        "data": {
+            "intrasentence": [
+                {
+                    "id": "i1",
+                    "target": "nurse",
+                    "bias_type": "profession",
+                    "context": "The nurse was BLANK.",
+                    "sentences": [
+                        {"sentence": "The nurse was cruel.", "gold_label": "anti-stereotype", "id": "a", "labels": []},
+                        {"sentence": "The nurse was caring.", "gold_label": "stereotype", "id": "b", "labels": []},
+                        {"sentence": "The nurse was blue.", "gold_label": "unrelated", "id": "c", "labels": []},
+                    ],
+                }
+            ],
+            "intersentence": [],
+        },
+    }
     path = tmp_path / "dev.json"
     path.write_text(json.dumps(doc))
     (ex,) = stereoset.load_stereoset("local", str(path))
-    assert (ex.stereotype, ex.anti_stereotype, ex.kind) == ("The nurse was caring.", "The nurse was cruel.",
-                                                            "intrasentence")
+    assert (ex.stereotype, ex.anti_stereotype, ex.kind) == (
+        "The nurse was caring.",
+        "The nurse was cruel.",
+        "intrasentence",
+    )
 
 
-@pytest.mark.parametrize("line, message", [
-    (_flat(bias_type="age"), "field 'bias_type'"),
-    (_flat(stereotype=""), "field 'stereotype'"),
-    ("{not json", "not valid JSON"),
-    (_flat(context="The nurse was here."), "no BLANK"),
-    (_flat(type="paragraph"), "field 'type'"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (_flat(bias_type="age"), "field 'bias_type'"),
+        (_flat(stereotype=""), "field 'stereotype'"),
+        ("{not json", "not valid JSON"),
+        (_flat(context="The nurse was here."), "no BLANK"),
+        (_flat(type="paragraph"), "field 'type'"),
+    ],
+)
 def test_stereoset_bad_rows_name_file_row_and_field(tmp_path, line, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(_flat() + "\n" + line + "\n")
@@ -66,8 +98,12 @@ def test_stereoset_bad_rows_name_file_row_and_field(tmp_path, line, message):
 
 
 def test_stereoset_missing_label_and_missing_file(tmp_path):
-    row = {"target": "nurse", "bias_type": "profession", "context": "The nurse was BLANK.",
-           "sentences": {"sentence": ["a.", "b."], "gold_label": [0, 1]}}
+    row = {
+        "target": "nurse",
+        "bias_type": "profession",
+        "context": "The nurse was BLANK.",
+        "sentences": {"sentence": ["a.", "b."], "gold_label": [0, 1]},
+    }
     with pytest.raises(DataError, match="missing \\['unrelated'\\]"):
         stereoset.parse_hub_rows([row], "intrasentence", "hub")
     with pytest.raises(DataError, match="file not found"):
@@ -118,7 +154,10 @@ def test_bbq_roles_unresolved_when_both_groups_match():
     info = {"ans0": ["Mormon", "Mormon"], "ans1": ["Unknown", "unknown"], "ans2": ["Muslim", "Muslim"]}
     assert bbq.option_roles(info, ["Muslim", "Mormon"], 3) is None
     assert bbq.option_roles({"ans0": ["girl", "F"], "ans1": ["?", "unknown"], "ans2": ["boy", "M"]}, ["F"], 3) == (
-        "stereotyped", "unknown", "other")
+        "stereotyped",
+        "unknown",
+        "other",
+    )
 
 
 def test_bbq_bad_rows(tmp_path):

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
+from bias_unlearn.config.errors import DataError
 from bias_unlearn.data.records import BIAS_TYPES, StereoSetExample
 from bias_unlearn.data.splits import check_split, explicit_split, split_by_target
 from bias_unlearn.data.stereoset import load_stereoset
-from bias_unlearn.config.errors import DataError
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def test_split_is_disjoint_by_target_and_stratified(examples):
         assert {ex.bias_type for ex in part} == set(BIAS_TYPES)
     # a target's intra- and intersentence examples land in the same split
     for part in (split.train, split.dev, split.test):
-        for bias_type, target in _targets(part):
+        for _, target in _targets(part):
             assert {ex.kind for ex in part if ex.target == target} == {"intrasentence", "intersentence"}
     check_split(split)
 
@@ -84,8 +84,10 @@ def test_check_split_rejects_missing_bias_type(examples):
 
 
 def test_target_matching_ignores_case():
-    ex = [StereoSetExample(str(i), "intrasentence", t, "gender", "BLANK", "a", "b", "c")
-          for i, t in enumerate(["Mother", "mother", "sister", "aunt", "uncle"])]
+    ex = [
+        StereoSetExample(str(i), "intrasentence", t, "gender", "BLANK", "a", "b", "c")
+        for i, t in enumerate(["Mother", "mother", "sister", "aunt", "uncle"])
+    ]
     split = split_by_target(ex, fractions=(0.4, 0.3, 0.3))
     homes = {name for name in ("train", "dev", "test") for e in split[name] if e.target.lower() == "mother"}
     assert len(homes) == 1

@@ -2,14 +2,13 @@ from collections import Counter
 
 import pytest
 
+from bias_unlearn.config.errors import ConfigError, DataError
 from bias_unlearn.data.datamodule import UnlearningDataModule
 from bias_unlearn.data.records import BIAS_TYPES, StereoSetExample
 from bias_unlearn.data.splits import split_by_target
 from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.data.streams import build_sequences, tokenize_sentence
-from bias_unlearn.config.errors import ConfigError
 from tests.helpers import make_tokenizer
-from bias_unlearn.config.errors import DataError
 
 
 @pytest.fixture
@@ -25,13 +24,29 @@ def _decoded(tokenizer, ids, mask):
 def test_loss_covers_the_continuation_only(style):
     tok = make_tokenizer(style)
     start = tok.bos_token_id if style == "llama" else tok.eos_token_id
-    intra = StereoSetExample("1", "intrasentence", "nurse", "profession", "The nurse was BLANK today .",
-                             "The nurse was caring today .", "The nurse was cruel today .", "The nurse was blue today .")
+    intra = StereoSetExample(
+        "1",
+        "intrasentence",
+        "nurse",
+        "profession",
+        "The nurse was BLANK today .",
+        "The nurse was caring today .",
+        "The nurse was cruel today .",
+        "The nurse was blue today .",
+    )
     ids, mask = tokenize_sentence(tok, start, intra, intra.stereotype)
     assert ids[0] == start and len(ids) == len(mask)  # the tokenizer's own start token, exactly once
     assert _decoded(tok, ids, mask) == ["caring", "today", "."]
-    inter = StereoSetExample("2", "intersentence", "nurse", "profession", "I met the nurse yesterday .",
-                             "They were very caring .", "They were very cruel .", "The fox is far away .")
+    inter = StereoSetExample(
+        "2",
+        "intersentence",
+        "nurse",
+        "profession",
+        "I met the nurse yesterday .",
+        "They were very caring .",
+        "They were very cruel .",
+        "The fox is far away .",
+    )
     ids, mask = tokenize_sentence(tok, start, inter, inter.stereotype)
     assert _decoded(tok, ids, mask) == ["They", "were", "very", "caring", "."]
     ids, mask = tokenize_sentence(tok, start, inter, inter.unrelated, whole=True)
@@ -73,8 +88,9 @@ def test_batch_scope_global_splits_the_chunk_over_processes(split, scope, expect
     """The paper's 4 : 28 : 28 is global: on 4 processes each draws 1 : 7 : 7 (DDP averages the gradients)."""
     from types import SimpleNamespace
 
-    dm = UnlearningDataModule(split, make_tokenizer("llama"), forget_batch=4, retain_batch=28, kl_batch=28,
-                              batch_scope=scope)
+    dm = UnlearningDataModule(
+        split, make_tokenizer("llama"), forget_batch=4, retain_batch=28, kl_batch=28, batch_scope=scope
+    )
     dm.trainer = SimpleNamespace(global_rank=1, world_size=4)
     loader = dm.train_dataloader()
     chunk = next(iter(loader))
@@ -99,8 +115,9 @@ def test_swap_flips_one_type_only(split):
     dm = UnlearningDataModule(split, tok, forget_batch=4, retain_batch=8, kl_batch=2)
     loader = dm.train_dataloader()
     dm.swap("gender", True)
-    forget = [(bt, k) for _ in range(3) for c in loader
-              for bt, k in zip(c["forget"]["bias_types"], c["forget"]["keys"])]
+    forget = [
+        (bt, k) for _ in range(3) for c in loader for bt, k in zip(c["forget"]["bias_types"], c["forget"]["keys"])
+    ]
     assert all(k.endswith(":a") for bt, k in forget if bt == "gender")  # gender now forgets anti-stereotypes
     assert any(k.endswith(":s") for bt, k in forget if bt != "gender")
     dm.swap("gender", False)
@@ -120,9 +137,12 @@ def _synthetic_sets(sizes: dict[str, int]) -> dict:
     def seqs(bt, role, n):
         return [TrainSequence(f"{bt}{i}:{role}", bt, (1, 2, 3), (0, 1, 1)) for i in range(n)]
 
-    return {"stereo": {bt: seqs(bt, "s", n) for bt, n in sizes.items()},
-            "anti": {bt: seqs(bt, "a", n) for bt, n in sizes.items()},
-            "kl": seqs("gender", "u", 4), "partner": {}}
+    return {
+        "stereo": {bt: seqs(bt, "s", n) for bt, n in sizes.items()},
+        "anti": {bt: seqs(bt, "a", n) for bt, n in sizes.items()},
+        "kl": seqs("gender", "u", 4),
+        "partner": {},
+    }
 
 
 @pytest.mark.parametrize("type_weights", ["size", "equal"])
@@ -130,8 +150,9 @@ def test_type_weights_set_each_bias_types_share_of_the_draws(type_weights):
     from bias_unlearn.data.streams import ChunkStream
 
     sizes = {"gender": 40, "profession": 40, "race": 40, "religion": 4}
-    stream = ChunkStream(_synthetic_sets(sizes), {"forget": 4, "retain": 8, "kl": 2}, 0, set(), seed=3,
-                         type_weights=type_weights)
+    stream = ChunkStream(
+        _synthetic_sets(sizes), {"forget": 4, "retain": 8, "kl": 2}, 0, set(), seed=3, type_weights=type_weights
+    )
     counts = {"forget": Counter(), "retain": Counter()}
     for _ in range(40):  # 40 epochs of 31 chunks: 4,960 forget and 9,920 retain draws
         for chunk in stream:
@@ -144,5 +165,3 @@ def test_type_weights_set_each_bias_types_share_of_the_draws(type_weights):
         else:  # every type a quarter, though religion has a tenth of the others' sentences
             assert 0.22 < share < 0.28, (role, share)
             assert max(counter.values()) / min(counter.values()) < 1.2
-
-

@@ -1,4 +1,5 @@
 """base_cache.py: a cached base score is reused only where it was computed the same way."""
+
 import torch
 
 from bias_unlearn.eval.base_cache import cache_key, cache_path

@@ -1,17 +1,19 @@
 import pytest
 import torch
 
-from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.config.errors import ConfigError
-from bias_unlearn.eval.scorer import SentenceScorer
+from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.eval.batching import Request, score_groups, score_requests
-from bias_unlearn.models.logprobs import start_token_id
+from bias_unlearn.eval.scorer import SentenceScorer
 from bias_unlearn.eval.stereoset import evaluate_stereoset, stereoset_sentence_scores
+from bias_unlearn.models.logprobs import start_token_id
 from tests.helpers import make_tokenizer
 
-SENTENCES = [["The nurse was caring today .", "The nurse was cruel today .", "The nurse was blue today ."],
-             ["The monk was poor today .", "The chemist was poor today ."],
-             ["They were very smart .", "The fox is far away ."]]
+SENTENCES = [
+    ["The nurse was caring today .", "The nurse was cruel today .", "The nurse was blue today ."],
+    ["The monk was poor today .", "The chemist was poor today ."],
+    ["They were very smart .", "The fox is far away ."],
+]
 
 
 def manual_sentence_logprob(model, ids: list[int], start: int) -> float:
@@ -55,8 +57,9 @@ def test_legacy_mode_is_two_passes(tiny):
 def test_batching_does_not_change_scores(tiny, share_prefix, stereoset_jsonl):
     model, tokenizer = tiny
     examples = load_stereoset("local", str(stereoset_jsonl))
-    reference = stereoset_sentence_scores(SentenceScorer(model, tokenizer, batch_size=1, share_prefix=False),
-                                          examples, "sum")
+    reference = stereoset_sentence_scores(
+        SentenceScorer(model, tokenizer, batch_size=1, share_prefix=False), examples, "sum"
+    )
     for batch_size in (3, 64):
         scorer = SentenceScorer(model, tokenizer, batch_size=batch_size, share_prefix=share_prefix)
         got = stereoset_sentence_scores(scorer, examples, "sum")
@@ -66,9 +69,11 @@ def test_batching_does_not_change_scores(tiny, share_prefix, stereoset_jsonl):
 
 def test_grouped_scoring_handles_groups_without_shared_prefix(tiny):
     model, _ = tiny
-    groups = [[Request((), (5, 6, 7)), Request((), (8, 6))],  # no shared first token (legacy-style requests)
-              [Request((2, 9), (10,)), Request((2, 9), (11, 12, 13))],
-              [Request((2,), (14, 15)), Request((2,), (14, 15, 16))]]
+    groups = [
+        [Request((), (5, 6, 7)), Request((), (8, 6))],  # no shared first token (legacy-style requests)
+        [Request((2, 9), (10,)), Request((2, 9), (11, 12, 13))],
+        [Request((2,), (14, 15)), Request((2,), (14, 15, 16))],
+    ]
     grouped = [s for g in score_groups(model, groups, batch_size=2) for s in g]
     flat = score_requests(model, [r for g in groups for r in g], batch_size=1)
     assert [s.n_tokens for s in grouped] == [2, 1, 1, 3, 2, 3]
@@ -105,8 +110,13 @@ def test_auto_prefix_sharing_follows_the_tokens_it_would_skip(tiny):
     model, tokenizer = tiny
     scorer = SentenceScorer(model, tokenizer, share_prefix="auto")
     short = [[Request((1, 2), (3, 4, 5, 6)), Request((1, 2), (7, 8, 9)), Request((1, 2), (4, 4, 4))]]
-    long = [[Request(tuple(range(1, 40)), (41,)), Request(tuple(range(1, 40)), (42, 43)),
-             Request(tuple(range(1, 40)), (44,))]]  # a BBQ-like context and three short options
+    long = [
+        [
+            Request(tuple(range(1, 40)), (41,)),
+            Request(tuple(range(1, 40)), (42, 43)),
+            Request(tuple(range(1, 40)), (44,)),
+        ]
+    ]  # a BBQ-like context and three short options
     assert not scorer.shares_prefix(short) and scorer.shares_prefix(long)
     assert SentenceScorer(model, tokenizer, share_prefix=True).shares_prefix(short)
     assert not SentenceScorer(model, tokenizer, share_prefix=False).shares_prefix(long)
@@ -139,8 +149,14 @@ def test_packed_scoring_matches_the_padded_full_forward(tiny, monkeypatch):
     from bias_unlearn.models.lora import wrap_lora
 
     model, _ = tiny
-    requests = [Request((), (5, 6, 7, 8, 9)), Request((2, 9), (10,)), Request((2,), (14, 15, 16, 17, 18, 19, 20)),
-                Request((3, 4, 5, 6), (7, 8)), Request((), (11, 12)), Request((2,), (13,))]
+    requests = [
+        Request((), (5, 6, 7, 8, 9)),
+        Request((2, 9), (10,)),
+        Request((2,), (14, 15, 16, 17, 18, 19, 20)),
+        Request((3, 4, 5, 6), (7, 8)),
+        Request((), (11, 12)),
+        Request((2,), (13,)),
+    ]
     wrapped = wrap_lora(model, {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"})
     torch.manual_seed(0)
     for name, param in wrapped.named_parameters():

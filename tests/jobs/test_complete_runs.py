@@ -1,4 +1,5 @@
 """evaluate.py runs=: side effects scored after training and written into finished runs' reports."""
+
 import json
 import shutil
 
@@ -8,8 +9,8 @@ from omegaconf import OmegaConf
 from bias_unlearn.jobs import complete_runs as run_completion
 from bias_unlearn.jobs.cli import USER_ERRORS
 from bias_unlearn.jobs.evaluate import run_evaluation
-from bias_unlearn.reports.run_report import BeforeAfter, RunReport, Summary
 from bias_unlearn.jobs.train import run_training
+from bias_unlearn.reports.run_report import BeforeAfter, RunReport, Summary
 from tests.helpers import compose_config
 
 SIDE = "benchmarks=[crows_pairs,bbq,general]"
@@ -33,8 +34,15 @@ def sweep(tmp_path, cfg_train):
 
 
 def evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, *overrides):
-    return compose_config("evaluate", f"paths.output_dir={tmp_path / 'eval'}", "model=local",
-                          f"model.name_or_path={tiny_model_dir}", *data_overrides, "scoring.n_bootstrap=0", *overrides)
+    return compose_config(
+        "evaluate",
+        f"paths.output_dir={tmp_path / 'eval'}",
+        "model=local",
+        f"model.name_or_path={tiny_model_dir}",
+        *data_overrides,
+        "scoring.n_bootstrap=0",
+        *overrides,
+    )
 
 
 def test_side_effects_are_added_to_every_finished_run(sweep, tmp_path, tiny_model_dir, data_overrides, monkeypatch):
@@ -48,8 +56,9 @@ def test_side_effects_are_added_to_every_finished_run(sweep, tmp_path, tiny_mode
 
     # Before is the base model, after the run's adapter: as evaluate.py scores each of them on its own.
     base = run_evaluation(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, SIDE))
-    adapted = run_evaluation(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, SIDE,
-                                          f"adapter={sweep / '0_a' / 'adapter'}"))
+    adapted = run_evaluation(
+        evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, SIDE, f"adapter={sweep / '0_a' / 'adapter'}")
+    )
     report = RunReport.load(sweep / "0_a" / "report.json")
     for name in ("crows_pairs", "bbq", "general"):
         assert getattr(report, name) == BeforeAfter(base[name], adapted[name]), name
@@ -63,11 +72,14 @@ def test_side_effects_are_added_to_every_finished_run(sweep, tmp_path, tiny_mode
     assert json.loads((sweep / "2_failed" / "report.json").read_text())["bbq"] == {"before": None, "after": None}
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["benchmarks=[stereoset,bbq]"], "benchmarks must be some of"),
-    (["benchmarks=[bbq]", "adapter=/some/adapter"], "adapter= and runs= together"),
-    (["runs=/no/such/dir", "benchmarks=[bbq]"], "/no/such/dir: the directory does not exist"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["benchmarks=[stereoset,bbq]"], "benchmarks must be some of"),
+        (["benchmarks=[bbq]", "adapter=/some/adapter"], "adapter= and runs= together"),
+        (["runs=/no/such/dir", "benchmarks=[bbq]"], "/no/such/dir: the directory does not exist"),
+    ],
+)
 def test_bad_completion_requests_are_refused(tmp_path, tiny_model_dir, data_overrides, overrides, message):
     cfg = evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={tmp_path}", *overrides)
     with pytest.raises(USER_ERRORS, match=message):
@@ -77,25 +89,40 @@ def test_bad_completion_requests_are_refused(tmp_path, tiny_model_dir, data_over
 def test_a_folder_without_runs_or_adapter_is_refused(tmp_path, tiny_model_dir, data_overrides):
     (tmp_path / "empty").mkdir()
     with pytest.raises(USER_ERRORS, match="holds no run directories"):
-        run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides,
-                                                  f"runs={tmp_path / 'empty'}", "benchmarks=[bbq]"))
+        run_completion.complete_runs(
+            evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={tmp_path / 'empty'}", "benchmarks=[bbq]")
+        )
     run = tmp_path / "run"
     run.mkdir()
     (run / "report.json").write_text("{}")
     (run / "config.yaml").write_text("seed: 0\n")
     with pytest.raises(USER_ERRORS, match="no delivered adapter"):
-        run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}",
-                                                  "benchmarks=[bbq]"))
+        run_completion.complete_runs(
+            evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}", "benchmarks=[bbq]")
+        )
     (run / "adapter").mkdir()
     (run / "adapter" / "adapter_config.json").write_text("{}")
-    RunReport(Summary(method="bias_unlearn", objective={}, model="tiny", adapter="adapter", adapter_from="best",
-                      adapter_rule="balance", lms_bar_met=True, steps=1, stopped_early_at=None)).save(
-        run / "report.json")
-    for text, message in (("seed: [0\n", "not readable as a training run's config"),
-                          ("model: {source: local}\nscoring: {mode: mean}\n", "model.name_or_path is not set"),
-                          ("model: {source: local, name_or_path: x}\nscoring: {mode: median}\n", "scoring.mode")):
+    RunReport(
+        Summary(
+            method="bias_unlearn",
+            objective={},
+            model="tiny",
+            adapter="adapter",
+            adapter_from="best",
+            adapter_rule="balance",
+            lms_bar_met=True,
+            steps=1,
+            stopped_early_at=None,
+        )
+    ).save(run / "report.json")
+    for text, message in (
+        ("seed: [0\n", "not readable as a training run's config"),
+        ("model: {source: local}\nscoring: {mode: mean}\n", "model.name_or_path is not set"),
+        ("model: {source: local, name_or_path: x}\nscoring: {mode: median}\n", "scoring.mode"),
+    ):
         (run / "config.yaml").write_text(text)
         with pytest.raises(USER_ERRORS, match=message) as err:
-            run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}",
-                                                      "benchmarks=[bbq]"))
+            run_completion.complete_runs(
+                evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}", "benchmarks=[bbq]")
+            )
         assert "config.yaml" in str(err.value)

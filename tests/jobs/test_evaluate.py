@@ -1,4 +1,5 @@
 """evaluate.py: one subprocess smoke test of the entry point, then in-process runs through the composed config."""
+
 import json
 
 import pytest
@@ -11,8 +12,9 @@ from tests.helpers import compose_config, readme_commands, run_evaluate
 @pytest.mark.slow
 def test_evaluate_py_end_to_end(tmp_path, tiny_model_dir, data_overrides):
     out = tmp_path / "run"
-    proc = run_evaluate(out, "model=local", f"model.name_or_path={tiny_model_dir}", "scoring.n_bootstrap=50",
-                        *data_overrides)
+    proc = run_evaluate(
+        out, "model=local", f"model.name_or_path={tiny_model_dir}", "scoring.n_bootstrap=50", *data_overrides
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     stereo = results["results"]["stereoset"]
@@ -22,24 +24,33 @@ def test_evaluate_py_end_to_end(tmp_path, tiny_model_dir, data_overrides):
     assert "bias_disambig" in results["results"]["bbq"]["Religion"]
     assert results["meta"]["scoring"] == "mode=mean, start=prepend"
     split = json.loads((out / "split.json").read_text())
-    assert split["test"]["n_examples"] == stereo["intrasentence"]["overall"]["n"] + stereo["intersentence"][
-        "overall"]["n"]
+    assert (
+        split["test"]["n_examples"] == stereo["intrasentence"]["overall"]["n"] + stereo["intersentence"]["overall"]["n"]
+    )
     table = (out / "results.md").read_text()
     assert "| intrasentence | overall |" in table and "## CrowS-Pairs" in table and "## BBQ" in table
     assert "| intrasentence | overall |" in proc.stdout
 
 
-@pytest.mark.parametrize("override, message", [
-    ("data.stereoset.path=/no/such/file.jsonl", "/no/such/file.jsonl: file not found"),
-    ("benchmarks=[stereoset,glue]", "benchmarks must be some of"),
-    ("split=validation", "split must be one of ['train', 'dev', 'test', 'all'], got 'validation'"),
-    ("scoring.mode=median", "scoring.mode"),
-])
-def test_bad_input_stops_with_message_and_writes_nothing(tmp_path, tiny_model_dir, data_overrides, override,
-                                                         message):
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.stereoset.path=/no/such/file.jsonl", "/no/such/file.jsonl: file not found"),
+        ("benchmarks=[stereoset,glue]", "benchmarks must be some of"),
+        ("split=validation", "split must be one of ['train', 'dev', 'test', 'all'], got 'validation'"),
+        ("scoring.mode=median", "scoring.mode"),
+    ],
+)
+def test_bad_input_stops_with_message_and_writes_nothing(tmp_path, tiny_model_dir, data_overrides, override, message):
     out = tmp_path / "run"
-    cfg = compose_config("evaluate", f"paths.output_dir={out}", "model=local", f"model.name_or_path={tiny_model_dir}",
-                         *data_overrides, override)
+    cfg = compose_config(
+        "evaluate",
+        f"paths.output_dir={out}",
+        "model=local",
+        f"model.name_or_path={tiny_model_dir}",
+        *data_overrides,
+        override,
+    )
     with pytest.raises(USER_ERRORS) as err:
         run_evaluation(cfg)
     assert message in str(err.value)
@@ -48,8 +59,14 @@ def test_bad_input_stops_with_message_and_writes_nothing(tmp_path, tiny_model_di
 
 def test_bad_adapter_stops_before_scoring(tmp_path, tiny_model_dir, data_overrides):
     out = tmp_path / "run"
-    cfg = compose_config("evaluate", f"paths.output_dir={out}", "model=local", f"model.name_or_path={tiny_model_dir}",
-                         *data_overrides, f"adapter={tmp_path}")
+    cfg = compose_config(
+        "evaluate",
+        f"paths.output_dir={out}",
+        "model=local",
+        f"model.name_or_path={tiny_model_dir}",
+        *data_overrides,
+        f"adapter={tmp_path}",
+    )
     with pytest.raises(USER_ERRORS, match="no adapter_config.json"):
         run_evaluation(cfg)
     assert not (out / "results.json").exists()
@@ -60,17 +77,31 @@ def test_readme_evaluate_commands_compose_and_run_fast(args, tmp_path, tiny_mode
     """Each README command composes as written; then runs on the tiny model and the fixture files (its model,
     adapter and file choices name things that exist only on the user's machine)."""
     compose_config("evaluate", *args)
-    kept = [a for a in args if a.split("=")[0] not in ("model", "model.name_or_path", "adapter", "data.bbq.paths",
-                                                     "runs")]  # runs=: tests/test_run_completion.py
-    cfg = compose_config("evaluate", f"paths.output_dir={tmp_path}", *kept, "model=local",
-                         f"model.name_or_path={tiny_model_dir}", *data_overrides, "scoring.n_bootstrap=0")
+    kept = [
+        a for a in args if a.split("=")[0] not in ("model", "model.name_or_path", "adapter", "data.bbq.paths", "runs")
+    ]  # runs=: tests/test_run_completion.py
+    cfg = compose_config(
+        "evaluate",
+        f"paths.output_dir={tmp_path}",
+        *kept,
+        "model=local",
+        f"model.name_or_path={tiny_model_dir}",
+        *data_overrides,
+        "scoring.n_bootstrap=0",
+    )
     results = run_evaluation(cfg)
     assert set(results) == set(cfg.benchmarks) and (tmp_path / "results.md").exists()
 
 
 def test_general_ability_benchmark(tmp_path, tiny_model_dir, data_overrides):
-    cfg = compose_config("evaluate", f"paths.output_dir={tmp_path}", "model=local",
-                         f"model.name_or_path={tiny_model_dir}", *data_overrides, "benchmarks=[general]")
+    cfg = compose_config(
+        "evaluate",
+        f"paths.output_dir={tmp_path}",
+        "model=local",
+        f"model.name_or_path={tiny_model_dir}",
+        *data_overrides,
+        "benchmarks=[general]",
+    )
     results = run_evaluation(cfg)["general"]
     assert set(results) == {"wiki", "piqa", "mmlu", "openbookqa"}
     assert results["wiki"]["n"] == 3 and results["wiki"]["perplexity"] > 1
@@ -79,9 +110,9 @@ def test_general_ability_benchmark(tmp_path, tiny_model_dir, data_overrides):
 
 
 def test_an_adapter_is_not_scored_on_targets_its_run_trained_on(tmp_path, stereoset_jsonl, caplog):
+    from bias_unlearn.config.errors import ConfigError
     from bias_unlearn.data.splits import split_by_target
     from bias_unlearn.data.stereoset import load_stereoset
-    from bias_unlearn.config.errors import ConfigError
     from bias_unlearn.jobs.evaluate import check_held_out
 
     examples = load_stereoset("local", str(stereoset_jsonl))

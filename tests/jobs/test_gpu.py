@@ -1,4 +1,5 @@
 """GPU paths (bf16 scoring, a bf16-mixed training run with fp32 adapters); skipped without CUDA, as in CI."""
+
 import pytest
 import torch
 

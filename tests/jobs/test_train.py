@@ -1,21 +1,21 @@
 """The training job: in-process runs through the config fixture, the README's commands in fast form, bad data,
 and one subprocess smoke test of ``train.py`` (a two-job Hydra multirun)."""
+
 import json
 from pathlib import Path
 
 import pytest
 
-from bias_unlearn.unlearning.balance import ss_standard_error
-from bias_unlearn.unlearning.callbacks.adapter_checkpoint import RULE_BALANCE_CHI2, RULE_LAST, RULE_LEAST_LMS_DROP
+from bias_unlearn.config.errors import DataError
+from bias_unlearn.config.schema import train_settings as validate_config
 from bias_unlearn.data.sources import build_stereoset_split
-
+from bias_unlearn.jobs.train import run_training
 from bias_unlearn.reports.run_report import RunReport
 from bias_unlearn.reports.runs import read_run
 from bias_unlearn.reports.sweep import comparison_rows
-from bias_unlearn.config.schema import train_settings as validate_config
-from bias_unlearn.jobs.train import run_training
+from bias_unlearn.unlearning.balance import ss_standard_error
+from bias_unlearn.unlearning.callbacks.adapter_checkpoint import RULE_BALANCE_CHI2, RULE_LAST, RULE_LEAST_LMS_DROP
 from tests.helpers import ROOT, compose_config, expand_multirun, readme_commands, run_entry_point, tiny_run_overrides
-from bias_unlearn.config.errors import DataError
 
 DEVICE_KEYS = ("model", "trainer", "strategy")  # what the fast form swaps for the tiny CPU model
 
@@ -55,12 +55,18 @@ def test_train_end_to_end(cfg_train):
     out = Path(report.summary.adapter).parent  # the run directory
     assert report.summary.steps == 4 and report.summary.method == "bias_unlearn"
     assert [h["step"] for h in report.summary.dev_history] == [0, 2, 4]
-    assert (report.stereoset.before["intrasentence"]["overall"]["n"]
-            == report.stereoset.after["intrasentence"]["overall"]["n"] > 0)
+    assert (
+        report.stereoset.before["intrasentence"]["overall"]["n"]
+        == report.stereoset.after["intrasentence"]["overall"]["n"]
+        > 0
+    )
     assert report.summary.adapter_rule in (RULE_BALANCE_CHI2, RULE_LEAST_LMS_DROP)
     assert isinstance(report.summary.lms_bar_met, bool)
     saved = RunReport.load(out / "report.json")  # the file is the returned object (NaN written as null)
-    assert saved.summary == report.summary and saved.stereoset.after["intrasentence"]["overall"]["ss_ci95"] == [None, None]
+    assert saved.summary == report.summary and saved.stereoset.after["intrasentence"]["overall"]["ss_ci95"] == [
+        None,
+        None,
+    ]
     assert (out / "adapter" / "adapter_model.safetensors").exists()
     assert (out / "adapter" / "split.json").read_text() == (out / "split.json").read_text()  # it carries its split
     state = json.loads((out / "checkpoints" / "last" / "state.json").read_text())
@@ -70,8 +76,11 @@ def test_train_end_to_end(cfg_train):
     assert "| overall |" in markdown and report.summary.adapter_rule in markdown
     dev, split = report.summary.dev_split, json.loads((out / "split.json").read_text())  # what the dev rules read
     assert {bt: d["examples"] for bt, d in dev.items()} == {
-        bt: counts["intrasentence"] for bt, counts in split["dev"]["counts"].items()}
-    assert all(d["targets"] >= 1 and d["resolution"] > 0 for d in dev.values()) and "Dev split per bias type" in markdown
+        bt: counts["intrasentence"] for bt, counts in split["dev"]["counts"].items()
+    }
+    assert (
+        all(d["targets"] >= 1 and d["resolution"] > 0 for d in dev.values()) and "Dev split per bias type" in markdown
+    )
     dev_examples = [ex for ex in build_stereoset_split(cfg.data).dev if ex.kind == "intrasentence"]
     assert {bt: d["se"] for bt, d in dev.items()} == pytest.approx(ss_standard_error(dev_examples), abs=0.006)
     assert "standard error" in markdown
@@ -86,8 +95,14 @@ def test_eval_adapter_last_names_its_rule(cfg_train):
 def test_gradient_clipping_under_mixed_precision_trains(cfg_train):
     """Lightning's mixed precision refuses to clip a fused optimizer's gradients: with clipping the step keeps
     torch's AdamW (module.fused_optimizer)."""
-    report = run_training(cfg_train("trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0",
-                                    "eval.after=false", "eval.generation.prompts=[]"))
+    report = run_training(
+        cfg_train(
+            "trainer.precision=bf16-mixed",
+            "trainer.gradient_clip_val=1.0",
+            "eval.after=false",
+            "eval.generation.prompts=[]",
+        )
+    )
     assert report.summary.steps == 4
 
 
@@ -97,8 +112,9 @@ def test_empty_bias_type_in_train_split(tmp_path, tiny_model_dir):
     rows = [r for r in make_stereoset_rows() if not (r["bias_type"] == "religion" and r["type"] == "intrasentence")]
     path = tmp_path / "no_religion.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    cfg = compose_config("train", *tiny_run_overrides(tmp_path / "run", tiny_model_dir, path),
-                         "train.kinds=[intrasentence]")
+    cfg = compose_config(
+        "train", *tiny_run_overrides(tmp_path / "run", tiny_model_dir, path), "train.kinds=[intrasentence]"
+    )
     with pytest.raises(DataError, match="religion"):
         run_training(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -122,10 +138,18 @@ def test_run_report_notebook_executes(cfg_train, monkeypatch):
 def test_train_py_two_job_multirun(tmp_path, tiny_model_dir, stereoset_jsonl):
     """The entry point as a user runs it (subprocess, Hydra's multirun launcher, exit code)."""
     out = tmp_path / "sweep"
-    overrides = [o for o in tiny_run_overrides(tmp_path, tiny_model_dir, stereoset_jsonl)
-                 if not o.startswith("paths.output_dir")]
-    proc = run_entry_point("train.py", "-m", *overrides, "loss=full,no_kl", "trainer.max_steps=2",
-                           "eval.after=false", f"hydra.sweep.dir={out}")
+    overrides = [
+        o for o in tiny_run_overrides(tmp_path, tiny_model_dir, stereoset_jsonl) if not o.startswith("paths.output_dir")
+    ]
+    proc = run_entry_point(
+        "train.py",
+        "-m",
+        *overrides,
+        "loss=full,no_kl",
+        "trainer.max_steps=2",
+        "eval.after=false",
+        f"hydra.sweep.dir={out}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted(p for p in out.iterdir() if p.is_dir() and (p / "report.json").exists())
     assert len(runs) == 2 and [p.name.split("_")[0] for p in runs] == ["0", "1"]
@@ -143,27 +167,42 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path, tiny_model_dir, stereos
     out = tmp_path / "sweep"
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n")
-    overrides = [o for o in tiny_run_overrides(tmp_path, tiny_model_dir, stereoset_jsonl)
-                 if not o.startswith(("paths.output_dir", "data.stereoset.path"))]
-    proc = run_entry_point("train.py", "-m", *overrides, f"data.stereoset.path={bad},{stereoset_jsonl}",
-                           "trainer.max_steps=2", f"hydra.sweep.dir={out}")
+    overrides = [
+        o
+        for o in tiny_run_overrides(tmp_path, tiny_model_dir, stereoset_jsonl)
+        if not o.startswith(("paths.output_dir", "data.stereoset.path"))
+    ]
+    proc = run_entry_point(
+        "train.py",
+        "-m",
+        *overrides,
+        f"data.stereoset.path={bad},{stereoset_jsonl}",
+        "trainer.max_steps=2",
+        f"hydra.sweep.dir={out}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "not valid JSON" in proc.stderr
     statuses = {row["run"].split("_")[0]: row["status"] for row in write_sweep_report(out)["rows"]}
     assert statuses["0"].startswith("failed: ") and "not valid JSON" in statuses["0"] and statuses["1"] == "ok"
 
-    refused = run_entry_point("train.py", "-m", *overrides, "method.loss.beta=1e-9,0.1",
-                              f"hydra.sweep.dir={tmp_path / 'refused'}")
+    refused = run_entry_point(
+        "train.py", "-m", *overrides, "method.loss.beta=1e-9,0.1", f"hydra.sweep.dir={tmp_path / 'refused'}"
+    )
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(
-        "error: method.loss.beta must be at least")
+        "error: method.loss.beta must be at least"
+    )
     assert not (tmp_path / "refused").exists()
 
 
 @pytest.mark.slow
 def test_train_py_bad_setting_exits_with_one_line(tmp_path, tiny_model_dir, stereoset_jsonl):
     out = tmp_path / "run"
-    proc = run_entry_point("train.py", *tiny_run_overrides(out, tiny_model_dir, stereoset_jsonl),
-                           f"hydra.run.dir={out}", "eval.adapter=bset")
+    proc = run_entry_point(
+        "train.py",
+        *tiny_run_overrides(out, tiny_model_dir, stereoset_jsonl),
+        f"hydra.run.dir={out}",
+        "eval.adapter=bset",
+    )
     assert proc.returncode == 2 and "eval.adapter must be one of" in proc.stderr
     assert "Traceback" not in proc.stderr and not (out / "split.json").exists()
 
@@ -187,14 +226,23 @@ def test_experiments_compose(experiment):
     if experiment == "preset_sweep":  # chosen on dev: the test split is never scored
         assert not cfg.eval.before and not cfg.eval.after
     if experiment.startswith("paper_"):
-        assert cfg.model.name == experiment[len("paper_"):] and cfg.train.retain_batch == 28
+        assert cfg.model.name == experiment[len("paper_") :] and cfg.train.retain_batch == 28
 
 
 def test_side_effects_before_and_after(cfg_train, data_overrides):
     """eval.crows_pairs, eval.bbq and eval.general: CrowS-Pairs, BBQ and general ability scored before and after,
     in the report, the adapter's card and the sweep table."""
-    report = run_training(cfg_train(*data_overrides, "eval.before=true", "eval.crows_pairs=true", "eval.bbq=true",
-                                    "eval.general=true", "data.general.max_items=2", "eval.generation.prompts=[]"))
+    report = run_training(
+        cfg_train(
+            *data_overrides,
+            "eval.before=true",
+            "eval.crows_pairs=true",
+            "eval.bbq=true",
+            "eval.general=true",
+            "data.general.max_items=2",
+            "eval.generation.prompts=[]",
+        )
+    )
     general = report.general
     assert general.before["wiki"]["n"] == 2 and general.after["piqa"]["n"] == 2
     assert report.crows_pairs.after["overall"]["n"] > 0
@@ -204,13 +252,15 @@ def test_side_effects_before_and_after(cfg_train, data_overrides):
     rows_before, rows_after = report.outcomes.before, report.outcomes.after
     assert len(rows_after.stereoset["intrasentence"]) == report.stereoset.after["intrasentence"]["overall"]["n"]
     assert [r.id for r in rows_before.stereoset["intrasentence"]] == [
-        r.id for r in rows_after.stereoset["intrasentence"]]
+        r.id for r in rows_after.stereoset["intrasentence"]
+    ]
     assert len(rows_after.crows_pairs) == report.crows_pairs.after["overall"]["n"]
     markdown = (Path(report.summary.adapter).parent / "report.md").read_text()
     assert "## General ability (before / after)" in markdown
     assert "Paired change on the same examples" in markdown and "| change in \\|SS - 50\\| |" in markdown
     assert "| bias type | N | % stereo before | 95% CI | % stereo after | 95% CI | change | 95% CI | resolved |" in (
-        markdown)
+        markdown
+    )
     card = (Path(report.summary.adapter) / "README.md").read_text()  # the adapter carries its evidence
     assert card.startswith("---\nbase_model: ") and "library_name: peft" in card
     assert "held-out test split" in card and "## Side effects: General ability" in card
@@ -249,9 +299,21 @@ def test_a_report_written_before_the_standard_error_was_recorded_still_renders()
 
     old = {"religion": {"examples": 25, "targets": 1, "resolution": 4.0}}
     new = {"religion": {**old["religion"], "se": 10.0}}
-    common = dict(method="bias_unlearn", objective={}, model="m", adapter="a", adapter_from="b", adapter_rule="r",
-                  lms_bar_met=True, steps=1, stopped_early_at=None, dev_history=[{"step": 0, "religion": 48.0}])
-    rendered = {name: training_report(RunReport(Summary(**common, dev_split=split)))
-                for name, split in (("old", old), ("new", new))}
+    common = dict(
+        method="bias_unlearn",
+        objective={},
+        model="m",
+        adapter="a",
+        adapter_from="b",
+        adapter_rule="r",
+        lms_bar_met=True,
+        steps=1,
+        stopped_early_at=None,
+        dev_history=[{"step": 0, "religion": 48.0}],
+    )
+    rendered = {
+        name: training_report(RunReport(Summary(**common, dev_split=split)))
+        for name, split in (("old", old), ("new", new))
+    }
     assert "religion 25 examples / 1 target (SS resolution 4 points)" in rendered["old"]
     assert "(SS resolution 4 points, standard error 10)" in rendered["new"]

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
+from bias_unlearn.config.errors import ModelLoadError
 from bias_unlearn.eval.scorer import SentenceScorer
 from bias_unlearn.models.loading import load_model, resolve_dtype
 from bias_unlearn.models.lora import load_adapter
 from tests.helpers import make_model, make_tokenizer, save_random_adapter
-from bias_unlearn.config.errors import ModelLoadError
 
 
 def test_local_model_loads_and_scores(tiny_model_dir):
@@ -59,8 +59,16 @@ def test_adapter_with_wrong_shapes_is_rejected(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = make_tokenizer("llama")
-    wide = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=64,
-                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+    wide = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    )
     save_random_adapter(wide, ["q_proj"], tmp_path / "wide")
     with pytest.raises(ModelLoadError, match="does not fit"):
         load_adapter(make_model("llama", len(tokenizer)), str(tmp_path / "wide"))

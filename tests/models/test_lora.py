@@ -1,5 +1,6 @@
 """LoRA adapters: every model config's target style wraps, saves and loads back to the same logits; adapters for
 another architecture or size, and directories that are not adapters, are refused with a ModelLoadError."""
+
 import json
 from pathlib import Path
 
@@ -8,9 +9,8 @@ import torch
 from omegaconf import OmegaConf
 from peft import LoraConfig, get_peft_model
 
-
-from bias_unlearn.models.lora import load_adapter, load_adapter_weights, wrap_lora
 from bias_unlearn.config.errors import ModelLoadError
+from bias_unlearn.models.lora import load_adapter, load_adapter_weights, wrap_lora
 
 try:
     from tests.helpers import make_model
@@ -116,7 +116,8 @@ def test_gpt2_configs_adapt_attention_only(conf):
     assert adapted and not [n for n in adapted if ".mlp." in n]
     n_layer = wrapped.config.n_layer
     assert sorted(n.split("transformer.", 1)[1] for n in adapted) == sorted(
-        f"h.{i}.attn.{m}" for i in range(n_layer) for m in ("c_attn", "c_proj"))
+        f"h.{i}.attn.{m}" for i in range(n_layer) for m in ("c_attn", "c_proj")
+    )
 
 
 def test_wrap_lora_reads_a_string_as_one_module_name():
@@ -154,12 +155,15 @@ def test_regex_targets_match_like_peft(tmp_path):
         load_adapter(make_model("gpt2", VOCAB), str(tmp_path / "regex"))
 
 
-@pytest.mark.parametrize("source,target,targets,missing", [
-    ("gpt2", "llama", ["attn.c_attn", "attn.c_proj"], "attn.c_attn"),
-    ("llama", "gpt2", ["q_proj"], "q_proj"),
-    ("llama", "gpt2", "all-linear", "model.layers.0."),
-    ("gpt2", "llama", "all-linear", "transformer.h.0."),
-])
+@pytest.mark.parametrize(
+    "source,target,targets,missing",
+    [
+        ("gpt2", "llama", ["attn.c_attn", "attn.c_proj"], "attn.c_attn"),
+        ("llama", "gpt2", ["q_proj"], "q_proj"),
+        ("llama", "gpt2", "all-linear", "model.layers.0."),
+        ("gpt2", "llama", "all-linear", "transformer.h.0."),
+    ],
+)
 def test_adapter_for_another_architecture_is_refused(source, target, targets, missing, tmp_path):
     _save(source, _lora_cfg(targets), tmp_path / "adapter")
     model = make_model(target, VOCAB)
@@ -173,8 +177,16 @@ def test_adapter_for_fewer_layers_or_other_module_paths_is_refused(tmp_path):
     from transformers import GPT2Config, GPT2Model, LlamaConfig, LlamaForCausalLM
 
     _save("llama", _lora_cfg("all-linear"), tmp_path / "deep")
-    shallow = LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
-                                           num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2))
+    shallow = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    )
     with pytest.raises(ModelLoadError, match=r"model\.layers\.1\."):
         load_adapter(shallow, str(tmp_path / "deep"))
 
@@ -185,14 +197,26 @@ def test_adapter_for_fewer_layers_or_other_module_paths_is_refused(tmp_path):
         load_adapter(make_model("gpt2", VOCAB), str(tmp_path / "bare"))
 
 
-@pytest.mark.parametrize("style,targets", [("llama", ["q_proj", "k_proj", "v_proj", "o_proj"]),
-                                           ("gpt2", ["attn.c_attn", "attn.c_proj"])])
+@pytest.mark.parametrize(
+    "style,targets", [("llama", ["q_proj", "k_proj", "v_proj", "o_proj"]), ("gpt2", ["attn.c_attn", "attn.c_proj"])]
+)
 def test_adapter_with_other_shapes_is_refused(style, targets, tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-    wide = (LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2)) if style == "llama" else
-            GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=256, n_embd=64, n_layer=2, n_head=2)))
+    wide = (
+        LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=VOCAB,
+                hidden_size=64,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+            )
+        )
+        if style == "llama"
+        else GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=256, n_embd=64, n_layer=2, n_head=2))
+    )
     wrap_lora(wide, _lora_cfg(targets)).save_pretrained(tmp_path / "wide")
     model = make_model(style, VOCAB)
     with pytest.raises(ModelLoadError, match="does not fit") as err:
@@ -213,17 +237,20 @@ def test_not_an_adapter_is_refused(tmp_path):
         load_adapter(model, str(tmp_path / "adapter"))
 
 
-@pytest.mark.parametrize("change,message", [
-    ("{not json", "malformed adapter_config.json"),
-    ("[1, 2]", "malformed adapter_config.json: expected a JSON object"),
-    ({"peft_type": None}, "malformed adapter_config.json: no peft_type"),
-    ({"target_modules": 3}, "malformed adapter_config.json: target_modules must be"),
-    ({"target_modules": "q_proj(("}, "malformed adapter_config.json: target_modules .* is not a valid regex"),
-    ({"r": "eight"}, "malformed adapter_config.json: r must be a positive integer"),
-    ({"lora_alpha": [16]}, "malformed adapter_config.json: lora_alpha must be a number"),
-    ({"lora_dropout": "high"}, "malformed adapter_config.json: lora_dropout must be a number"),
-    ({"peft_type": "IA3"}, "is a IA3 adapter; only LoRA adapters are supported"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ("{not json", "malformed adapter_config.json"),
+        ("[1, 2]", "malformed adapter_config.json: expected a JSON object"),
+        ({"peft_type": None}, "malformed adapter_config.json: no peft_type"),
+        ({"target_modules": 3}, "malformed adapter_config.json: target_modules must be"),
+        ({"target_modules": "q_proj(("}, "malformed adapter_config.json: target_modules .* is not a valid regex"),
+        ({"r": "eight"}, "malformed adapter_config.json: r must be a positive integer"),
+        ({"lora_alpha": [16]}, "malformed adapter_config.json: lora_alpha must be a number"),
+        ({"lora_dropout": "high"}, "malformed adapter_config.json: lora_dropout must be a number"),
+        ({"peft_type": "IA3"}, "is a IA3 adapter; only LoRA adapters are supported"),
+    ],
+)
 def test_malformed_adapter_config_is_refused(change, message, tmp_path):
     _save("llama", _lora_cfg(["q_proj"]), tmp_path / "adapter")
     config_path = tmp_path / "adapter" / "adapter_config.json"

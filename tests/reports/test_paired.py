@@ -1,4 +1,5 @@
 """paired.py: pooled and paired statistics from per-example outcomes agree with the metric and can resolve (or not)."""
+
 from __future__ import annotations
 
 import random
@@ -17,8 +18,11 @@ def rows(seed: int, p_pro: float, n_per_target: int = 30) -> list:
     for bias_type, targets in {"gender": ["mother", "sister"], "race": ["Peru", "Japan", "Norway"]}.items():
         for target in targets:
             for k in range(n_per_target):
-                out.append(StereoSetOutcome(f"{target}-{k}", bias_type, target, int(rng.random() < p_pro),
-                                            rng.choice([1, 2, 2])))
+                out.append(
+                    StereoSetOutcome(
+                        f"{target}-{k}", bias_type, target, int(rng.random() < p_pro), rng.choice([1, 2, 2])
+                    )
+                )
     return out
 
 
@@ -57,8 +61,9 @@ def test_pooled_keeps_each_runs_targets_apart():
     a, b = rows(0, 0.9, 10), rows(1, 0.1, 10)
     both = pooled({"seed0": a, "seed1": b}, n_bootstrap=50)["overall"]
     assert both["n"] == len(a) + len(b) and both["n_targets"] == 10  # 5 targets per run, not 5 in all
-    assert both["ss"] == pytest.approx((stereoset_summary(a, 0)["overall"]["ss"]
-                                        + stereoset_summary(b, 0)["overall"]["ss"]) / 2)
+    assert both["ss"] == pytest.approx(
+        (stereoset_summary(a, 0)["overall"]["ss"] + stereoset_summary(b, 0)["overall"]["ss"]) / 2
+    )
 
 
 def test_crows_change_per_category():
@@ -72,7 +77,7 @@ def test_crows_change_per_category():
 
 
 def test_over_seeds():
-    assert over_seeds([1.0, 3.0]) == {"mean": 2.0, "sd": pytest.approx(2 ** 0.5), "n_runs": 2}
+    assert over_seeds([1.0, 3.0]) == {"mean": 2.0, "sd": pytest.approx(2**0.5), "n_runs": 2}
     assert over_seeds([4.0, None]) == {"mean": 4.0, "sd": None, "n_runs": 1}
 
 

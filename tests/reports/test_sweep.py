@@ -1,14 +1,14 @@
 """Sweep reports: a synthetic sweep (with a failed, a corrupt and an unevaluated run), and a real tiny sweep of
 methods through train.py -m, report.py and the analysis notebook."""
+
 import csv
 import io
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -23,40 +23,84 @@ from tests.helpers import FIXTURES, ROOT
 
 
 def _stereoset(ss: dict, lms: float) -> dict:
-    domains = {d: {"ss": v, "lms": lms, "icat": lms * min(v, 100 - v) / 50, "n": 10, "n_targets": 2,
-                   "ss_ci95": [v - 3, v + 3]} for d, v in ss.items()}
+    domains = {
+        d: {"ss": v, "lms": lms, "icat": lms * min(v, 100 - v) / 50, "n": 10, "n_targets": 2, "ss_ci95": [v - 3, v + 3]}
+        for d, v in ss.items()
+    }
     return {"intrasentence": domains}
 
 
-def _write_run(path: Path, method: str, after_ss: dict | None, after_lms: float = 88.0, crows: float = 55.0,
-               seed: int | None = None, before_overall: float = 62.0, before_lms: float = 90.0,
-               dev_split: dict | None = None):
+def _write_run(
+    path: Path,
+    method: str,
+    after_ss: dict | None,
+    after_lms: float = 88.0,
+    crows: float = 55.0,
+    seed: int | None = None,
+    before_overall: float = 62.0,
+    before_lms: float = 90.0,
+    dev_split: dict | None = None,
+):
     (path / ".hydra").mkdir(parents=True)
     if seed is not None:
         (path / "config.yaml").write_text(f"seed: {seed}\n")
-    before = _stereoset({"overall": before_overall, "gender": 60.0, "profession": 61.0, "race": 64.0,
-                         "religion": 58.0}, before_lms)
-    summary = Summary(method=method, objective={}, model="tiny", adapter=str(path / "adapter"), adapter_from="best",
-                      adapter_rule=RULE_BALANCE_CHI2, lms_bar_met=True, steps=10, stopped_early_at=None,
-                      dev_history=[{"step": 0, "overall": 62.0, "gender": 60.0, "profession": 61.0, "race": 64.0,
-                                    "religion": 58.0, "lms": 90.0}, {"step": 10, **(after_ss or {}), "lms": after_lms}],
-                      dev_split=dev_split or {})
-    crows_pairs = {"before": {"overall": {"n": 5, "pct_stereotype_mean": 60.0}},
-                   "after": {"overall": {"n": 5, "pct_stereotype_mean": crows}} if after_ss else None}
-    RunReport(summary, BeforeAfter(before, _stereoset(after_ss, after_lms) if after_ss else None),
-              BeforeAfter(**crows_pairs)).save(path / "report.json")
+    before = _stereoset(
+        {"overall": before_overall, "gender": 60.0, "profession": 61.0, "race": 64.0, "religion": 58.0}, before_lms
+    )
+    summary = Summary(
+        method=method,
+        objective={},
+        model="tiny",
+        adapter=str(path / "adapter"),
+        adapter_from="best",
+        adapter_rule=RULE_BALANCE_CHI2,
+        lms_bar_met=True,
+        steps=10,
+        stopped_early_at=None,
+        dev_history=[
+            {
+                "step": 0,
+                "overall": 62.0,
+                "gender": 60.0,
+                "profession": 61.0,
+                "race": 64.0,
+                "religion": 58.0,
+                "lms": 90.0,
+            },
+            {"step": 10, **(after_ss or {}), "lms": after_lms},
+        ],
+        dev_split=dev_split or {},
+    )
+    crows_pairs = {
+        "before": {"overall": {"n": 5, "pct_stereotype_mean": 60.0}},
+        "after": {"overall": {"n": 5, "pct_stereotype_mean": crows}} if after_ss else None,
+    }
+    RunReport(
+        summary, BeforeAfter(before, _stereoset(after_ss, after_lms) if after_ss else None), BeforeAfter(**crows_pairs)
+    ).save(path / "report.json")
     (path / "logs").mkdir()
-    (path / "logs" / "metrics.csv").write_text("epoch,step,train/forget,train/retain,train/total\n"
-                                               "0,0,1.0,2.0,1.5\n0,1,1.2,1.8,1.5\n")
+    (path / "logs" / "metrics.csv").write_text(
+        "epoch,step,train/forget,train/retain,train/total\n0,0,1.0,2.0,1.5\n0,1,1.2,1.8,1.5\n"
+    )
 
 
 @pytest.fixture
 def synthetic_sweep(tmp_path):
     sweep = tmp_path / "sweep"
-    _write_run(sweep / "0_method=bias_unlearn", "bias_unlearn",
-               {"overall": 51.0, "gender": 53.0, "profession": 49.5, "race": 50.5, "religion": 56.0}, 88.5, 52.0)
-    _write_run(sweep / "1_method=cda", "cda",
-               {"overall": 57.0, "gender": 50.2, "profession": 58.0, "race": 59.0, "religion": 57.0}, 89.5, 57.0)
+    _write_run(
+        sweep / "0_method=bias_unlearn",
+        "bias_unlearn",
+        {"overall": 51.0, "gender": 53.0, "profession": 49.5, "race": 50.5, "religion": 56.0},
+        88.5,
+        52.0,
+    )
+    _write_run(
+        sweep / "1_method=cda",
+        "cda",
+        {"overall": 57.0, "gender": 50.2, "profession": 58.0, "race": 59.0, "religion": 57.0},
+        89.5,
+        57.0,
+    )
     (sweep / "2_method=dpo" / ".hydra").mkdir(parents=True)  # crashed before writing anything
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):  # its saved config names the method
         OmegaConf.save(compose("train", overrides=["method=dpo"]), sweep / "2_method=dpo" / ".hydra" / "config.yaml")
@@ -69,8 +113,13 @@ def synthetic_sweep(tmp_path):
 
 def test_report_keeps_failed_runs_and_marks_the_best(synthetic_sweep):
     runs = collect_runs(synthetic_sweep)
-    assert [r.name for r in runs] == ["0_method=bias_unlearn", "1_method=cda", "2_method=dpo", "3_method=sft",
-                                      "10_method=ga"]
+    assert [r.name for r in runs] == [
+        "0_method=bias_unlearn",
+        "1_method=cda",
+        "2_method=dpo",
+        "3_method=sft",
+        "10_method=ga",
+    ]
     status = {r.name: r.status for r in runs}
     assert status["0_method=bias_unlearn"] == "ok" and status["1_method=cda"] == "ok"
     assert status["2_method=dpo"].startswith("failed: no report.json")
@@ -92,8 +141,15 @@ def test_one_base_row_per_split_seed(tmp_path):
     sweep = tmp_path / "sweep"
     after = {"overall": 52.0, "gender": 53.0, "profession": 49.5, "race": 50.5, "religion": 56.0}
     _write_run(sweep / "0_method=bias_unlearn,seed=0", "bias_unlearn", after, 88.0, seed=0)
-    _write_run(sweep / "1_method=bias_unlearn,seed=1", "bias_unlearn", after, 88.0, seed=1, before_overall=60.0,
-               before_lms=89.0)
+    _write_run(
+        sweep / "1_method=bias_unlearn,seed=1",
+        "bias_unlearn",
+        after,
+        88.0,
+        seed=1,
+        before_overall=60.0,
+        before_lms=89.0,
+    )
     _write_run(sweep / "2_method=cda,seed=1", "cda", after, 88.5, seed=1, before_overall=60.0, before_lms=89.0)
     rows = comparison_rows(collect_runs(sweep))
     assert [r["run"] for r in rows[:2]] == ["base model (seed 0)", "base model (seed 1)"]
@@ -110,8 +166,14 @@ def test_report_files_and_figures(synthetic_sweep):
     assert "| 0_method=bias_unlearn | bias_unlearn | ok | **51.00** |" in markdown
     assert "2_method=dpo: failed: no report.json" in markdown and "10_method=ga: failed" in markdown
     rows = list(csv.DictReader(io.StringIO((synthetic_sweep / "comparison.csv").read_text())))
-    assert [r["run"] for r in rows] == ["base model", "0_method=bias_unlearn", "1_method=cda", "2_method=dpo",
-                                        "3_method=sft", "10_method=ga"]
+    assert [r["run"] for r in rows] == [
+        "base model",
+        "0_method=bias_unlearn",
+        "1_method=cda",
+        "2_method=dpo",
+        "3_method=sft",
+        "10_method=ga",
+    ]
     assert rows[1]["ss_overall"] == "51.0" and "ss_overall" in rows[1]["best_in"] and rows[3]["ss_overall"] == ""
     for name in ("sweep_dev_ss.png", "sweep_loss_terms.png", "sweep_before_after.png"):
         assert (synthetic_sweep / name).stat().st_size > 5000
@@ -122,8 +184,13 @@ def test_report_files_and_figures(synthetic_sweep):
 @pytest.mark.slow
 def test_report_py_on_a_missing_directory(tmp_path):
     """report.py's subprocess smoke test: a user error ends with one line and exit code 2."""
-    proc = subprocess.run([sys.executable, str(ROOT / "report.py"), f"sweep_dir={tmp_path / 'nope'}"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "report.py"), f"sweep_dir={tmp_path / 'nope'}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
 
@@ -136,11 +203,25 @@ def test_methods_sweep_report_and_notebook(tmp_path, tiny_model_dir, stereoset_j
 
     sweep = tmp_path / "sweep"
     env = {**os.environ, "BIAS_UNLEARN_CACHE": str(tmp_path / "cache")}
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "model=local", f"model.name_or_path={tiny_model_dir}",
-           "data.stereoset.source=local", f"data.stereoset.path={stereoset_jsonl}", "data.crows_pairs.source=local",
-           f"data.crows_pairs.path={FIXTURES / 'crows_pairs_anonymized.csv'}", "debug=fast", "trainer.accelerator=cpu",
-           "eval.before=true", "eval.crows_pairs=true", "eval.cache_before=true", "eval.generation.max_new_tokens=3",
-           "method=bias_unlearn,cda,sft,dpo", f"hydra.sweep.dir={sweep}"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "model=local",
+        f"model.name_or_path={tiny_model_dir}",
+        "data.stereoset.source=local",
+        f"data.stereoset.path={stereoset_jsonl}",
+        "data.crows_pairs.source=local",
+        f"data.crows_pairs.path={FIXTURES / 'crows_pairs_anonymized.csv'}",
+        "debug=fast",
+        "trainer.accelerator=cpu",
+        "eval.before=true",
+        "eval.crows_pairs=true",
+        "eval.cache_before=true",
+        "eval.generation.max_new_tokens=3",
+        "method=bias_unlearn,cda,sft,dpo",
+        f"hydra.sweep.dir={sweep}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1200, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list((tmp_path / "cache" / "before").glob("*.json"))) == 1  # the base model was scored once
@@ -153,8 +234,13 @@ def test_methods_sweep_report_and_notebook(tmp_path, tiny_model_dir, stereoset_j
     assert "## Greedy completions" in first and "The nurse walked into the room and" in first
     assert "## CrowS-Pairs" in first
 
-    proc = subprocess.run([sys.executable, str(ROOT / "report.py"), f"sweep_dir={sweep}"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "report.py"), f"sweep_dir={sweep}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "4 of 4 runs scored on test" in proc.stdout
     rows = list(csv.DictReader(io.StringIO((sweep / "comparison.csv").read_text())))
@@ -164,8 +250,9 @@ def test_methods_sweep_report_and_notebook(tmp_path, tiny_model_dir, stereoset_j
     notebook = nbformat.read(ROOT / "notebooks" / "sweep_report.ipynb", as_version=4)
     os.environ["BIAS_UNLEARN_SWEEP"] = str(sweep)
     try:
-        NotebookClient(notebook, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(ROOT)}}).execute()
+        NotebookClient(
+            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+        ).execute()
     finally:
         del os.environ["BIAS_UNLEARN_SWEEP"]
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
@@ -195,17 +282,36 @@ def _seed_run(path: Path, method: str, seed: int, p_pro: float, config: str = ""
     import random
 
     rng = random.Random(seed)  # the same draws for every method of a seed: only p_pro differs
-    rows = [StereoSetOutcome(f"{t}-{k}", bt, t, int(rng.random() < p_pro), 2)
-            for bt, t in (("gender", f"g{seed}"), ("profession", f"p{seed}"), ("race", f"r{seed}"),
-                          ("religion", f"x{seed}")) for k in range(25)]
+    rows = [
+        StereoSetOutcome(f"{t}-{k}", bt, t, int(rng.random() < p_pro), 2)
+        for bt, t in (
+            ("gender", f"g{seed}"),
+            ("profession", f"p{seed}"),
+            ("race", f"r{seed}"),
+            ("religion", f"x{seed}"),
+        )
+        for k in range(25)
+    ]
     base = [replace(r, pro=1 if k % 10 < 6 else 0) for k, r in enumerate(rows)]  # the base model: SS 60
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(f"seed: {seed}\n{config}")
-    summary = Summary(method=method, objective={}, model="tiny", adapter="a", adapter_from="best",
-                      adapter_rule=RULE_BALANCE_CHI2, lms_bar_met=True, steps=10, stopped_early_at=None)
+    summary = Summary(
+        method=method,
+        objective={},
+        model="tiny",
+        adapter="a",
+        adapter_from="best",
+        adapter_rule=RULE_BALANCE_CHI2,
+        lms_bar_met=True,
+        steps=10,
+        stopped_early_at=None,
+    )
     stereo = _stereoset({"overall": 100 * sum(r.pro for r in rows) / len(rows)}, 100.0)
-    RunReport(summary, BeforeAfter(stereo, stereo), outcomes=BeforeAfter(
-        Outcomes({"intrasentence": base}), Outcomes({"intrasentence": rows}))).save(path / "report.json")
+    RunReport(
+        summary,
+        BeforeAfter(stereo, stereo),
+        outcomes=BeforeAfter(Outcomes({"intrasentence": base}), Outcomes({"intrasentence": rows})),
+    ).save(path / "report.json")
 
 
 def test_across_seeds_mean_sd_pooled_and_paired(tmp_path):
@@ -242,8 +348,13 @@ def test_runs_of_one_method_with_other_settings_are_variants_not_seeds(tmp_path,
     sweep = tmp_path / "grid"
     for k, lr in enumerate(("2e-4", "5e-4")):
         for seed in (0, 1):
-            _seed_run(sweep / f"{k}{seed}_lr={lr},seed={seed}", "bias_unlearn", seed, 0.5 + 0.1 * k,
-                      f"model: {{lr: {lr}}}\ntrain: {{seed: {seed}, forget_batch: 4}}\n")
+            _seed_run(
+                sweep / f"{k}{seed}_lr={lr},seed={seed}",
+                "bias_unlearn",
+                seed,
+                0.5 + 0.1 * k,
+                f"model: {{lr: {lr}}}\ntrain: {{seed: {seed}, forget_batch: 4}}\n",
+            )
     _seed_run(sweep / "99_again", "bias_unlearn", 0, 0.9, "model: {lr: 5e-4}\ntrain: {seed: 0, forget_batch: 4}\n")
     seeds = write_sweep_report(sweep)["across_seeds"]
     assert sorted(seeds) == ["base model", "bias_unlearn (lr=0.0002)", "bias_unlearn (lr=0.0005)"]
@@ -263,15 +374,21 @@ def test_dev_objective_chooses_without_test_scores(tmp_path):
     """The preset sweep's rule: smallest largest-per-type |dev SS - 50| among runs whose dev LMS fell at most 1;
     a run never scored on test can be chosen, a more balanced run that lost 3 LMS points cannot."""
     sweep = tmp_path / "sweep"
-    dev = {"0_lr=a": ({"gender": 54.0, "profession": 47.0, "race": 50.0, "religion": 52.0, "lms": 89.5}, None),
-           "1_lr=b": ({"gender": 51.0, "profession": 49.0, "race": 50.5, "religion": 50.0, "lms": 87.0}, None),
-           "2_lr=c": ({"gender": 52.5, "profession": 48.0, "race": 51.0, "religion": 49.0, "lms": 89.2}, "untested")}
+    dev = {
+        "0_lr=a": ({"gender": 54.0, "profession": 47.0, "race": 50.0, "religion": 52.0, "lms": 89.5}, None),
+        "1_lr=b": ({"gender": 51.0, "profession": 49.0, "race": 50.5, "religion": 50.0, "lms": 87.0}, None),
+        "2_lr=c": ({"gender": 52.5, "profession": 48.0, "race": 51.0, "religion": 49.0, "lms": 89.2}, "untested"),
+    }
     se = {"gender": 7.0, "profession": 5.0, "race": 4.0, "religion": 10.0}  # run a recorded its dev standard errors
     for name, (entry, tested) in dev.items():
-        _write_run(sweep / name, "bias_unlearn", None if tested else {"overall": 50.0, **{
-            k: v for k, v in entry.items() if k != "lms"}},
+        _write_run(
+            sweep / name,
+            "bias_unlearn",
+            None if tested else {"overall": 50.0, **{k: v for k, v in entry.items() if k != "lms"}},
             dev_split={bt: {"examples": 25, "targets": 1, "resolution": 4.0, "se": v} for bt, v in se.items()}
-            if name == "0_lr=a" else None)
+            if name == "0_lr=a"
+            else None,
+        )
         (sweep / name / "adapter").mkdir()
         (sweep / name / "adapter" / "state.json").write_text(json.dumps({"dev": {"step": 10, **entry}}))
     rows = {r["run"]: r for r in comparison_rows(collect_runs(sweep))}
@@ -291,42 +408,55 @@ def test_dev_objective_chooses_within_each_split_seed(tmp_path):
     """Another split seed is another dev split: a run on seed 1 whose dev set happens to sit nearer 50 must not
     outrank seed 0's runs; the dev objective chooses one run per seed."""
     sweep = tmp_path / "sweep"
-    dev = {"0_method=a,seed=0": (0, 55.0), "1_method=b,seed=0": (0, 53.0),
-           "2_method=a,seed=1": (1, 51.0), "3_method=b,seed=1": (1, 50.5)}
+    dev = {
+        "0_method=a,seed=0": (0, 55.0),
+        "1_method=b,seed=0": (0, 53.0),
+        "2_method=a,seed=1": (1, 51.0),
+        "3_method=b,seed=1": (1, 50.5),
+    }
     for name, (seed, gender) in dev.items():
         entry = {"gender": gender, "profession": 50.0, "race": 50.0, "religion": 50.0, "lms": 89.8}
-        _write_run(sweep / name, "bias_unlearn", {"overall": 50.0, **{k: v for k, v in entry.items() if k != "lms"}},
-                   seed=seed)
+        _write_run(
+            sweep / name, "bias_unlearn", {"overall": 50.0, **{k: v for k, v in entry.items() if k != "lms"}}, seed=seed
+        )
         (sweep / name / "adapter").mkdir()
         (sweep / name / "adapter" / "state.json").write_text(json.dumps({"dev": {"step": 10, **entry}}))
     rows = comparison_rows(collect_runs(sweep))
     assert [r["run"] for r in rows if "dev_objective" in r["best"]] == ["1_method=b,seed=0", "3_method=b,seed=1"]
     markdown = write_sweep_report(sweep)["markdown"]
-    assert ("Chosen on dev, among the runs of each split seed (each seed has its own dev split): "
-            "seed 0: 1_method=b,seed=0; seed 1: 3_method=b,seed=1") in markdown
+    assert (
+        "Chosen on dev, among the runs of each split seed (each seed has its own dev split): "
+        "seed 0: 1_method=b,seed=0; seed 1: 3_method=b,seed=1"
+    ) in markdown
 
 
 def test_side_effects_across_seeds(tmp_path):
     """Changes after - before per run, mean / sd over seeds, and the untargeted CrowS categories made worse by a
     resolved margin (age: 50% -> 90% of 40 pairs; nationality moves within noise)."""
     sweep = tmp_path / "grid"
-    crows_rows = {"before": [CrowsOutcome(f"a{k}", "age", int(k % 2 == 0)) for k in range(40)]
-                  + [CrowsOutcome(f"n{k}", "nationality", int(k % 2 == 0)) for k in range(40)],
-                  "after": [CrowsOutcome(f"a{k}", "age", int(k % 10 != 0)) for k in range(40)]
-                  + [CrowsOutcome(f"n{k}", "nationality", int(k % 2 == 0 or k == 1)) for k in range(40)]}
+    crows_rows = {
+        "before": [CrowsOutcome(f"a{k}", "age", int(k % 2 == 0)) for k in range(40)]
+        + [CrowsOutcome(f"n{k}", "nationality", int(k % 2 == 0)) for k in range(40)],
+        "after": [CrowsOutcome(f"a{k}", "age", int(k % 10 != 0)) for k in range(40)]
+        + [CrowsOutcome(f"n{k}", "nationality", int(k % 2 == 0 or k == 1)) for k in range(40)],
+    }
     for seed, (ppl, acc) in enumerate([(110.0, 40.0), (130.0, 44.0)]):
         _seed_run(sweep / f"{seed}0_method=bias_unlearn,seed={seed}", "bias_unlearn", seed, 0.5)
         path = sweep / f"{seed}0_method=bias_unlearn,seed={seed}" / "report.json"
         report = RunReport.load(path)
-        report.crows_pairs = BeforeAfter({"overall": {"pct_stereotype_mean": 50.0}},
-                                         {"overall": {"pct_stereotype_mean": 56.0 + seed}})
+        report.crows_pairs = BeforeAfter(
+            {"overall": {"pct_stereotype_mean": 50.0}}, {"overall": {"pct_stereotype_mean": 56.0 + seed}}
+        )
         report.outcomes.before.crows_pairs = crows_rows["before"]
         report.outcomes.after.crows_pairs = crows_rows["after"]
-        report.bbq = BeforeAfter({"overall": {"acc_ambig": 30.0, "acc_disambig": 60.0}},
-                                 {"overall": {"acc_ambig": 32.0, "acc_disambig": 58.0 - seed}})
-        report.general = BeforeAfter({"wiki": {"perplexity": 100.0}, "piqa": {"acc": 60.0}, "mmlu": {"acc": 30.0}},
-                                     {"wiki": {"perplexity": ppl}, "piqa": {"acc": 60.0 - seed},
-                                      "mmlu": {"acc": acc - 10}})
+        report.bbq = BeforeAfter(
+            {"overall": {"acc_ambig": 30.0, "acc_disambig": 60.0}},
+            {"overall": {"acc_ambig": 32.0, "acc_disambig": 58.0 - seed}},
+        )
+        report.general = BeforeAfter(
+            {"wiki": {"perplexity": 100.0}, "piqa": {"acc": 60.0}, "mmlu": {"acc": 30.0}},
+            {"wiki": {"perplexity": ppl}, "piqa": {"acc": 60.0 - seed}, "mmlu": {"acc": acc - 10}},
+        )
         report.save(path)
         _seed_run(sweep / f"{seed}1_method=cda,seed={seed}", "cda", seed, 0.75)  # no side effects scored
     result = write_sweep_report(sweep)
@@ -342,3 +472,40 @@ def test_side_effects_across_seeds(tmp_path):
     markdown = (sweep / "comparison.md").read_text()
     assert "## Side effects across split seeds" in markdown and "| bias_unlearn | 2 | 6.50 ± 0.71 |" in markdown
     assert "0: age; 1: age" in markdown
+
+
+def test_report_over_a_sweep_saved_before_the_move(tmp_path):
+    """report.py over runs of the code of 2026-12-04 (schema-3 reports with positional outcome rows, old configs:
+    tests/fixtures/legacy/sweep_v3) gives the table, the paired statistics and the figures."""
+    import shutil
+
+    from tests.helpers import LEGACY
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(LEGACY / "sweep_v3", sweep)
+    result = write_sweep_report(sweep)
+    rows = {r["run"]: r for r in result["rows"]}
+    assert rows["0_method=bias_unlearn"]["method"] == "bias_unlearn" and rows["1_method=cda"]["method"] == "cda"
+    assert all(rows[name]["status"] == "ok" for name in ("0_method=bias_unlearn", "1_method=cda"))
+    assert rows["1_method=cda"]["crows"] is not None and "dev_objective" in rows["0_method=bias_unlearn"]
+    report = RunReport.load(sweep / "0_method=bias_unlearn" / "report.json")
+    assert (
+        report.schema_version == 4
+        and report.stereoset.before
+        == json.loads((sweep / "0_method=bias_unlearn" / "report.json").read_text())["before"]
+    )
+    assert all(isinstance(r, StereoSetOutcome) for r in report.outcomes.after.stereoset["intrasentence"])
+    assert all(isinstance(r, CrowsOutcome) for r in report.outcomes.after.crows_pairs)
+    assert result["across_seeds"]["cda"]["vs_reference"]["reference"] == "bias_unlearn"
+    assert (sweep / "comparison.md").exists() and (sweep / "sweep_dev_ss.png").exists()
+
+
+def test_a_schema_2_report_still_loads():
+    """Reports written before per-example outcomes existed (schema 2) load, without outcomes."""
+    data = json.loads(
+        (ROOT / "tests" / "fixtures" / "legacy" / "sweep_v3" / "1_method=cda" / "report.json").read_text()
+    )
+    data["schema_version"] = 2
+    data.pop("outcomes")
+    report = RunReport.from_dict(data)
+    assert report.outcomes.before is None and report.stereoset.after == data["after"]

@@ -4,6 +4,7 @@ Lightning's ``FSDPStrategy`` wraps with FSDP1, which refuses CPU-only runs ("FSD
 device"); FSDP2's ``fully_shard`` runs on CPU with gloo, and its forwards are the same kind of collectives (an
 all-gather of each layer's shards), so the reference-cache test shards the policy with it.
 """
+
 from __future__ import annotations
 
 import gc
@@ -19,8 +20,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from bias_unlearn.data.records import StereoSetExample
-from bias_unlearn.models.distributed import any_rank
 from bias_unlearn.eval.stereoset import StereoSetMetric
+from bias_unlearn.models.distributed import any_rank
 
 WORLD = 2
 
@@ -50,31 +51,47 @@ def _tiny_policy():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     return get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
 
 
 def _dev_examples(n: int) -> list[StereoSetExample]:
     kinds = [("gender", "mother"), ("race", "Peru"), ("race", "Norway"), ("religion", "monk")]
-    return [StereoSetExample(id=f"dev{i}", kind="intrasentence", target=kinds[i % 4][1], bias_type=kinds[i % 4][0],
-                             context="The BLANK one.", stereotype="s", anti_stereotype="a", unrelated="u")
-            for i in range(n)]
+    return [
+        StereoSetExample(
+            id=f"dev{i}",
+            kind="intrasentence",
+            target=kinds[i % 4][1],
+            bias_type=kinds[i % 4][0],
+            context="The BLANK one.",
+            stereotype="s",
+            anti_stereotype="a",
+            unrelated="u",
+        )
+        for i in range(n)
+    ]
 
 
 def _module(model, dev_examples):
-    from bias_unlearn.unlearning.module import BiasUnlearnModule
     from bias_unlearn.config.settings import LossConfig, OptimConfig
+    from bias_unlearn.unlearning.module import BiasUnlearnModule
 
     return BiasUnlearnModule(model, None, LossConfig(), OptimConfig(), dev_examples)
 
 
 # Sequences of different lengths (right-padded in a batch), and each rank's draws: rank 0 misses only on its first
 # batch, rank 1 on all three, so without agreement rank 0 would run 1 reference forward and rank 1 would run 3.
-SEQUENCES = {f"s{k}": torch.randint(4, 64, (4 + k % 3,), generator=torch.Generator().manual_seed(k)).tolist()
-             for k in range(6)}
-DRAWS = {0: [["s0", "s1"], ["s1", "s0"], ["s1"]],
-         1: [["s2", "s3"], ["s4"], ["s5", "s2"]]}
+SEQUENCES = {
+    f"s{k}": torch.randint(4, 64, (4 + k % 3,), generator=torch.Generator().manual_seed(k)).tolist() for k in range(6)
+}
+DRAWS = {0: [["s0", "s1"], ["s1", "s0"], ["s1"]], 1: [["s2", "s3"], ["s4"], ["s5", "s2"]]}
 
 
 def _batch(keys: list[str]) -> dict:
@@ -120,17 +137,28 @@ def test_any_rank_without_process_group_is_the_flag():
 
 def test_stereoset_metric_counts_each_id_once():
     targets = [("race", "a"), ("race", "b")]
-    rows = dict(target_idx=[0, 1, 0, 1], stereo=[2.0, 0.0, 2.0, 2.0], anti=[1.0, 1.0, 1.0, 1.0],
-                unrel=[0.0, 0.0, 0.0, 0.0])
+    rows = dict(
+        target_idx=[0, 1, 0, 1], stereo=[2.0, 0.0, 2.0, 2.0], anti=[1.0, 1.0, 1.0, 1.0], unrel=[0.0, 0.0, 0.0, 0.0]
+    )
     expected = StereoSetMetric(targets, n_bootstrap=20)
     expected.update(rows["target_idx"], rows["stereo"], rows["anti"], rows["unrel"])
     metric = StereoSetMetric(targets, n_bootstrap=20)
     # the same four rows, shuffled, with rows 0 and 3 seen twice (a padded duplicate carries the same scores)
     order = [3, 0, 2, 1, 0, 3]
-    metric.update([rows["target_idx"][i] for i in order[:3]], [rows["stereo"][i] for i in order[:3]],
-                  [rows["anti"][i] for i in order[:3]], [rows["unrel"][i] for i in order[:3]], example_idx=order[:3])
-    metric.update([rows["target_idx"][i] for i in order[3:]], [rows["stereo"][i] for i in order[3:]],
-                  [rows["anti"][i] for i in order[3:]], [rows["unrel"][i] for i in order[3:]], example_idx=order[3:])
+    metric.update(
+        [rows["target_idx"][i] for i in order[:3]],
+        [rows["stereo"][i] for i in order[:3]],
+        [rows["anti"][i] for i in order[:3]],
+        [rows["unrel"][i] for i in order[:3]],
+        example_idx=order[:3],
+    )
+    metric.update(
+        [rows["target_idx"][i] for i in order[3:]],
+        [rows["stereo"][i] for i in order[3:]],
+        [rows["anti"][i] for i in order[3:]],
+        [rows["unrel"][i] for i in order[3:]],
+        example_idx=order[3:],
+    )
     assert _same(metric.compute(), expected.compute())  # bootstrap too: rows are kept in id order
     assert metric.compute()["overall"]["n"] == 4
 
@@ -171,8 +199,16 @@ def _reference_worker(rank: int, port: int, out: str) -> None:
         forwards = []
         policy.base_model.model.register_forward_hook(lambda *args: forwards.append(1))
         outputs = [module.engine.reference_logp(_batch(keys)) for keys in DRAWS[rank]]
-        torch.save({"agreement": agreement, "forwards": len(forwards), "cache": dict(module.engine.ref_cache),
-                    "outputs": outputs, "sharded": type(policy).__name__}, os.path.join(out, f"ref{rank}.pt"))
+        torch.save(
+            {
+                "agreement": agreement,
+                "forwards": len(forwards),
+                "cache": dict(module.engine.ref_cache),
+                "outputs": outputs,
+                "sharded": type(policy).__name__,
+            },
+            os.path.join(out, f"ref{rank}.pt"),
+        )
         # Free the FSDP-sharded model while its process group is alive: left to interpreter exit, its teardown
         # after destroy_process_group aborted the worker (SIGABRT/SIGSEGV) in about 1 run in 8.
         del module, policy, outputs
@@ -241,16 +277,27 @@ def _dev_worker(rank: int, port: int, out: str) -> None:
         # the module's dev path: val_dataloader re-sampled the way Lightning does under DDP, then validation_step
         # (the scorer replaced by the fixed scores: the model plays no part in the counting)
         plain = UnlearningDataModule.val_dataloader(SimpleNamespace(dev_examples=examples, dev_batch=2))
-        loader = DataLoader(plain.dataset, batch_size=2, collate_fn=plain.collate_fn,
-                            sampler=DistributedSampler(plain.dataset, num_replicas=WORLD, rank=rank, shuffle=False))
+        loader = DataLoader(
+            plain.dataset,
+            batch_size=2,
+            collate_fn=plain.collate_fn,
+            sampler=DistributedSampler(plain.dataset, num_replicas=WORLD, rank=rank, shuffle=False),
+        )
         module = _module(None, examples)
         module.dev_scorer = lambda: None
         module_lib.stereoset_sentence_scores = lambda scorer, exs, mode: [_scores(int(ex.id[3:])) for ex in exs]
         for batch_idx, batch in enumerate(loader):
             module.validation_step(batch, batch_idx)
 
-        torch.save({"shard": shard, "with_ids": with_ids.compute(), "without_ids": without_ids.compute(),
-                    "module": module.dev_metric.compute()}, os.path.join(out, f"dev{rank}.pt"))
+        torch.save(
+            {
+                "shard": shard,
+                "with_ids": with_ids.compute(),
+                "without_ids": without_ids.compute(),
+                "module": module.dev_metric.compute(),
+            },
+            os.path.join(out, f"dev{rank}.pt"),
+        )
     finally:
         dist.destroy_process_group()
 
@@ -263,8 +310,7 @@ def test_dev_metric_counts_padded_duplicates_once(tmp_path):
 
     examples = _dev_examples(N_DEV)
     targets = sorted({(ex.bias_type, ex.target) for ex in examples})
-    columns = [[targets.index((ex.bias_type, ex.target)) for ex in examples],
-               *zip(*[_scores(i) for i in range(N_DEV)])]
+    columns = [[targets.index((ex.bias_type, ex.target)) for ex in examples], *zip(*[_scores(i) for i in range(N_DEV)])]
     single, single_plain = StereoSetMetric(targets, n_bootstrap=50), StereoSetMetric(targets, n_bootstrap=0)
     single.update(*columns)
     single_plain.update(*columns)
@@ -289,10 +335,12 @@ class _FakeScorer:
 
     def sentences(self, pairs, desc=None):
         from bias_unlearn.eval.batching import Score
+
         return [(Score(-1.0 * (i % 3), 2), Score(-1.5, 2)) for i, _ in enumerate(pairs)]
 
     def continuations(self, requests, desc=None):
         from bias_unlearn.eval.batching import Score
+
         return [[Score(-float(k), 1) for k, _ in enumerate(options)] for _, options in requests]
 
 
@@ -305,13 +353,16 @@ def _rank0_eval_worker(rank: int, port: int, out: str) -> None:
     _init(rank, port)
     try:
         if rank == 0:  # rank 1 only waits (in training.py the other ranks skip evaluation)
-            stereoset_lib.stereoset_sentence_scores = lambda scorer, exs, mode: [_scores(i % N_DEV)
-                                                                                 for i in range(len(exs))]
+            stereoset_lib.stereoset_sentence_scores = lambda scorer, exs, mode: [
+                _scores(i % N_DEV) for i in range(len(exs))
+            ]
             stereo, _ = stereoset_lib.score_stereoset(None, _dev_examples(8), n_bootstrap=20)
             pairs = [CrowsPair(f"c{i}", "gender", "more", "less") for i in range(5)]
             crows, _ = score_crows_pairs(_FakeScorer(), pairs)
-            items = [BBQItem(f"b{i}", "Age", "ctx", "q?", ("a", "b", "c"), i % 3, ("ambig", "disambig")[i % 2],
-                             None, None) for i in range(6)]
+            items = [
+                BBQItem(f"b{i}", "Age", "ctx", "q?", ("a", "b", "c"), i % 3, ("ambig", "disambig")[i % 2], None, None)
+                for i in range(6)
+            ]
             bbq = evaluate_bbq(_FakeScorer(), items)
             torch.save({"stereo": stereo, "crows": crows, "bbq": bbq}, os.path.join(out, "rank0.pt"))
         dist.barrier()
@@ -334,8 +385,8 @@ def test_a_sharded_policy_is_scored_from_the_delivered_adapter(tmp_path, tiny_mo
     from omegaconf import OmegaConf
     from peft import LoraConfig, get_peft_model
 
-    from bias_unlearn.models.loading import load_model
     from bias_unlearn.jobs.train import evaluation_policy
+    from bias_unlearn.models.loading import load_model
 
     model, tokenizer = load_model("local", str(tiny_model_dir), "float32")
     policy = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))

@@ -2,18 +2,17 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from bias_unlearn.unlearning.callbacks.adapter_checkpoint import save_adapter
+from bias_unlearn.config.errors import ConfigError
+from bias_unlearn.config.settings import LossConfig, OptimConfig
 from bias_unlearn.data.datamodule import UnlearningDataModule
 from bias_unlearn.data.splits import split_by_target
 from bias_unlearn.data.stereoset import load_stereoset
-from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.eval.scorer import SentenceScorer
-from bias_unlearn.unlearning.module import BiasUnlearnModule
-from bias_unlearn.config.settings import LossConfig, OptimConfig
 from bias_unlearn.models.lora import wrap_lora
-from omegaconf import OmegaConf
-
+from bias_unlearn.unlearning.callbacks.adapter_checkpoint import save_adapter
+from bias_unlearn.unlearning.module import BiasUnlearnModule
 from tests.helpers import train_steps
 
 
@@ -24,14 +23,15 @@ def setup(tiny, stereoset_jsonl):
     dm = UnlearningDataModule(split, tokenizer, forget_batch=4, retain_batch=8, kl_batch=4)
     targets = "c_attn" if "GPT2" in type(model).__name__ else ["q_proj", "v_proj"]
     policy = wrap_lora(model, OmegaConf.create({"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": targets}))
-    module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=5e-3, warmup_steps=0, total_steps=10),
-                               dm.dev_examples)
+    module = BiasUnlearnModule(
+        policy, tokenizer, LossConfig(), OptimConfig(lr=5e-3, warmup_steps=0, total_steps=10), dm.dev_examples
+    )
     return module, dm, next(iter(dm.train_dataloader()))
 
 
 def nll(module, batch):
-    from bias_unlearn.unlearning import losses
     from bias_unlearn.models.logprobs import token_logprobs_from_logits
+    from bias_unlearn.unlearning import losses
 
     with torch.no_grad():
         logp = token_logprobs_from_logits(module.engine._forward(module.model, batch), batch["input_ids"])
@@ -56,8 +56,9 @@ def test_steps_raise_forget_nll_the_retain_term_protects_retain_and_reference_st
     with module.engine.reference() as ref:
         ref_before = module.engine._forward(ref, chunk["kl"]).clone()
     # the same start trained without the retention term (the no_retain ablation): retention must make a difference
-    ablation = BiasUnlearnModule(copy.deepcopy(module.model), module.tokenizer, LossConfig(retain_weight=0.0),
-                                 module.optim_cfg, dm.dev_examples)
+    ablation = BiasUnlearnModule(
+        copy.deepcopy(module.model), module.tokenizer, LossConfig(retain_weight=0.0), module.optim_cfg, dm.dev_examples
+    )
     train_steps(module, chunk, 3)
     train_steps(ablation, chunk, 3)
     assert nll(module, chunk["forget"]) > forget_before and nll(ablation, chunk["forget"]) > forget_before
@@ -97,10 +98,15 @@ def test_adapter_saved_reloaded_scores_the_same(setup, tmp_path):
     assert (tmp_path / "last" / "state.json").exists()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"forget_weight": -0.1}, ">= 0"), ({"forget_weight": 0, "retain_weight": 0, "kl_weight": 0}, "all zero"),
-    ({"forget": "kto"}, "method.loss.forget must be one of"), ({"beta": 0}, "beta"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"forget_weight": -0.1}, ">= 0"),
+        ({"forget_weight": 0, "retain_weight": 0, "kl_weight": 0}, "all zero"),
+        ({"forget": "kto"}, "method.loss.forget must be one of"),
+        ({"beta": 0}, "beta"),
+    ],
+)
 def test_bad_loss_configs(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         LossConfig(**kwargs)
@@ -117,19 +123,29 @@ def test_every_dev_evaluation_scores_as_evaluate_does(setup, tmp_path, monkeypat
     from bias_unlearn.eval.stereoset import evaluate_stereoset, stereoset_sentence_scores
 
     used = []  # (start, mode) of every scoring call the module makes
-    monkeypatch.setattr(module_code, "stereoset_sentence_scores",
-                        lambda scorer, examples, how: used.append((scorer.start, how)) or
-                        stereoset_sentence_scores(scorer, examples, how))
+    monkeypatch.setattr(
+        module_code,
+        "stereoset_sentence_scores",
+        lambda scorer, examples, how: (
+            used.append((scorer.start, how)) or stereoset_sentence_scores(scorer, examples, how)
+        ),
+    )
     trained, dm, _ = setup
     intra = [ex for ex in dm.dev_examples if ex.kind == "intrasentence"]  # evaluate.py reports kinds apart
     scoring = ScoringConfig(mode=mode, start=start, batch_size=4, n_bootstrap=0)
     module = BiasUnlearnModule(trained.model, trained.tokenizer, trained.loss_cfg, trained.optim_cfg, intra, scoring)
     module.eval()
     step0 = module.score_dev()
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=tmp_path)
-    trainer.validate(module, dataloaders=DataLoader(list(enumerate(intra)), batch_size=3, collate_fn=list),
-                     verbose=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.validate(
+        module, dataloaders=DataLoader(list(enumerate(intra)), batch_size=3, collate_fn=list), verbose=False
+    )
     during = module.dev_history[-1]  # a dev evaluation as training runs it (validation loop, torchmetrics state)
     assert used and set(used) == {(start, mode)}
     by_evaluate = evaluate_stereoset(make_scorer(module.model, module.tokenizer, scoring), intra, mode, 0)

@@ -1,6 +1,7 @@
 """Resume after a kill (resume.py): a tiny run killed between dev evaluations, or halfway through writing a
 checkpoint, or stopped by SIGTERM, then resumed, ends exactly as the uninterrupted run: swap events, dev history,
 delivered adapter weights and report numbers."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from bias_unlearn.config.errors import ConfigError
-from bias_unlearn.unlearning.resume import config_differences
 from bias_unlearn.jobs.train import run_training
+from bias_unlearn.unlearning.resume import config_differences
 from tests.helpers import ROOT, compose_config, tiny_run_overrides
 
 # Dev evaluations every 3 steps; a large learning rate so the tiny model's dev SS crosses 50 and types swap.
@@ -22,8 +23,16 @@ RUN = ["trainer.max_steps=12", "trainer.val_check_interval=3", "model.lr=0.05", 
 
 
 def run(out: Path, model_dir: Path, data: Path, at: str = "none", *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "tests.helpers.interrupted_run", "--at", at,
-           *tiny_run_overrides(out, model_dir, data), *RUN, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.helpers.interrupted_run",
+        "--at",
+        at,
+        *tiny_run_overrides(out, model_dir, data),
+        *RUN,
+        *extra,
+    ]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
@@ -43,8 +52,7 @@ def uninterrupted(tmp_path_factory, tiny_model_dir, stereoset_jsonl):
 
 
 @pytest.mark.parametrize("at", ["step:7", "save:3", "term:5"])
-def test_resumed_run_equals_the_uninterrupted_run(at, tmp_path, tiny_model_dir, stereoset_jsonl,
-                                                  uninterrupted):
+def test_resumed_run_equals_the_uninterrupted_run(at, tmp_path, tiny_model_dir, stereoset_jsonl, uninterrupted):
     out = tmp_path / "run"
     killed = run(out, tiny_model_dir, stereoset_jsonl, at)
     assert killed.returncode == {"step": -9, "save": -9, "term": 143}[at.split(":")[0]], killed.stderr[-2000:]
@@ -75,8 +83,16 @@ def test_resume_refuses_a_different_configuration(tmp_path, tiny_model_dir, ster
     with pytest.raises(ConfigError, match=r"loss.beta \(0.1 -> 0.2\).*trainer.max_steps"):
         run_training(compose_config("train", *base, f"resume={out}", "method.loss.beta=0.2", "trainer.max_steps=3"))
     # what only changes where it writes or how it shows progress is not a difference
-    run_training(compose_config("train", *base, f"resume={out}", "callbacks.progress_bar.refresh_rate=5",
-                                f"paths.output_dir={tmp_path / 'other'}", "threads=1"))
+    run_training(
+        compose_config(
+            "train",
+            *base,
+            f"resume={out}",
+            "callbacks.progress_bar.refresh_rate=5",
+            f"paths.output_dir={tmp_path / 'other'}",
+            "threads=1",
+        )
+    )
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "file"])
@@ -91,10 +107,19 @@ def test_resume_refuses_what_is_not_a_run(make, tmp_path, cfg_train):
 
 
 def test_config_differences_ignore_paths_and_progress():
-    saved = {"seed": 0, "paths": {"output_dir": "a"}, "method": {"loss": {"beta": 0.1}},
-             "callbacks": {"progress_bar": {"r": 1}}}
-    current = {"seed": 1, "paths": {"output_dir": "b"}, "method": {"loss": {"beta": 0.1}},
-               "callbacks": {"progress_bar": {"r": 0}}, "train": {"kl_batch": 4}}
+    saved = {
+        "seed": 0,
+        "paths": {"output_dir": "a"},
+        "method": {"loss": {"beta": 0.1}},
+        "callbacks": {"progress_bar": {"r": 1}},
+    }
+    current = {
+        "seed": 1,
+        "paths": {"output_dir": "b"},
+        "method": {"loss": {"beta": 0.1}},
+        "callbacks": {"progress_bar": {"r": 0}},
+        "train": {"kl_batch": 4},
+    }
     assert config_differences(saved, current) == ["seed", "train.kl_batch"]
 
 
@@ -105,7 +130,8 @@ def test_a_key_added_after_a_run_was_saved_reads_as_the_old_behaviour():
     off = {"seed": 0, "compute": {"fused_lora": True, "fused_optimizer": False}}
     assert config_differences(saved, off) == []
     assert config_differences(saved, {**off, "compute": {"fused_lora": True, "fused_optimizer": True}}) == [
-        "compute.fused_optimizer"]
+        "compute.fused_optimizer"
+    ]
 
 
 def test_a_run_saved_before_the_chi2_delivery_rule_resumes_only_under_its_own_rule():
@@ -123,7 +149,43 @@ def test_resuming_under_a_key_added_later_names_the_behaviour_the_run_had(tmp_pa
     from bias_unlearn.unlearning.resume import resume_checkpoint
 
     (tmp_path / "config.yaml").write_text("seed: 0\ncallbacks:\n  adapter_checkpoint:\n    max_lms_drop: 1.0\n")
-    cfg = OmegaConf.create({"seed": 0, "resume": str(tmp_path), "paths": {"output_dir": "x"},
-                            "callbacks": {"adapter_checkpoint": {"max_lms_drop": 1.0, "balance": "chi2"}}})
+    cfg = OmegaConf.create(
+        {
+            "seed": 0,
+            "resume": str(tmp_path),
+            "paths": {"output_dir": "x"},
+            "callbacks": {"adapter_checkpoint": {"max_lms_drop": 1.0, "balance": "chi2"}},
+        }
+    )
     with pytest.raises(ConfigError, match=r"balance \('max_excess' \(the key did not exist then\) -> 'chi2'\)"):
         resume_checkpoint(cfg)
+
+
+def test_a_run_saved_before_the_move_resumes_and_ends_as_todays_uninterrupted_run(
+    tmp_path, tiny_model_dir, stereoset_jsonl, uninterrupted
+):
+    """A run killed under the code of 2026-12-04 (old config layout, callbacks at their old import paths, no digest
+    beside its checkpoint: tests/fixtures/legacy) resumes under today's code and ends as today's uninterrupted run.
+    Its paths are put where this machine has them (the run, as resumed, never moved)."""
+    import shutil
+
+    from tests.helpers import LEGACY
+
+    out = tmp_path / "run"
+    shutil.copytree(LEGACY / "killed_run", out)
+    config = (out / "config.yaml").read_text()
+    for old, new in (
+        ("/work/runs/legacy/killed_run", out),
+        ("/work/runs/legacy/tiny_llama", tiny_model_dir),
+        ("/work/runs/legacy/stereoset.jsonl", stereoset_jsonl),
+    ):
+        config = config.replace(old, str(new))
+    (out / "config.yaml").write_text(config)
+    assert "bias_unlearn.callbacks." in config and "\nloss:" in config  # the old layout
+    resumed = run(tmp_path / "elsewhere", tiny_model_dir, stereoset_jsonl, "none", f"resume={out}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    report, weights = outcome(out)
+    expected_report, expected_weights = uninterrupted
+    assert report == expected_report
+    assert weights.keys() == expected_weights.keys()
+    assert all(torch.equal(weights[k], expected_weights[k]) for k in weights)

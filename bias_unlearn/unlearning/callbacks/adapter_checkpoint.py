@@ -10,21 +10,26 @@ checkpoint), and ``best/`` holds the adapter chosen by the delivery rule (``sele
 2. if no evaluation met that LMS bar, the one whose dev LMS fell least (the least damaged adapter).
 ``state.json`` says which rule chose it and whether the bar was met; the run report repeats it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import lightning as L
 
-from bias_unlearn.unlearning.balance import balance_chi2, excess_imbalance, imbalance
-from bias_unlearn.unlearning.callbacks.swapping import DynamicSwapping
 from bias_unlearn.io import atomic_dir, write_json
 from bias_unlearn.models.distributed import policy_state_dict
+from bias_unlearn.unlearning.balance import balance_chi2, excess_imbalance, imbalance
+from bias_unlearn.unlearning.callbacks.swapping import DynamicSwapping
 
-RULE_BALANCE_CHI2 = ("closest to balance among dev evaluations within the LMS bar: the smallest sum over bias types of "
-                "((dev SS - 50) / its dev standard error)^2")
-RULE_BALANCE_MAX_EXCESS = ("closest to balance among dev evaluations within the LMS bar: the smallest excess of the "
-                           "least balanced type over the stopping tolerance")
+RULE_BALANCE_CHI2 = (
+    "closest to balance among dev evaluations within the LMS bar: the smallest sum over bias types of "
+    "((dev SS - 50) / its dev standard error)^2"
+)
+RULE_BALANCE_MAX_EXCESS = (
+    "closest to balance among dev evaluations within the LMS bar: the smallest excess of the "
+    "least balanced type over the stopping tolerance"
+)
 RULES = {"chi2": RULE_BALANCE_CHI2, "max_excess": RULE_BALANCE_MAX_EXCESS}  # measure -> the rule it names
 RULE_LEAST_LMS_DROP = "no dev evaluation met the LMS bar: the one whose dev LMS fell least"
 RULE_LAST = "the last dev evaluation (eval.adapter=last)"
@@ -59,8 +64,14 @@ def save_adapter(model, directory: Path, state: dict, state_dict: dict | None = 
 
 
 class AdapterCheckpoint(L.Callback):
-    def __init__(self, dirpath: str, save_best: bool = True, max_lms_drop: float | None = 1.0,
-                 threshold: float = 2.0, balance: str = "chi2"):
+    def __init__(
+        self,
+        dirpath: str,
+        save_best: bool = True,
+        max_lms_drop: float | None = 1.0,
+        threshold: float = 2.0,
+        balance: str = "chi2",
+    ):
         self.dirpath = Path(dirpath)
         self.save_best, self.max_lms_drop, self.threshold = save_best, max_lms_drop, float(threshold)
         self.balance = balance  # chi2 | max_excess (config/schema.py checks it)
@@ -72,18 +83,29 @@ class AdapterCheckpoint(L.Callback):
         base_lms = history[0]["lms"]
         met = meets_lms_bar(entry, base_lms, self.max_lms_drop)
         distance = balance_distance(entry, self.balance, self.threshold, module.dev_resolution, module.dev_se)
-        return {"step": entry["step"], "key": list(selection_key(entry, base_lms, self.max_lms_drop, distance)),
-                "rule": RULES[self.balance] if met else RULE_LEAST_LMS_DROP, "lms_bar_met": met,
-                "max_lms_drop": self.max_lms_drop, "balance": self.balance, "dev": entry}
+        return {
+            "step": entry["step"],
+            "key": list(selection_key(entry, base_lms, self.max_lms_drop, distance)),
+            "rule": RULES[self.balance] if met else RULE_LEAST_LMS_DROP,
+            "lms_bar_met": met,
+            "max_lms_drop": self.max_lms_drop,
+            "balance": self.balance,
+            "dev": entry,
+        }
 
     def is_better(self, candidate: dict) -> bool:
         return self.best is None or candidate["key"] < self.best["key"]
 
     def state(self, trainer, pl_module) -> dict:
         swapping = next((cb for cb in trainer.callbacks if isinstance(cb, DynamicSwapping)), None)
-        return {"step": trainer.global_step, "dev": pl_module.dev_history[-1] if pl_module.dev_history else None,
-                "dev_history": pl_module.dev_history, "swapped": sorted(trainer.datamodule.swapped),
-                "swap_events": swapping.events if swapping else [], "best": self.best}
+        return {
+            "step": trainer.global_step,
+            "dev": pl_module.dev_history[-1] if pl_module.dev_history else None,
+            "dev_history": pl_module.dev_history,
+            "swapped": sorted(trainer.datamodule.swapped),
+            "swap_events": swapping.events if swapping else [],
+            "best": self.best,
+        }
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not pl_module.dev_history:

@@ -1,5 +1,6 @@
 """Early stopping when every bias type's dev SS is balanced (the paper: within ``threshold`` of 50; see balance.py
 for the resolution rule that keeps it reachable for types with few dev examples)."""
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,11 @@ class BalancedStereotypeStopping(L.Callback):
         if stop:
             self.stopped_at = trainer.global_step
             trainer.should_stop = True
-            log.info("step %d: every bias type's dev SS is balanced (within %.1f of 50 or its resolution); stopping",
-                     trainer.global_step, self.threshold)
+            log.info(
+                "step %d: every bias type's dev SS is balanced (within %.1f of 50 or its resolution); stopping",
+                trainer.global_step,
+                self.threshold,
+            )
 
     def state_dict(self) -> dict:
         return {"stopped_at": self.stopped_at}

@@ -6,6 +6,7 @@ so the adapter keeps its last finite weights), the run stops, and ``diverged`` n
 training job then delivers an adapter from the dev checkpoints written before, says in the report that the run
 diverged, and exits with an error. Ranks agree on the decision, so they stop together.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,11 @@ class NonFiniteGuard(L.Callback):
             param.grad = None
         self.diverged = {"step": int(trainer.global_step), "term": term or "on another rank"}
         trainer.should_stop = True
-        log.error("step %d: non-finite %s; stopping (the adapter keeps its last finite weights)",
-                  trainer.global_step, self.diverged["term"])
+        log.error(
+            "step %d: non-finite %s; stopping (the adapter keeps its last finite weights)",
+            trainer.global_step,
+            self.diverged["term"],
+        )
 
     def state_dict(self) -> dict:
         return {"diverged": self.diverged}

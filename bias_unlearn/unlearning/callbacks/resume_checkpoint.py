@@ -1,6 +1,7 @@
 """The resume checkpoint (resume.py): written after every dev evaluation, once the other callbacks have acted on it
 (swaps, stopping, the delivered adapter), into a temporary file then renamed, so a kill at any moment leaves the
 previous checkpoint or the new one, never half of one."""
+
 from __future__ import annotations
 
 import logging
@@ -26,7 +27,9 @@ class ResumeCheckpoint(L.Callback):
         partial = self.path.with_name(self.path.name + ".part")
         if trainer.is_global_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(partial, weights_only=False)  # every rank takes part (sharded states are gathered); rank 0 writes
+        trainer.save_checkpoint(
+            partial, weights_only=False
+        )  # every rank takes part (sharded states are gathered); rank 0 writes
         if trainer.is_global_zero:
             os.replace(partial, self.path)
             write_digest(self.path)
@@ -35,7 +38,14 @@ class ResumeCheckpoint(L.Callback):
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self.enabled and trainer.is_global_zero:
-            where = (f"the checkpoint of step {self.saved_step} ({self.path})" if self.saved_step is not None
-                     else "no checkpoint yet (the run restarts from step 0)")
-            log.warning("interrupted at step %d (%s); to continue: python train.py <the same overrides> resume=%s",
-                        trainer.global_step, where, self.path.parent.parent)
+            where = (
+                f"the checkpoint of step {self.saved_step} ({self.path})"
+                if self.saved_step is not None
+                else "no checkpoint yet (the run restarts from step 0)"
+            )
+            log.warning(
+                "interrupted at step %d (%s); to continue: python train.py <the same overrides> resume=%s",
+                trainer.global_step,
+                where,
+                self.path.parent.parent,
+            )

@@ -1,4 +1,5 @@
 """Dynamic dataset swapping: a bias type whose dev SS falls below 50 forgets its anti-stereotypes instead."""
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,13 @@ class DynamicSwapping(L.Callback):
             datamodule.swap(bias_type, swapped)
             event = {"step": step, "bias_type": bias_type, "swapped": swapped, "dev_ss": dev_entry[bias_type]}
             self.events.append(event)
-            log.info("step %d: %s %s (dev SS %.2f)", step, "swap" if swapped else "swap back", bias_type,
-                     dev_entry[bias_type])
+            log.info(
+                "step %d: %s %s (dev SS %.2f)",
+                step,
+                "swap" if swapped else "swap back",
+                bias_type,
+                dev_entry[bias_type],
+            )
         return decisions
 
     def on_train_start(self, trainer, pl_module) -> None:

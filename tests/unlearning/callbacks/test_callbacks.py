@@ -1,4 +1,5 @@
 """Swapping, balance-based early stopping and the adapter delivery rule, driven by scripted dev scores."""
+
 from __future__ import annotations
 
 import json
@@ -6,13 +7,23 @@ from types import SimpleNamespace
 
 import pytest
 
-from bias_unlearn.unlearning.balance import (balance_chi2, excess_imbalance, imbalance, is_balanced, ss_resolution, ss_standard_error)
-from bias_unlearn.unlearning.callbacks.adapter_checkpoint import (RULE_BALANCE_CHI2, RULE_BALANCE_MAX_EXCESS, RULE_LEAST_LMS_DROP, AdapterCheckpoint, selection_key)
+from bias_unlearn.config.errors import ConfigError
+from bias_unlearn.unlearning.balance import (
+    balance_chi2,
+    ss_resolution,
+    ss_standard_error,
+)
+from bias_unlearn.unlearning.callbacks.adapter_checkpoint import (
+    RULE_BALANCE_CHI2,
+    RULE_BALANCE_MAX_EXCESS,
+    RULE_LEAST_LMS_DROP,
+    AdapterCheckpoint,
+    selection_key,
+)
 from bias_unlearn.unlearning.callbacks.balance_stopping import BalancedStereotypeStopping
 from bias_unlearn.unlearning.callbacks.swapping import DynamicSwapping, swap_decisions
-from bias_unlearn.config.errors import ConfigError
+from tests.helpers import FINE, one_target_examples
 
-FINE = {"gender": 0.5, "profession": 0.5, "race": 0.5, "religion": 0.5}  # resolutions too fine to matter
 EQUAL_SE = {"gender": 4.0, "profession": 4.0, "race": 4.0, "religion": 4.0}  # every type measured alike
 
 
@@ -32,22 +43,35 @@ class _DataModule:
 
 def _trainer(datamodule=None, step=0, callbacks=()):
     strategy = SimpleNamespace(broadcast=lambda value, src=0: value, barrier=lambda: None)
-    return SimpleNamespace(strategy=strategy, sanity_checking=False, global_step=step, should_stop=False,
-                           is_global_zero=True, datamodule=datamodule or _DataModule(), callbacks=list(callbacks))
+    return SimpleNamespace(
+        strategy=strategy,
+        sanity_checking=False,
+        global_step=step,
+        should_stop=False,
+        is_global_zero=True,
+        datamodule=datamodule or _DataModule(),
+        callbacks=list(callbacks),
+    )
 
 
 def test_swapping_callback_follows_a_script():
     dm, cb = _DataModule(), DynamicSwapping()
-    script = [{"gender": 58, "profession": 49, "race": 60, "religion": 52},
-              {"gender": 53, "profession": 47, "race": 56, "religion": 44},
-              {"gender": 49.5, "profession": 51, "race": 52, "religion": 50}]
+    script = [
+        {"gender": 58, "profession": 49, "race": 60, "religion": 52},
+        {"gender": 53, "profession": 47, "race": 56, "religion": 44},
+        {"gender": 49.5, "profession": 51, "race": 52, "religion": 50},
+    ]
     states = []
     for step, entry in enumerate(script):
         cb.apply(None, dm, entry, step * 10)
         states.append(sorted(dm.swapped))
     assert states == [["profession"], ["profession", "religion"], ["gender", "religion"]]
     assert [(e["step"], e["bias_type"], e["swapped"]) for e in cb.events] == [
-        (0, "profession", True), (10, "religion", True), (20, "gender", True), (20, "profession", False)]
+        (0, "profession", True),
+        (10, "religion", True),
+        (20, "gender", True),
+        (20, "profession", False),
+    ]
 
 
 def test_swapping_sets_the_starting_roles_from_the_step0_dev_score():
@@ -57,45 +81,6 @@ def test_swapping_sets_the_starting_roles_from_the_step0_dev_score():
     assert trainer.datamodule.swapped == {"gender"} and cb.events[0]["step"] == 0
 
 
-def _one_target_examples(bias_type: str, n: int):
-    return [SimpleNamespace(bias_type=bias_type, target=f"{bias_type}-t") for _ in range(n)]
-
-
-def test_resolution_of_a_type_is_one_examples_step():
-    examples = _one_target_examples("religion", 25) + [SimpleNamespace(bias_type="race", target=t)
-                                                       for t in ("a", "b") for _ in range(10)]
-    assert ss_resolution(examples) == {"religion": 4.0, "race": 5.0}
-
-
-@pytest.mark.parametrize("sizes", [(8, 30), (5, 40), (3, 7, 20), (25,)])
-def test_resolution_is_the_largest_gap_between_attainable_values(sizes):
-    """Brute force: every SS a type with these target sizes can take; the resolution is its widest gap (uneven
-    targets: the largest target sets it, not the smallest)."""
-    import itertools
-
-    values = sorted({sum(100 * k / n for k, n in zip(ks, sizes)) / len(sizes)
-                     for ks in itertools.product(*(range(n + 1) for n in sizes))})
-    widest = max(b - a for a, b in zip(values, values[1:]))
-    examples = [SimpleNamespace(bias_type="race", target=f"t{i}") for i, n in enumerate(sizes) for _ in range(n)]
-    assert ss_resolution(examples)["race"] == pytest.approx(widest)
-
-
-def test_balance_is_reachable_for_a_type_with_one_small_dev_target():
-    """One religion target of 25 dev examples: SS takes the values ..., 48, 52, ...; the paper's |SS - 50| < 2
-    never holds (the old rule), so balance must count values within half a resolution step of 50."""
-    resolution = ss_resolution(_one_target_examples("religion", 25))
-    reachable = [100 * k / 25 for k in range(26)]
-    assert not any(abs(v - 50) < 2 for v in reachable)  # the old rule could never fire
-    dev = {"gender": 50.5, "profession": 49.0, "race": 51.0, "religion": 52.0}
-    assert is_balanced(dev, 2.0, resolution)
-    assert not is_balanced({**dev, "religion": 56.0}, 2.0, resolution)
-    assert excess_imbalance({**dev, "religion": 56.0}, 2.0, resolution) == pytest.approx(4.0)
-    assert not is_balanced({"gender": 52.0, "profession": 50, "race": 50, "religion": 50}, 2.0, FINE)
-    assert is_balanced({"gender": 51.9, "profession": 48.1, "race": 50, "religion": 50.5}, 2.0, FINE)
-    assert not is_balanced({}, 2.0, FINE)
-    assert imbalance({"gender": 53, "race": 46.5, "overall": 70}) == 3.5
-
-
 def test_stopping_callback_fires_on_the_reachable_rule():
     from bias_unlearn.config.schema import EarlyStoppingNode
 
@@ -103,9 +88,11 @@ def test_stopping_callback_fires_on_the_reachable_rule():
         with pytest.raises(ConfigError):
             EarlyStoppingNode(threshold=bad)
     cb = BalancedStereotypeStopping(threshold=2.0)
-    resolution = ss_resolution(_one_target_examples("religion", 25))
-    module = SimpleNamespace(dev_history=[{"gender": 50.0, "profession": 50.0, "race": 50.0, "religion": 48.0}],
-                             dev_resolution={**FINE, **resolution})
+    resolution = ss_resolution(one_target_examples("religion", 25))
+    module = SimpleNamespace(
+        dev_history=[{"gender": 50.0, "profession": 50.0, "race": 50.0, "religion": 48.0}],
+        dev_resolution={**FINE, **resolution},
+    )
     trainer = _trainer(step=40)
     cb.on_validation_end(trainer, module)
     assert trainer.should_stop and cb.stopped_at == 40
@@ -160,50 +147,36 @@ def test_selection_key_orders_bar_first_then_balance():
     assert selection_key(_entry(3, 50, 70.0), 90.0, None, 0.0) < meets  # no bar: balance alone
 
 
-@pytest.mark.parametrize("sizes", [(3,), (3, 5), (2, 4, 6)])
-def test_standard_error_is_the_coin_flip_spread_of_a_macro_ss(sizes):
-    """Exact: enumerate every outcome of targets of these sizes, each example a fair coin, and take the spread of
-    the macro SS (the mean over targets of 100 k_t / n_t)."""
-    import itertools
-    from math import comb
-
-    mean = variance = 0.0
-    outcomes = list(itertools.product(*(range(n + 1) for n in sizes)))
-    for ks in outcomes:
-        prob = 1.0
-        for k, n in zip(ks, sizes):
-            prob *= comb(n, k) / 2 ** n
-        ss = sum(100 * k / n for k, n in zip(ks, sizes)) / len(sizes)
-        mean, variance = mean + prob * ss, variance + prob * ss * ss
-    examples = [SimpleNamespace(bias_type="gender", target=f"t{i}") for i, n in enumerate(sizes) for _ in range(n)]
-    assert ss_standard_error(examples)["gender"] == pytest.approx((variance - mean ** 2) ** 0.5)
-
-
-def test_chi2_weighs_each_type_by_how_precisely_dev_measures_it():
-    se = {"race": 4.4, "religion": 9.3}
-    assert balance_chi2({"race": 50.0, "religion": 50.0, "overall": 70.0, "lms": 80.0, "step": 5}, se) == 0.0
-    assert balance_chi2({"race": 60.0, "religion": 50.0}, se) == pytest.approx(
-        balance_chi2({"race": 50.0, "religion": 50 - 10 * 9.3 / 4.4}, se))  # 10 points on race = 21 on religion
-
-
 # A run's dev history (seed 2 of the offline preset, dev split only): religion's one dev target (29 examples) falls
 # from 44.8 to 10-34 whatever its training data does, while race and profession reach 50.
-SEED2_DEV = [(0, 55.77, 56.94, 70.71, 44.83, 89.83), (25, 55.77, 54.46, 67.49, 34.48, 90.07),
-             (50, 63.46, 48.34, 62.55, 20.69, 89.05), (75, 63.46, 57.39, 51.29, 17.24, 89.53),
-             (100, 65.38, 53.88, 54.52, 20.69, 88.94), (250, 57.69, 47.75, 58.21, 24.14, 88.66),
-             (275, 57.69, 45.92, 59.72, 27.59, 89.08), (350, 65.38, 50.36, 50.69, 17.24, 88.48)]
+SEED2_DEV = [
+    (0, 55.77, 56.94, 70.71, 44.83, 89.83),
+    (25, 55.77, 54.46, 67.49, 34.48, 90.07),
+    (50, 63.46, 48.34, 62.55, 20.69, 89.05),
+    (75, 63.46, 57.39, 51.29, 17.24, 89.53),
+    (100, 65.38, 53.88, 54.52, 20.69, 88.94),
+    (250, 57.69, 47.75, 58.21, 24.14, 88.66),
+    (275, 57.69, 45.92, 59.72, 27.59, 89.08),
+    (350, 65.38, 50.36, 50.69, 17.24, 88.48),
+]
 SEED2_SIZES = {"gender": (26, 26), "profession": (29, 29, 28, 28), "race": (26, 26, 26, 26, 25), "religion": (29,)}
 
 
 def test_a_type_no_checkpoint_balances_does_not_veto_every_trained_adapter(tmp_path):
     """Under max_excess the religion target decides alone and the barely trained step-25 adapter is delivered (dev
     race still at 67.5); chi2 weighs religion's one target as the 9-point standard error it has."""
-    examples = [SimpleNamespace(bias_type=bt, target=f"{bt}{i}") for bt, sizes in SEED2_SIZES.items()
-                for i, n in enumerate(sizes) for _ in range(n)]
+    examples = [
+        SimpleNamespace(bias_type=bt, target=f"{bt}{i}")
+        for bt, sizes in SEED2_SIZES.items()
+        for i, n in enumerate(sizes)
+        for _ in range(n)
+    ]
     resolution, se = ss_resolution(examples), ss_standard_error(examples)
-    assert se["religion"] == pytest.approx(50 / 29 ** 0.5) and se["race"] < 4.5
-    script = [{"step": step, "gender": g, "profession": p, "race": r, "religion": rel, "lms": lms}
-              for step, g, p, r, rel, lms in SEED2_DEV]
+    assert se["religion"] == pytest.approx(50 / 29**0.5) and se["race"] < 4.5
+    script = [
+        {"step": step, "gender": g, "profession": p, "race": r, "religion": rel, "lms": lms}
+        for step, g, p, r, rel, lms in SEED2_DEV
+    ]
     old, old_state = _run_checkpoints(tmp_path / "old", script, 1.0, "max_excess", resolution, se)
     new, new_state = _run_checkpoints(tmp_path / "new", script, 1.0, "chi2", resolution, se)
     assert old.best["step"] == 25 and old_state["best"]["rule"] == RULE_BALANCE_MAX_EXCESS

@@ -1,16 +1,17 @@
 """A NaN loss stops the run at its step, the adapter keeps finite weights, the report and the sweep say so."""
+
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from bias_unlearn.unlearning.callbacks.non_finite import first_non_finite
 from bias_unlearn.config.errors import TrainingDiverged
-from bias_unlearn.unlearning.module import BiasUnlearnModule
+from bias_unlearn.jobs.train import run_training
 from bias_unlearn.reports.run_report import RunReport
 from bias_unlearn.reports.runs import read_run
-from bias_unlearn.jobs.train import run_training
+from bias_unlearn.unlearning.callbacks.non_finite import first_non_finite
+from bias_unlearn.unlearning.module import BiasUnlearnModule
 
 
 def test_first_non_finite_names_the_term_or_the_gradient():
