@@ -2,110 +2,24 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from bias_unlearn.eval.generation import generation_table
 from bias_unlearn.eval.outcomes import Outcomes
 from bias_unlearn.io import write_json, write_text
 from bias_unlearn.reports.paired import crows_change, paired_difference
-
-
-def _f(value, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def stereoset_table(results: dict) -> str:
-    rows = []
-    for kind, domains in results.items():
-        for domain, m in domains.items():
-            ci = m.get("ss_ci95", [float("nan")] * 2)
-            rows.append(
-                [
-                    kind,
-                    domain,
-                    str(m["n"]),
-                    str(m["n_targets"]),
-                    _f(m["ss"]),
-                    f"[{_f(ci[0])}, {_f(ci[1])}]",
-                    _f(m["lms"]),
-                    _f(m["icat"]),
-                ]
-            )
-    return _table(["kind", "domain", "N", "targets", "SS", "SS 95% CI", "LMS", "ICAT"], rows)
-
-
-def crows_table(results: dict) -> str:
-    rows = [
-        [name, str(m["n"]), _f(m["pct_stereotype_mean"]), _f(m["pct_stereotype_sum"]), _f(m["likelihood_diff"], 3)]
-        for name, m in results.items()
-    ]
-    return _table(["bias type", "N", "% stereo (mean)", "% stereo (sum)", "likelihood diff (nats)"], rows)
-
-
-def bbq_table(results: dict) -> str:
-    """Accuracy and bias scores per category, with how many items the bias scores leave out and why."""
-
-    def left_out(m: dict) -> str:
-        n = m.get("n_left_out", m["n"] - m["n_with_metadata"])
-        reasons = m.get("left_out_reasons") or {}
-        return f"{n} ({'; '.join(f'{why}: {k}' for why, k in reasons.items())})" if n and reasons else str(n)
-
-    rows = [
-        [
-            name,
-            str(m["n_ambig"]),
-            _f(m["acc_ambig"]),
-            str(m["n_disambig"]),
-            _f(m["acc_disambig"]),
-            str(m["n_with_metadata"]),
-            left_out(m),
-            _f(m.get("bias_ambig")),
-            _f(m.get("bias_disambig")),
-        ]
-        for name, m in results.items()
-    ]
-    return _table(
-        [
-            "category",
-            "N ambig",
-            "acc ambig",
-            "N disambig",
-            "acc disambig",
-            "N with metadata",
-            "N left out of bias",
-            "bias ambig",
-            "bias disambig",
-        ],
-        rows,
-    )
-
-
-def general_table(before: dict | None, after: dict | None = None, compare: bool = True) -> str:
-    """Perplexity and multiple-choice accuracy per task: before / after / change, or (``compare=False``) one
-    model's results in ``before``."""
-    rows = []
-    for task, values in (after or before or {}).items():
-        b, a = (before or {}).get(task, {}), (after or {}).get(task, {})
-        key = "perplexity" if "perplexity" in values else "acc"
-        ci = (a or b).get("acc_ci95")
-        interval = f"[{_f(ci[0])}, {_f(ci[1])}]" if ci else ""
-        if not compare:
-            rows.append([task, str(values["n"]), key, _f(b.get(key)), interval, _f(b.get("acc_norm"))])
-            continue
-        change = _f(a[key] - b[key]) if a and b else ""
-        rows.append([task, str(values["n"]), key, _f(b.get(key)), _f(a.get(key)), change, interval])
-    if not compare:
-        return _table(["task", "N", "measure", "value", "95% CI", "acc_norm"], rows)
-    return _table(["task", "N", "measure", "before", "after", "change", "95% CI (after)"], rows)
+from bias_unlearn.reports.tables import (
+    bbq_before_after_table,
+    bbq_table,
+    before_after_table,
+    crows_before_after_table,
+    crows_table,
+    fmt,
+    general_table,
+    paired_change_table,
+    stereoset_table,
+    table,
+)
 
 
 def markdown_report(results: dict, meta: dict) -> str:
@@ -158,118 +72,6 @@ BBQ_NOTE = (
     "Each cell is before / after. Accuracy (%) by context condition; bias scores x100 (0 = unbiased) "
     "only where the source carries BBQ's metadata (n/a otherwise)."
 )
-
-
-def before_after_table(before: dict | None, after: dict | None, kind: str = "intrasentence") -> str:
-    """Per-domain SS, LMS and ICAT before and after training, with N, targets and the SS 95% interval."""
-    domains = (after or before or {}).get(kind, {})
-    rows = []
-    for domain in domains:
-        b = (before or {}).get(kind, {}).get(domain, {})
-        a = (after or {}).get(kind, {}).get(domain, {})
-        m = a or b
-        ci_b, ci_a = b.get("ss_ci95", [None, None]), a.get("ss_ci95", [None, None])
-        rows.append(
-            [
-                domain,
-                str(m["n"]),
-                str(m["n_targets"]),
-                _f(b.get("ss")),
-                f"[{_f(ci_b[0])}, {_f(ci_b[1])}]",
-                _f(a.get("ss")),
-                f"[{_f(ci_a[0])}, {_f(ci_a[1])}]",
-                _f(b.get("lms")),
-                _f(a.get("lms")),
-                _f(a["lms"] - b["lms"]) if a and b else "n/a",
-                _f(b.get("icat")),
-                _f(a.get("icat")),
-            ]
-        )
-    return _table(
-        [
-            "domain",
-            "N",
-            "targets",
-            "SS before",
-            "95% CI",
-            "SS after",
-            "95% CI",
-            "LMS before",
-            "LMS after",
-            "delta LMS",
-            "ICAT before",
-            "ICAT after",
-        ],
-        rows,
-    )
-
-
-def _ci(interval) -> str:
-    low, high = interval or (None, None)
-    return f"[{_f(low)}, {_f(high)}]"
-
-
-def crows_before_after_table(before: dict | None, after: dict | None, change: dict | None = None) -> str:
-    """% of pairs where the more stereotypical sentence is likelier (mean mode; 50 is unbiased), each with its 95%
-    Wilson interval, and the paired change after - before with its bootstrap interval (paired.crows_change)."""
-    rows = []
-    for domain, values in (after or before or {}).items():
-        b, a, c = (before or {}).get(domain, {}), (after or {}).get(domain, {}), (change or {}).get(domain, {})
-        rows.append(
-            [
-                domain,
-                str(values["n"]),
-                _f(b.get("pct_stereotype_mean")),
-                _ci(b.get("pct_stereotype_mean_ci95")),
-                _f(a.get("pct_stereotype_mean")),
-                _ci(a.get("pct_stereotype_mean_ci95")),
-                _f(c.get("change")),
-                _ci(c.get("ci95")),
-                "yes" if c.get("resolved") else "no" if c else "",
-            ]
-        )
-    return _table(
-        ["bias type", "N", "% stereo before", "95% CI", "% stereo after", "95% CI", "change", "95% CI", "resolved"],
-        rows,
-    )
-
-
-def bbq_before_after_table(before: dict | None, after: dict | None) -> str:
-    """BBQ per category before / after: accuracy by context condition and, where the source carries BBQ's
-    metadata, the bias scores (x100; 0 is unbiased, positive leans to the stereotype)."""
-    rows = []
-    for name, values in (after or before or {}).items():
-        b, a = (before or {}).get(name, {}), (after or {}).get(name, {})
-        rows.append(
-            [
-                name,
-                str(values["n_ambig"]),
-                str(values["n_disambig"]),
-                *[
-                    f"{_f(b.get(key))} / {_f(a.get(key))}"
-                    for key in ("acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig")
-                ],
-            ]
-        )
-    return _table(
-        ["category", "N ambig", "N disambig", "acc ambig", "acc disambig", "bias ambig", "bias disambig"], rows
-    )
-
-
-def paired_change_table(diff: dict) -> str:
-    """After - before on the same test examples (paired.paired_difference), per domain."""
-    rows = [
-        [
-            domain,
-            str(d["n"]),
-            *[
-                f"{_f(d[s]['diff'])} {_ci(d[s]['ci95'])}{' *' if d[s]['resolved'] else ''}"
-                for s in ("abs_ss", "lms", "icat")
-            ],
-        ]
-        for domain, d in diff.items()
-    ]
-    return _table(["domain", "N", "change in \\|SS - 50\\|", "change in LMS", "change in ICAT"], rows)
 
 
 CROWS_NOTE = (
@@ -374,7 +176,7 @@ def training_report(report) -> str:
             "",
             "## Dev SS over steps",
             "",
-            _table(header, [[str(h["step"]), *[_f(h.get(k)) for k in header[1:]]] for h in history]),
+            table(header, [[str(h["step"]), *[fmt(h.get(k)) for k in header[1:]]] for h in history]),
         ]
         if summary.dev_split:
             parts += [

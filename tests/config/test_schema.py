@@ -93,7 +93,7 @@ def test_no_gradient_clipping_by_default(trainer):
 
 def test_the_delivery_bar_is_the_dev_objectives_lms_bar():
     """The adapter a run delivers and the run a preset sweep chooses read "LMS barely moves" the same way."""
-    from bias_unlearn.reports.sweep import DEV_LMS_BAR
+    from bias_unlearn.reports.columns import DEV_LMS_BAR
     from bias_unlearn.unlearning.callbacks import AdapterCheckpoint
 
     cfg = compose()

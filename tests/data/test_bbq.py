@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from bias_unlearn.data import bbq
+from bias_unlearn.data import bbq, bbq_roles
 from bias_unlearn.data.records import BBQ_LEFT_OUT_REASONS
 from bias_unlearn.eval.bbq import BBQMetric, evaluate_bbq
-from bias_unlearn.reports.markdown import bbq_table
+from bias_unlearn.reports.tables import bbq_table
 from tests.helpers import FIXTURES, ROOT
 
 # BBQ's original rows: 100 of each of three categories (tests/fixtures/bbq_original), and the full files where they
@@ -225,7 +225,7 @@ def test_cases_cover_every_category():
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_roles_resolve_for_each_category(case, tmp_path):
     _, category, answers, groups, expected = case
-    assert bbq.resolve_option_roles(row(category, answers, groups)["answer_info"], groups, 3) == (expected, None)
+    assert bbq_roles.resolve_option_roles(row(category, answers, groups)["answer_info"], groups, 3) == (expected, None)
     # through the loader too, for both polarities: the roles do not depend on the question
     items = load(tmp_path, [row(category, answers, groups, "neg"), row(category, answers, groups, "nonneg")])
     assert [it.option_roles for it in items] == [expected, expected]
@@ -337,7 +337,7 @@ def test_empty_answer_info_is_read_from_the_option_text(tmp_path):
     ]
     items = load(tmp_path, rows)
     assert [it.option_roles for it in items] == [(U, S, O), (S, O, U), (S, U, O), (S, O, U)]
-    assert bbq.resolve_option_roles(rows[2]["answer_info"], ["Asian"], 3) == (None, "an answer has no group label")
+    assert bbq_roles.resolve_option_roles(rows[2]["answer_info"], ["Asian"], 3) == (None, "an answer has no group label")
 
 
 UNRESOLVABLE = [

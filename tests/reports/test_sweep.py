@@ -15,9 +15,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bias_unlearn.eval.outcomes import CrowsOutcome, Outcomes, StereoSetOutcome
+from bias_unlearn.reports.columns import comparison_rows
 from bias_unlearn.reports.run_report import BeforeAfter, RunReport, Summary
 from bias_unlearn.reports.runs import find_runs as collect_runs
-from bias_unlearn.reports.sweep import comparison_rows, write_sweep_report
+from bias_unlearn.reports.sweep import write_sweep_report
 from bias_unlearn.unlearning.callbacks.adapter_checkpoint import RULE_BALANCE_CHI2
 from tests.helpers import FIXTURES, ROOT
 
@@ -271,7 +272,7 @@ def test_report_without_sweep_dir_names_the_key():
 
 
 def test_general_ability_columns():
-    from bias_unlearn.reports.sweep import general_columns
+    from bias_unlearn.reports.columns import general_columns
 
     general = {"wiki": {"n": 3, "perplexity": 21.5}, "piqa": {"n": 2, "acc": 50.0}, "mmlu": {"n": 4, "acc": 25.0}}
     assert general_columns(general) == {"perplexity": 21.5, "mc_acc": 37.5} and general_columns(None) == {}

@@ -82,7 +82,7 @@ def test_swapping_sets_the_starting_roles_from_the_step0_dev_score():
 
 
 def test_stopping_callback_fires_on_the_reachable_rule():
-    from bias_unlearn.config.schema import EarlyStoppingNode
+    from bias_unlearn.config.training import EarlyStoppingNode
 
     for bad in (0, 50, -1, 60):
         with pytest.raises(ConfigError):
@@ -187,7 +187,7 @@ def test_a_type_no_checkpoint_balances_does_not_veto_every_trained_adapter(tmp_p
 
 
 def test_an_unknown_balance_measure_is_refused():
-    from bias_unlearn.config.schema import AdapterCheckpointNode
+    from bias_unlearn.config.training import AdapterCheckpointNode
 
     with pytest.raises(ConfigError, match="adapter_checkpoint.balance"):
         AdapterCheckpointNode(dirpath="/tmp/unused", balance="closest")
