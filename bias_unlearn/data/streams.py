@@ -20,7 +20,7 @@ from torch.utils.data import IterableDataset
 
 from bias_unlearn.config.errors import DataError
 from bias_unlearn.data.records import BIAS_TYPES, StereoSetExample
-from bias_unlearn.models.logprobs import start_token_id
+from bias_unlearn.models.tokens import continuation_ids, start_token_id
 
 ROLES = ("forget", "retain", "kl")
 
@@ -46,7 +46,7 @@ def tokenize_sentence(
     (the KL sequences); otherwise only the continuation carries it."""
     if example.kind == "intersentence":
         context = tokenizer(example.context, add_special_tokens=False)["input_ids"]
-        cont = tokenizer(" " + sentence.strip(), add_special_tokens=False)["input_ids"]
+        cont = continuation_ids(tokenizer, sentence)
         ids = [start_id, *context, *cont]
         mask = [0] + [int(whole)] * len(context) + [1] * len(cont)
         return tuple(ids), tuple(mask)

@@ -14,8 +14,8 @@ import torch
 from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.config.settings import START_MODES, ScoringConfig
 from bias_unlearn.eval.batching import Request, Score, score_groups, score_requests, shared_prefix_length
-from bias_unlearn.models.logprobs import start_token_id
 from bias_unlearn.models.reference import evaluation_mode
+from bias_unlearn.models.tokens import continuation_ids, start_token_id
 
 AUTO_SHARE_SAVING = 0.5  # share_prefix=auto shares when that skips this share of the tokens (bench_scoring.py)
 
@@ -122,5 +122,5 @@ class SentenceScorer:
         requests = []
         for context, options in groups:
             ctx = (self.start_id, *self.encode(context))
-            requests.append([Request(ctx, self.encode(" " + option.strip())) for option in options])
+            requests.append([Request(ctx, tuple(continuation_ids(self.tokenizer, option))) for option in options])
         return self.score(requests, desc)

@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from bias_unlearn.config.errors import TrainingDiverged
+from bias_unlearn.config.errors import ConfigError, TrainingDiverged
 from bias_unlearn.config.methods import Objective, method_name
 from bias_unlearn.config.schema import TrainSettings, train_settings
 from bias_unlearn.data.datamodule import check_global_batches, check_split_kinds
@@ -26,10 +26,14 @@ from bias_unlearn.eval.outcomes import Evaluation
 from bias_unlearn.eval.scorer import make_scorer
 from bias_unlearn.eval.side_effects import evaluate_model
 from bias_unlearn.io import copy_dir, write_text
-from bias_unlearn.models.distributed import policy_state_dict, sharded_over_ranks
-from bias_unlearn.models.loading import load_model, resolve_dtype
+from bias_unlearn.models.distributed import (
+    is_launched_rank_zero,
+    launched_rank,
+    policy_state_dict,
+    sharded_over_ranks,
+)
 from bias_unlearn.models.lora import load_adapter_weights, wrap_lora
-from bias_unlearn.models.policy import load_policy
+from bias_unlearn.models.policy import load_base, load_policy
 from bias_unlearn.models.reference import reference_mode
 from bias_unlearn.reports.markdown import training_report
 from bias_unlearn.reports.model_card import model_card
@@ -82,8 +86,18 @@ def score_base(
 ) -> Evaluation | None:
     """The base model's test scores (or None without eval.before); its step-0 dev score goes to the module.
     The base is the reference: the policy with its adapter disabled. Kept in the run (a resumed run reads them
-    back) and, with eval.cache_before, in the cache shared by runs."""
+    back) and, with eval.cache_before, in the cache shared by runs. Only the launching process scores: Lightning
+    starts the other processes of a multi-GPU run inside fit, after it wrote them, and they read its file."""
     in_run = out_dir / BASE_SCORES
+    if not is_launched_rank_zero():
+        cached = load_base_scores(in_run, need_test=False)
+        if cached is None:
+            raise ConfigError(
+                f"{in_run}: process {launched_rank()} found no base scores from process 0 (it writes "
+                "them before it starts the others)"
+            )
+        module.dev_before = cached[1]
+        return None
     shared = cache_path(cfg, test_examples, module.dev_examples, module.model) if settings.eval.cache_before else None
     for path in ([in_run] if resuming else []) + ([shared] if shared is not None else []):
         cached = load_base_scores(path, settings.eval.before)
@@ -187,9 +201,7 @@ def run_training(cfg: DictConfig) -> RunReport:
     check_split_kinds(split, tuple(settings.train.kinds))  # before the model loads
     device = training_device(cfg.trainer)
     model_cfg = settings.model
-    model, tokenizer = load_model(model_cfg.source, model_cfg.name_or_path, model_cfg.dtype, "cpu", model_cfg.revision)
-    if resolve_dtype(model_cfg.dtype, device) != model.dtype:
-        model.to(resolve_dtype(model_cfg.dtype, device))
+    model, tokenizer = load_base(model_cfg, device, place="cpu")  # moved to the device once wrapped in LoRA
     datamodule = instantiate(cfg.train, _partial_=True, _convert_="all")(
         split=split,
         tokenizer=tokenizer,
@@ -197,8 +209,9 @@ def run_training(cfg: DictConfig) -> RunReport:
         paired=settings.method.paired,
     )
     side = load_side_effect_data(cfg.data, settings.eval)
-    split.save(out_dir / "split.json")
-    write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if is_launched_rank_zero():  # the other processes of a multi-GPU run write nothing of their own
+        split.save(out_dir / "split.json")
+        write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     test_examples = [ex for ex in split.test if ex.kind in settings.eval.kinds]
     policy = wrap_lora(model, model_cfg.lora)
     module = BiasUnlearnModule(

@@ -3,6 +3,8 @@ the policy's weights gathered from FSDP shards."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 from lightning.pytorch.strategies import FSDPStrategy
@@ -51,3 +53,18 @@ def policy_state_dict(trainer) -> dict | None:
         return None
     full = trainer.strategy.lightning_module_state_dict()
     return {k[len("model.") :]: v for k, v in full.items() if k.startswith("model.")}
+
+
+def launched_rank() -> int:
+    """This process's global rank as the launcher set it, before any process group exists: Lightning re-runs the
+    script once per extra device with LOCAL_RANK (and NODE_RANK) set; SLURM and torchrun set RANK."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    local, node = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("NODE_RANK", 0))
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", 0)) or torch.cuda.device_count() or 1
+    return node * per_node + local
+
+
+def is_launched_rank_zero() -> bool:
+    """Whether this process writes the run's files and scores the base model (the others read what it wrote)."""
+    return launched_rank() == 0

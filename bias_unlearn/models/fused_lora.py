@@ -9,7 +9,8 @@ out-of-place ``addmm``, since autograd would copy a view changed in place). With
 1 / (1 - p) moves into ``alpha`` too (B(A(m * x)) / (1 - p) is the same linear map), which saves one more pass over
 the input.
 The same function up to float rounding (tests/test_step_compute.py); anything but plain LoRA (merged or disabled
-adapters, mixed batches, DoRA and other variants, a LoRA bias, mixed dtypes) takes PEFT's own forward.
+adapters, mixed batches, DoRA and other variants, a LoRA bias, mixed dtypes, LoRA leaves wrapped by FSDP) takes PEFT's
+own forward.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
 
 from bias_unlearn.models.dropout import FastDropout
+from bias_unlearn.models.lm_head import is_sharded
 
 
 class FusedLoraLinear(LoraLinear):
@@ -30,6 +32,8 @@ class FusedLoraLinear(LoraLinear):
             if name not in self.lora_A:
                 continue
             lora_a, lora_b = self.lora_A[name], self.lora_B[name]
+            if is_sharded(lora_a) or is_sharded(lora_b):  # FSDP-wrapped leaves: their weights are flat shards
+                return super().forward(x)  # outside their own forward; PEFT calls them as modules (they gather)
             if lora_b.bias is not None or lora_a.weight.dtype != result.dtype or x.dtype != result.dtype:
                 return super().forward(x)  # nothing computed here is kept: PEFT's forward starts afresh
             dropout, alpha = self.lora_dropout[name], self.scaling[name]

@@ -22,8 +22,10 @@ MODEL_SOURCES = ("hub", "local", "offline")
 OFFLINE_MODELS = {"smollm2-135m-instruct": (offline.SMOLLM2, offline.SMOLLM2_GGUF)}
 
 
-def resolve_dtype(dtype: str | None, device: str = "cpu") -> torch.dtype:
+def resolve_dtype(dtype: str | torch.dtype | None, device: str = "cpu") -> torch.dtype:
     """``auto``: bf16 on CUDA, fp32 on CPU (bf16 is emulated and ~400x slower on CPUs without it)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
     if dtype in (None, "auto"):
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     table = {

@@ -8,14 +8,6 @@ from __future__ import annotations
 import torch
 
 
-def start_token_id(tokenizer) -> int:
-    """The tokenizer's BOS id, or EOS where it has none (GPT-2's <|endoftext|>)."""
-    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
-        if token_id is not None:
-            return int(token_id)
-    raise ValueError(f"tokenizer {type(tokenizer).__name__} has neither a BOS nor an EOS token to start sequences")
-
-
 def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, rows_per_chunk: int = 512) -> torch.Tensor:
     """log softmax(logits)[index] in fp32 over the last dim. For bf16/fp16 logits the positions are taken a chunk at a
     time, so no full fp32 copy of the logits is made (as TRL's ``selective_log_softmax``); fp32 logits take the

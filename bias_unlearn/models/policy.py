@@ -4,10 +4,9 @@ device a job asks for."""
 from __future__ import annotations
 
 import torch
-from omegaconf import DictConfig
 
 from bias_unlearn.config.errors import ConfigError
-from bias_unlearn.models.loading import load_model
+from bias_unlearn.models.loading import load_model, resolve_dtype
 from bias_unlearn.models.lora import load_adapter
 
 
@@ -19,11 +18,23 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def load_policy(model_cfg: DictConfig, device: str, adapter: str | None = None):
-    """The model named by a model config, optionally wrapped with a saved LoRA adapter."""
-    model, tokenizer = load_model(
-        model_cfg.source, model_cfg.name_or_path, model_cfg.get("dtype", "auto"), device, model_cfg.get("revision")
+def load_base(model_cfg, device: str, place: str | None = None):  # a model config node or ModelConfig
+    """(model, tokenizer) of a model config, loaded in the dtype of the ``device`` it will run on (``auto``: bf16 on
+    CUDA, fp32 on CPU) and placed on ``place`` (default: that device). Every job loads through here, so a base model
+    and the same base under an adapter are one model, numerically: casting a loaded model instead would also round
+    buffers transformers keeps in fp32 (the rotary ``inv_freq``)."""
+    return load_model(
+        model_cfg.source,
+        model_cfg.name_or_path,
+        resolve_dtype(getattr(model_cfg, "dtype", "auto"), device),
+        place or device,
+        getattr(model_cfg, "revision", None),
     )
+
+
+def load_policy(model_cfg, device: str, adapter: str | None = None):
+    """The model named by a model config, optionally wrapped with a saved LoRA adapter."""
+    model, tokenizer = load_base(model_cfg, device)
     if adapter:
         model = load_adapter(model, adapter)
         model.eval()

@@ -337,7 +337,10 @@ def test_empty_answer_info_is_read_from_the_option_text(tmp_path):
     ]
     items = load(tmp_path, rows)
     assert [it.option_roles for it in items] == [(U, S, O), (S, O, U), (S, U, O), (S, O, U)]
-    assert bbq_roles.resolve_option_roles(rows[2]["answer_info"], ["Asian"], 3) == (None, "an answer has no group label")
+    assert bbq_roles.resolve_option_roles(rows[2]["answer_info"], ["Asian"], 3) == (
+        None,
+        "an answer has no group label",
+    )
 
 
 UNRESOLVABLE = [

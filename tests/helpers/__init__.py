@@ -188,11 +188,21 @@ def tiny_run_overrides(out_dir: Path, model_dir: Path, stereoset: Path) -> list[
     ]
 
 
+DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+
+
 def readme_commands(script: str) -> list[list[str]]:
-    """The arguments of every ``python <script> ...`` line in the README's shell blocks (comments stripped)."""
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    lines = [shlex.split(line.split("#")[0]) for block in blocks for line in block.replace("\\\n", " ").splitlines()]
-    return [words[2:] for words in lines if words[:2] == ["python", script]]
+    """The arguments of every ``python <script> ...`` line in the shell blocks of the README and docs/*.md (comments
+    stripped, each command once)."""
+    commands = []
+    for document in DOCUMENTS:
+        blocks = re.findall(r"```bash\n(.*?)```", document.read_text(), re.S)
+        for block in blocks:
+            for line in block.replace("\\\n", " ").splitlines():
+                words = shlex.split(line.split("#")[0])
+                if words[:2] == ["python", script] and words[2:] not in commands:
+                    commands.append(words[2:])
+    return commands
 
 
 def expand_multirun(args: list[str]) -> list[list[str]]:

@@ -3,10 +3,11 @@ and one subprocess smoke test of ``train.py`` (a two-job Hydra multirun)."""
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from bias_unlearn.config.errors import DataError
+from bias_unlearn.config.errors import ConfigError, DataError
 from bias_unlearn.config.schema import train_settings as validate_config
 from bias_unlearn.data.sources import build_stereoset_split
 from bias_unlearn.jobs.train import run_training
@@ -317,3 +318,35 @@ def test_a_report_written_before_the_standard_error_was_recorded_still_renders()
     }
     assert "religion 25 examples / 1 target (SS resolution 4 points)" in rendered["old"]
     assert "(SS resolution 4 points, standard error 10)" in rendered["new"]
+
+
+def test_a_launched_process_reads_the_base_scores_process_0_wrote(cfg_train, monkeypatch):
+    """Lightning re-runs train.py once per extra GPU (LOCAL_RANK set) inside fit, after process 0 scored the base
+    model: the others read its base_scores.json instead of scoring test, dev and the side benchmarks again, and
+    write none of the run's files."""
+    import bias_unlearn.jobs.train as job
+    from bias_unlearn.jobs.train import BASE_SCORES, score_base
+
+    report = run_training(cfg_train("eval.before=true", "trainer.max_steps=2"))
+    out = Path(report.summary.adapter).parent
+    written = (out / BASE_SCORES).read_text()
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(job, "evaluate_model", lambda *a, **k: pytest.fail("process 1 scored the base model"))
+    module = SimpleNamespace(model=None, dev_examples=[], dev_before=None, score_dev=lambda: pytest.fail("scored dev"))
+    settings = validate_config(cfg_train("eval.before=true"))
+    assert score_base(cfg_train(), settings, module, [], {}, out, resuming=False) is None
+    assert module.dev_before == json.loads(written)["dev_before"] and (out / BASE_SCORES).read_text() == written
+    monkeypatch.setattr(job, "is_launched_rank_zero", lambda: False)
+    with pytest.raises(ConfigError, match="found no base scores from process 0"):
+        score_base(cfg_train(), settings, module, [], {}, out / "elsewhere", resuming=False)
+
+
+def test_only_process_0_writes_the_run_files(cfg_train, monkeypatch, tmp_path):
+    """Every launched process composes the same run directory: the others must not write split.json or
+    config.yaml (three writers of one file at once collided, tests/test_io.py)."""
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    cfg = cfg_train()
+    out = Path(cfg.paths.output_dir)
+    with pytest.raises(ConfigError, match="found no base scores"):  # it stops where it would read process 0's
+        run_training(cfg)
+    assert not (out / "split.json").exists() and not (out / "config.yaml").exists()

@@ -46,3 +46,46 @@ def test_fused_lora_computes_what_peft_computes_with_dropout_on(arch, targets):
     set_fused_lora(model, False)
     with torch.no_grad(), model.disable_adapter():
         assert torch.equal(model(input_ids=ids).logits, reference)
+
+
+class FullyShardedDataParallel(torch.nn.Module):
+    """Stands in for FSDP1 wrapping a LoRA leaf (``wraps_apart`` wraps each LoRA A/B apart): its ``weight`` outside
+    the forward is the flat local shard (1-D), and only its own forward gathers the whole matrix."""
+
+    def __init__(self, inner: torch.nn.Linear):
+        super().__init__()
+        self.inner = inner
+
+    @property
+    def weight(self):
+        return self.inner.weight.detach().reshape(-1)[: self.inner.weight.numel() // 2]  # half of the flat shard
+
+    @property
+    def bias(self):
+        return self.inner.bias
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+def test_fsdp_wrapped_lora_leaves_take_pefts_forward():
+    """trainer=gpu strategy=fsdp trainer.precision=32-true: the fused path read lora_B.weight directly and failed on
+    its shape under FSDP; with the leaves wrapped it takes PEFT's forward, which calls them as modules."""
+    from peft import LoraConfig, get_peft_model
+
+    from tests.helpers import make_model
+
+    model = get_peft_model(make_model("llama", 60), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"]))
+    model.eval()
+    ids = torch.randint(0, 60, (2, 7))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+        expected = model(input_ids=ids).logits
+        set_fused_lora(model, True)
+        for module in model.modules():
+            if isinstance(module, FusedLoraLinear):
+                for name in ("lora_A", "lora_B"):
+                    getattr(module, name)["default"] = FullyShardedDataParallel(getattr(module, name)["default"])
+        assert torch.allclose(model(input_ids=ids).logits, expected, atol=1e-6)

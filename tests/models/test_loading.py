@@ -72,3 +72,25 @@ def test_adapter_with_wrong_shapes_is_rejected(tmp_path):
     save_random_adapter(wide, ["q_proj"], tmp_path / "wide")
     with pytest.raises(ModelLoadError, match="does not fit"):
         load_adapter(make_model("llama", len(tokenizer)), str(tmp_path / "wide"))
+
+
+def test_training_and_evaluation_load_one_model_in_the_target_dtype(tiny_model_dir):
+    """A bf16 run's base model is loaded in bf16 by every job (models/policy.load_base): the rotary inv_freq stays
+    fp32 as transformers keeps it. The code of 2026-12-04 loaded fp32 and cast the whole model (model.to(bf16)),
+    rounding that buffer, so its before and after were scored by two different models."""
+    from omegaconf import OmegaConf
+
+    from bias_unlearn.models.policy import load_base, load_policy
+
+    cfg = OmegaConf.create({"source": "local", "name_or_path": str(tiny_model_dir), "dtype": "bf16", "revision": None})
+    trained, _ = load_base(cfg, "cpu", place="cpu")  # the training job's call
+    scored, _ = load_policy(cfg, "cpu")  # evaluate.py's
+    assert trained.dtype == torch.bfloat16
+    assert trained.model.rotary_emb.inv_freq.dtype == torch.float32
+    for (name, a), (_, b) in zip(trained.state_dict().items(), scored.state_dict().items(), strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+    for (name, a), (_, b) in zip(trained.named_buffers(), scored.named_buffers(), strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+    cast, _ = load_base(OmegaConf.merge(cfg, {"dtype": "fp32"}), "cpu")
+    cast.to(torch.bfloat16)  # what the old training path did
+    assert cast.model.rotary_emb.inv_freq.dtype == torch.bfloat16  # the rounding the one loader avoids

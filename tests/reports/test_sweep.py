@@ -20,7 +20,7 @@ from bias_unlearn.reports.run_report import BeforeAfter, RunReport, Summary
 from bias_unlearn.reports.runs import find_runs as collect_runs
 from bias_unlearn.reports.sweep import write_sweep_report
 from bias_unlearn.unlearning.callbacks.adapter_checkpoint import RULE_BALANCE_CHI2
-from tests.helpers import FIXTURES, ROOT
+from tests.helpers import FIXTURES, ROOT, readme_commands
 
 
 def _stereoset(ss: dict, lms: float) -> dict:
@@ -510,3 +510,18 @@ def test_a_schema_2_report_still_loads():
     data.pop("outcomes")
     report = RunReport.from_dict(data)
     assert report.outcomes.before is None and report.stereoset.after == data["after"]
+
+
+@pytest.mark.parametrize("args", readme_commands("report.py"), ids=" ".join)
+def test_documented_report_commands_run_fast(args, tmp_path):
+    """Each report.py command of the README and docs, its sweep directory a real (tiny, saved) sweep."""
+    import shutil
+
+    from bias_unlearn.jobs.report import make_report
+    from tests.helpers import LEGACY, compose_config
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(LEGACY / "sweep_v3", sweep)
+    kept = [a for a in args if not a.startswith("sweep_dir=")]
+    result = make_report(compose_config("report", f"sweep_dir={sweep}", *kept))
+    assert (sweep / "comparison.md").exists() and result["rows"]

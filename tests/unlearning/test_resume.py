@@ -189,3 +189,23 @@ def test_a_run_saved_before_the_move_resumes_and_ends_as_todays_uninterrupted_ru
     assert report == expected_report
     assert weights.keys() == expected_weights.keys()
     assert all(torch.equal(weights[k], expected_weights[k]) for k in weights)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+def test_a_damaged_checkpoint_is_refused_before_any_work(tmp_path, tiny_model_dir, stereoset_jsonl, damage):
+    """A resume checkpoint cut short (or with its bytes changed and unreadable): one line naming the file and what
+    to do, exit status 2 (through run_cli), and nothing in the run directory written or changed. The code of
+    2026-12-04 loaded the model, scored the base model, then died on torch's OSError, leaving new files behind."""
+    out = tmp_path / "run"
+    killed = run(out, tiny_model_dir, stereoset_jsonl, "step:7")
+    assert killed.returncode == -9
+    checkpoint = out / "checkpoints" / "resume.ckpt"
+    assert (out / "checkpoints" / "resume.ckpt.sha256").read_text().strip()  # written beside it at save time
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes(data[:5000] if damage == "truncated" else data[:100] + b"\xff" * 200 + data[300:])
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    resumed = run(tmp_path / "elsewhere", tiny_model_dir, stereoset_jsonl, "none", f"resume={out}")
+    assert resumed.returncode == 2, resumed.stderr[-2000:]
+    line = resumed.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {checkpoint}: damaged resume checkpoint") and "start the run again" in line
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
