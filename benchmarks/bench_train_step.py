@@ -1,7 +1,13 @@
 """Training-step cost: the authors' way, our previous step and our step, on the same model and chunks.
 
     python benchmarks/bench_train_step.py [--chunks 4] [--forget 4 --retain 8 --kl 4] [--targets ...]
-                                          [--variants authors previous ours] [--model-dir DIR] [--threads 2]
+                                          [--variants authors previous ours] [--precisions fp32 bf16]
+                                          [--model-dir DIR] [--threads 2]
+
+Each variant runs in fp32 and (``--precisions``) in bf16-mixed: the frozen base stored in bf16, its products under
+autocast, the LoRA adapters and AdamW state in fp32 (what ``trainer.precision: auto`` picks on a CPU that computes
+bf16 in hardware). The table gives model FLOP/s as a share of the machine's best matmul peak, fp32 or bf16, both
+measured in the same run.
 
 - authors: a second full model as reference, run on every step; every sequence padded to 100 tokens; no caches;
   one forward per batch; logits and log-softmax over every position.
@@ -41,10 +47,10 @@ import sys
 import time
 
 import torch
-from peak import matmul_peak_gflops  # benchmarks/peak.py (the script's folder is on sys.path)
+from peak import cpu_peaks, matmul_peak_gflops  # benchmarks/peak.py (the script's folder is on sys.path)
 
 VARIANTS = ("authors", "previous", "ours-unfused", "ours-loop-adamw", "ours-reference-per-batch", "ours")
-PEAK_SHAPES = {"cpu": "fp32 2048^3", "cuda": "bf16 8192^3"}
+PRECISIONS = ("fp32", "bf16")
 
 
 def build(args):
@@ -59,10 +65,11 @@ def build(args):
     from bias_unlearn.unlearning.module import BiasUnlearnModule
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     model, tokenizer = (
-        load_model("local", args.model_dir, device=device)
+        load_model("local", args.model_dir, dtype, device)
         if args.model_dir
-        else load_model("offline", "smollm2-135m-instruct", device=device)
+        else load_model("offline", "smollm2-135m-instruct", dtype, device)
     )
     n_params = sum(p.numel() for p in model.parameters())
     split = split_by_target(load_stereoset("offline"), seed=0)
@@ -71,10 +78,10 @@ def build(args):
     lora = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": args.targets}
     policy = wrap_lora(model, OmegaConf.create(lora))
     compute = {
-        "ours": ComputeConfig(),
+        "ours": ComputeConfig(fused_lora=True),
         "ours-unfused": ComputeConfig(fused_lora=False),
-        "ours-loop-adamw": ComputeConfig(fused_optimizer=False),
-        "ours-reference-per-batch": ComputeConfig(),
+        "ours-loop-adamw": ComputeConfig(fused_lora=True, fused_optimizer=False),
+        "ours-reference-per-batch": ComputeConfig(fused_lora=True),
     }.get(args.variant, ComputeConfig.plain())
     module = BiasUnlearnModule(policy, tokenizer, LossConfig(), OptimConfig(lr=1e-4), dm.dev_examples, compute=compute)
     if args.variant == "ours-reference-per-batch":
@@ -150,11 +157,12 @@ def run_variant(args) -> dict:
                 torch.cuda.synchronize()
             start = time.perf_counter()
             optimizer.zero_grad()
-            loss = (
-                authors_losses(module, reference, chunk)
-                if args.variant == "authors"
-                else module.compute_losses(chunk)["total"]
-            )
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+                loss = (
+                    authors_losses(module, reference, chunk)
+                    if args.variant == "authors"
+                    else module.compute_losses(chunk)["total"]
+                )
             loss.backward()
             optimizer.step()
             if device == "cuda":
@@ -170,6 +178,7 @@ def run_variant(args) -> dict:
     step_s = sum(times["steady"]) / len(times["steady"])
     return {
         "variant": args.variant,
+        "precision": args.precision,
         "device": device,
         "step_s": step_s,
         "seq_per_s": sequences / step_s,
@@ -186,6 +195,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", choices=VARIANTS, default=None, help="run one variant (internal)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="one variant's precision (internal)")
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     parser.add_argument(
         "--chunks",
         type=int,
@@ -207,50 +218,64 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    peaks = [matmul_peak_gflops(device=device)]
+    peaks = {"fp32": [], "bf16": []}
+
+    def measure_peaks():
+        if device == "cuda":
+            peaks["bf16"].append(matmul_peak_gflops(device=device))
+        else:
+            for dtype, value in cpu_peaks().items():
+                peaks[dtype].append(value)
+
+    measure_peaks()
     rows = []
-    for variant in args.variants:
-        cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:  # e.g. -9: killed for memory (the authors' way at the paper's chunk on 24 GiB)
-            last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-            why = "killed (out of memory?)" if proc.returncode in (-9, 137) else last
-            rows.append({"variant": variant, "failed": f"exit {proc.returncode}: {why}"})
-            continue
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        peaks.append(matmul_peak_gflops(device=device))  # between variants: the machine's drift shows in the spread
-    peak = max(peaks)
+    for precision in args.precisions:
+        for variant in args.variants:
+            cmd = [sys.executable, __file__, "--variant", variant, "--precision", precision, *sys.argv[1:]]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:  # e.g. -9: killed for memory (the authors' way at the paper's chunk on 24 GiB)
+                last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+                why = "killed (out of memory?)" if proc.returncode in (-9, 137) else last
+                rows.append({"variant": variant, "precision": precision, "failed": f"exit {proc.returncode}: {why}"})
+                continue
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            measure_peaks()  # between variants: the machine's drift shows in the spread
+    best = {dtype: max(values) for dtype, values in peaks.items() if values}
+    peak = max(best.values())
     done = [row for row in rows if "failed" not in row]
     if not done:
         sys.exit("every variant failed: " + "; ".join(f"{r['variant']}: {r['failed']}" for r in rows))
     first = done[0]
+    spread = "; ".join(f"{d} {min(v):.0f}-{max(v):.0f}" for d, v in peaks.items() if v)
     print(
         f"chunk {args.forget} : {args.retain} : {args.kl}, {args.chunks} chunks a pass (warm-up pass on other "
-        "chunks; s/step, sequences/s and % of peak from the steady pass, first pass beside; speed-up steady (first "
-        f"pass)), "
+        "chunks; s/step, sequences/s and % of peak from the steady pass, first pass beside), "
         f"LoRA r 8 on {' '.join(args.targets)}, {first['params_m']:.1f}M parameters, device {first['device']}, "
-        f"{first['threads']} threads; matmul peak {peak:.0f} GFLOP/s ({PEAK_SHAPES[device]}, best of "
-        f"{len(peaks)} measurements: {min(peaks):.0f}-{peak:.0f})"
+        f"{first['threads']} threads; matmul peaks (2048^3 on CPU, bf16 8192^3 on CUDA; GFLOP/s, best of "
+        f"{len(peaks['fp32']) or len(peaks['bf16'])} measurements): {spread}; % of peak is of the best, {peak:.0f}"
     )
     header = [
         "variant",
+        "precision",
         "s/step",
         "sequences/s",
         "model GFLOP/s",
         "% of peak",
         "first pass: s/step",
+        "first pass: sequences/s",
         "first pass: % of peak",
         "peak memory (MiB)",
-        f"speed-up vs {first['variant']}",
+        f"speed-up vs {first['variant']} {first['precision']} (first pass)",
     ]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
         if "failed" in row:
-            print(f"| {row['variant']} | {row['failed']} |" + " |" * (len(header) - 2))
+            print(f"| {row['variant']} | {row['precision']} | {row['failed']} |" + " |" * (len(header) - 3))
             continue
         print(
-            f"| {row['variant']} | {row['step_s']:.2f} | {row['seq_per_s']:.1f} | {row['gflop_per_s']:.1f} | "
-            f"{100 * row['gflop_per_s'] / peak:.0f}% | {row['first_step_s']:.2f} | "
+            f"| {row['variant']} | {row['precision']} | {row['step_s']:.2f} | {row['seq_per_s']:.1f} | "
+            f"{row['gflop_per_s']:.1f} | {100 * row['gflop_per_s'] / peak:.0f}% | {row['first_step_s']:.2f} | "
+            f"{row['seq_per_s'] * row['step_s'] / row['first_step_s']:.1f} | "
             f"{100 * row['first_gflop_per_s'] / peak:.0f}% | {row['peak_mib']:.0f} | "
             f"{first['step_s'] / row['step_s']:.2f}x ({first['first_step_s'] / row['first_step_s']:.2f}x) |"
         )

@@ -1,5 +1,6 @@
-"""This machine's matmul peak, measured in the same run as the figure it is compared with (shared machines drift by
-tens of percent within an hour): fp32 on CPU, bf16 on a GPU (what a training step there runs in)."""
+"""This machine's matmul peaks, measured in the same run as the figures they are compared with (shared machines drift
+by tens of percent within an hour): fp32 and bf16 on a CPU (bf16 is fast only where the CPU computes it in hardware:
+AVX512_BF16 or AMX), bf16 on a GPU (what a training step there runs in)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import time
 import torch
 
 
-def matmul_peak_gflops(m: int = 2048, k: int = 2048, n: int = 2048, repeats: int = 10, device: str = "cpu") -> float:
-    """GFLOP/s of an (m x k) @ (k x n) matmul, best of three timings of ``repeats`` products: fp32 on CPU; on CUDA
+def matmul_peak_gflops(
+    m: int = 2048, k: int = 2048, n: int = 2048, repeats: int = 10, device: str = "cpu", dtype=torch.float32
+) -> float:
+    """GFLOP/s of an (m x k) @ (k x n) matmul in ``dtype``, best of three timings of ``repeats`` products; on CUDA
     bf16 at 8192^3 (a 2048^3 product cannot fill a large GPU)."""
     if device.startswith("cuda"):
         m = k = n = 8192
@@ -18,7 +21,7 @@ def matmul_peak_gflops(m: int = 2048, k: int = 2048, n: int = 2048, repeats: int
             torch.randn(k, n, device=device, dtype=torch.bfloat16),
         )
     else:
-        a, b = torch.randn(m, k), torch.randn(k, n)
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     a @ b  # warm-up
     best = float("inf")
     for _ in range(3):
@@ -31,3 +34,11 @@ def matmul_peak_gflops(m: int = 2048, k: int = 2048, n: int = 2048, repeats: int
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     return 2 * m * k * n * repeats / best / 1e9
+
+
+def cpu_peaks(repeats: int = 3) -> dict[str, float]:
+    """{"fp32": GFLOP/s, "bf16": GFLOP/s} of this CPU at 2048^3, measured now."""
+    return {
+        "fp32": matmul_peak_gflops(repeats=repeats),
+        "bf16": matmul_peak_gflops(repeats=repeats, dtype=torch.bfloat16),
+    }

@@ -241,8 +241,12 @@ class ComputeConfig:
     cache_kl_reference: bool = True  # the reference's hidden states of each KL sequence computed once and kept
     pack_sequences: bool = True  # with sparse_head: the policy forward on packed rows, no padding (models/packing.py)
     fast_dropout: bool = True  # LoRA dropout masks from 16-bit draws on CPU (models/dropout.py): same distribution
-    fused_lora: bool = True  # the LoRA branch's scale and add inside one addmm (models/fused_lora.py)
+    fused_lora: Any = "auto"  # the LoRA branch's scale and add in one addmm: true | false | auto (per machine)
     fused_optimizer: bool = True  # AdamW's fused kernel: one call per parameter, not ~12 (same update, float rounding)
+
+    def __post_init__(self):
+        if not isinstance(self.fused_lora, bool) and self.fused_lora != "auto":
+            raise ConfigError(f"compute.fused_lora must be true, false or auto, got {self.fused_lora!r}")
 
     @classmethod
     def plain(cls) -> "ComputeConfig":

@@ -90,7 +90,7 @@ class TrainerConfig:
     strategy: Any = "auto"
     devices: Any = 1
     num_nodes: int = 1
-    precision: Any = "32-true"
+    precision: Any = "auto"  # auto: models/precision.py
 
     def __post_init__(self):
         at_least("trainer.max_steps", self.max_steps, 1, " (a positive number of steps)")

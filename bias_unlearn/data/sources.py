@@ -5,7 +5,7 @@ from __future__ import annotations
 from bias_unlearn.config.errors import DataError
 from bias_unlearn.data.bbq import load_bbq
 from bias_unlearn.data.crows_pairs import load_crows_pairs
-from bias_unlearn.data.general import load_general
+from bias_unlearn.data.general import GeneralData, load_general
 from bias_unlearn.data.splits import StereoSetSplit, check_split, explicit_split, split_by_target
 from bias_unlearn.data.stereoset import load_stereoset
 
@@ -67,11 +67,14 @@ def load_bbq_data(bbq_cfg) -> list:
     return load_bbq(bbq_cfg.source, list(paths) if paths else None)
 
 
-def load_general_data(general_cfg) -> dict:
-    """{task: texts or ChoiceItems} for every task in ``data.general.tasks``."""
+def load_general_data(general_cfg) -> GeneralData:
+    """The general-ability tasks of ``data.general``: offline / local items loaded now (bad rows stop the run before
+    any model loads); hub tasks by the harness's names (eval/general.py checks them against its index)."""
+    limit = int(general_cfg.max_items) if general_cfg.get("max_items") else None
+    tasks = list(general_cfg.tasks)
+    if general_cfg.source == "hub":
+        return GeneralData({}, tuple(tasks), limit)
     paths = general_cfg.get("paths") or {}
-    limit = general_cfg.get("max_items")
-    return {
-        task: load_general(task, general_cfg.source, paths.get(task), int(limit) if limit else None)
-        for task in general_cfg.tasks
-    }
+    return GeneralData(
+        {task: load_general(task, general_cfg.source, paths.get(task), limit) for task in tasks}, (), limit
+    )

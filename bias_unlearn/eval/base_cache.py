@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 # Bump when a fix changes how a base score is computed, so no cached score from before the fix is reused.
 # 2: BBQ's s_AMB over every ambiguous item; legacy first-token pass in eval mode.
 # 3: lm-evaluation-harness prompts for multiple choice.
-SCORES_VERSION = 3
+# 4: general ability scored by lm-evaluation-harness itself; continuations without a lone leading space piece.
+SCORES_VERSION = 4
 
 
 def cache_key(cfg: DictConfig, test_examples, dev_examples, device_type: str, dtype: str) -> str:

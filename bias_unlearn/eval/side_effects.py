@@ -6,11 +6,18 @@ from __future__ import annotations
 
 from bias_unlearn.eval.bbq import evaluate_bbq
 from bias_unlearn.eval.crows_pairs import score_crows_pairs
-from bias_unlearn.eval.general import evaluate_general
+from bias_unlearn.eval.general import check_harness_tasks, evaluate_general
 from bias_unlearn.eval.outcomes import Evaluation, Outcomes
 from bias_unlearn.eval.stereoset import score_stereoset
 
 SIDE_EFFECTS = ("crows_pairs", "bbq", "general")
+
+
+def check_side_effect_data(side: dict) -> None:
+    """What can only be checked against an installed tool: the harness's task names (hub tasks)."""
+    general = side.get("general")
+    if general is not None and general.hub_tasks:
+        check_harness_tasks(list(general.hub_tasks))
 
 
 def evaluate_model(scorer, scoring, side: dict, stereoset_examples=None) -> Evaluation:

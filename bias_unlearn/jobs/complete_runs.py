@@ -25,7 +25,7 @@ from bias_unlearn.config.settings import ScoringConfig
 from bias_unlearn.data.sources import load_eval_benchmarks
 from bias_unlearn.eval.outcomes import Evaluation, Outcomes
 from bias_unlearn.eval.scorer import make_scorer
-from bias_unlearn.eval.side_effects import SIDE_EFFECTS, evaluate_model
+from bias_unlearn.eval.side_effects import SIDE_EFFECTS, check_side_effect_data, evaluate_model
 from bias_unlearn.io import write_text
 from bias_unlearn.models.policy import load_policy, resolve_device
 from bias_unlearn.reports.markdown import training_report
@@ -128,6 +128,7 @@ def complete_runs(cfg: DictConfig) -> list:
             f"runs={cfg.runs}: no finished run in it (failed: {ERROR_FILE}, or no report.json); nothing to score"
         )
     data = load_eval_benchmarks(cfg.data, names)
+    check_side_effect_data(data)
     device = resolve_device(cfg.device)
     base: dict[tuple, Evaluation] = {}
     for done in tqdm(runs, desc="runs", unit="run"):

@@ -16,7 +16,7 @@ from bias_unlearn.config.settings import ScoringConfig
 from bias_unlearn.data.sources import load_eval_benchmarks
 from bias_unlearn.data.splits import saved_target_keys, target_keys
 from bias_unlearn.eval.scorer import SentenceScorer, make_scorer
-from bias_unlearn.eval.side_effects import evaluate_model
+from bias_unlearn.eval.side_effects import check_side_effect_data, evaluate_model
 from bias_unlearn.io import write_text
 from bias_unlearn.models.policy import load_policy, resolve_device
 from bias_unlearn.reports.markdown import markdown_report, write_report
@@ -80,6 +80,7 @@ def run_evaluation(cfg: DictConfig) -> dict:
     _, scoring = evaluate_settings(cfg)  # bad settings are refused before any data or model loads
     device = resolve_device(cfg.device)
     benchmarks = load_eval_benchmarks(cfg.data, list(cfg.benchmarks))
+    check_side_effect_data(benchmarks)
     if cfg.get("adapter") and "stereoset" in benchmarks:
         data = benchmarks["stereoset"]
         check_held_out(
@@ -95,6 +96,7 @@ def run_evaluation(cfg: DictConfig) -> dict:
         "stereoset_split": cfg.split if "stereoset" in benchmarks else None,
         "scoring": scoring.describe(),
         "device": device,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "seconds": round(time.perf_counter() - start, 1),
     }
     # Nothing is written until every benchmark has been scored.

@@ -24,7 +24,7 @@ from bias_unlearn.eval.base_cache import cache_path, load_base_scores, save_base
 from bias_unlearn.eval.generation import compare_generations
 from bias_unlearn.eval.outcomes import Evaluation
 from bias_unlearn.eval.scorer import make_scorer
-from bias_unlearn.eval.side_effects import evaluate_model
+from bias_unlearn.eval.side_effects import check_side_effect_data, evaluate_model
 from bias_unlearn.io import copy_dir, write_text
 from bias_unlearn.models.distributed import (
     is_launched_rank_zero,
@@ -32,8 +32,11 @@ from bias_unlearn.models.distributed import (
     policy_state_dict,
     sharded_over_ranks,
 )
+from bias_unlearn.models.fused_lora import resolve_fused
+from bias_unlearn.models.loading import resolve_dtype
 from bias_unlearn.models.lora import load_adapter_weights, wrap_lora
 from bias_unlearn.models.policy import load_base, load_policy
+from bias_unlearn.models.precision import cpu_name, resolve_precision
 from bias_unlearn.models.reference import reference_mode
 from bias_unlearn.reports.markdown import training_report
 from bias_unlearn.reports.model_card import model_card
@@ -186,11 +189,31 @@ def trained_method(settings: TrainSettings) -> str:
     return name
 
 
+def resolve_machine(cfg: DictConfig, settings: TrainSettings, device: str) -> dict:
+    """The choices ``auto`` leaves to the machine (models/precision.py, models/fused_lora.py), made once and written
+    into the config (so config.yaml, a resume's comparison and the report hold what ran): the weights' dtype, the
+    trainer's precision and the LoRA forward."""
+    weights = resolve_dtype(settings.model.dtype, device)
+    precision = resolve_precision(settings.trainer.precision, device, weights)
+    fused = resolve_fused(settings.compute.fused_lora, weights)
+    cfg.trainer.precision = settings.trainer.precision = precision
+    cfg.compute.fused_lora = settings.compute.fused_lora = fused
+    return {
+        "weights": str(weights).removeprefix("torch."),
+        "precision": precision,
+        "fused_lora": fused,
+        "device": device,
+        **({"cpu": cpu_name()} if device == "cpu" else {}),
+    }
+
+
 def run_training(cfg: DictConfig) -> RunReport:
     settings = train_settings(cfg)  # every setting checked before any data or model loads
-    checkpoint = resume_checkpoint(cfg) if cfg.get("resume") else None  # points paths.output_dir at the run
     if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+        torch.set_num_threads(int(cfg.threads))  # before the machine's measurements
+    device = training_device(cfg.trainer)
+    machine = resolve_machine(cfg, settings, device)
+    checkpoint = resume_checkpoint(cfg) if cfg.get("resume") else None  # points paths.output_dir at the run
     L.seed_everything(int(cfg.seed), workers=True)
     out_dir = Path(cfg.paths.output_dir)
     started = time.perf_counter()
@@ -199,7 +222,6 @@ def run_training(cfg: DictConfig) -> RunReport:
     # Build: data, the LoRA policy over the base model, the module, the trainer.
     split = build_stereoset_split(cfg.data)
     check_split_kinds(split, tuple(settings.train.kinds))  # before the model loads
-    device = training_device(cfg.trainer)
     model_cfg = settings.model
     model, tokenizer = load_base(model_cfg, device, place="cpu")  # moved to the device once wrapped in LoRA
     datamodule = instantiate(cfg.train, _partial_=True, _convert_="all")(
@@ -209,6 +231,7 @@ def run_training(cfg: DictConfig) -> RunReport:
         paired=settings.method.paired,
     )
     side = load_side_effect_data(cfg.data, settings.eval)
+    check_side_effect_data(side)
     if is_launched_rank_zero():  # the other processes of a multi-GPU run write nothing of their own
         split.save(out_dir / "split.json")
         write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -274,6 +297,7 @@ def run_training(cfg: DictConfig) -> RunReport:
         diverged=guard.diverged if guard is not None else None,
         dev_split=dev_split_summary(module.dev_examples, module.dev_resolution, module.dev_se),
         declared_method=settings.method.name if settings.method.name != method else None,
+        precision=machine,
     )
     report = RunReport.from_scores(summary, before, after)
     if trainer.is_global_zero:

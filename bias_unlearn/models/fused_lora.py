@@ -8,12 +8,18 @@ matrix its backward never reads, so not even a copy of it is made (Conv1D's outp
 out-of-place ``addmm``, since autograd would copy a view changed in place). With ``FastDropout`` the dropout's
 1 / (1 - p) moves into ``alpha`` too (B(A(m * x)) / (1 - p) is the same linear map), which saves one more pass over
 the input.
-The same function up to float rounding (tests/test_step_compute.py); anything but plain LoRA (merged or disabled
+The same function up to float rounding (tests/models/test_fused_lora.py). Whether it pays depends on the machine
+(measured 4% faster per step than PEFT's on an AVX-512 Xeon, 10% slower on an AMD Zen 4), so ``compute.fused_lora:
+auto`` decides by a one-off micro-benchmark of one adapted layer, forward and backward, kept per machine
+(``fused_pays``). Anything but plain LoRA (merged or disabled
 adapters, mixed batches, DoRA and other variants, a LoRA bias, mixed dtypes, LoRA leaves wrapped by FSDP) takes PEFT's
 own forward.
 """
 
 from __future__ import annotations
+
+import json
+import time
 
 import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
@@ -62,3 +68,60 @@ def set_fused_lora(model, fused: bool = True) -> int:
             module.__class__ = LoraLinear
             changed += 1
     return changed
+
+
+def _layer_seconds(dtype: torch.dtype, rows: int = 192, repeats: int = 10, rounds: int = 5) -> dict[bool, float]:
+    """PEFT's and the fused forward, each forward + backward of one LoRA layer of the offline model's MLP shape
+    (576 -> 1536, r 8, dropout 0.1) in training mode: the best of ``rounds`` timings of ``repeats`` passes, the two
+    timed in turn (so that a busy machine slows both alike), after a warm-up of each."""
+    from peft import LoraConfig, get_peft_model
+
+    from bias_unlearn.models.dropout import use_fast_dropout
+
+    torch.manual_seed(0)
+    models, x = {}, torch.randn(rows, 576, dtype=dtype)
+    for fused in (False, True):
+        model = get_peft_model(
+            torch.nn.Sequential(torch.nn.Linear(576, 1536)).to(dtype),
+            LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["0"]),
+        )
+        use_fast_dropout(model)
+        set_fused_lora(model, fused)
+        models[fused] = model.train()
+
+    def passes(model, n):
+        for _ in range(n):
+            model(x).float().square().mean().backward()
+
+    best = {False: float("inf"), True: float("inf")}
+    for model in models.values():
+        passes(model, 3)
+    for _ in range(rounds):
+        for fused, model in models.items():
+            start = time.perf_counter()
+            passes(model, repeats)
+            best[fused] = min(best[fused], time.perf_counter() - start)
+    return best
+
+
+def fused_pays(dtype: torch.dtype = torch.float32, key: str | None = None) -> bool:
+    """Whether the fused forward beats PEFT's on this machine (by at least 3%), measured once per machine and dtype
+    and kept with the machine's other measurements (models/precision.py)."""
+    from bias_unlearn.io import write_json
+    from bias_unlearn.models.precision import machine_key
+    from bias_unlearn.offline import cache_dir
+
+    path = cache_dir() / "machine" / f"{key or machine_key()}-fused-lora-{str(dtype).removeprefix('torch.')}.json"
+    try:
+        return bool(json.loads(path.read_text())["fused_pays"])
+    except (OSError, ValueError, KeyError):
+        pass
+    seconds = _layer_seconds(dtype)
+    pays = seconds[True] <= 0.97 * seconds[False]
+    write_json(path, {"fused_pays": pays, "fused_s": seconds[True], "peft_s": seconds[False]})
+    return pays
+
+
+def resolve_fused(setting, dtype: torch.dtype = torch.float32) -> bool:
+    """``compute.fused_lora``: true / false as given, ``auto`` as this machine measures it."""
+    return fused_pays(dtype) if setting == "auto" else bool(setting)

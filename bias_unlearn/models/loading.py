@@ -15,6 +15,7 @@ import torch
 
 from bias_unlearn import offline
 from bias_unlearn.config.errors import ModelLoadError
+from bias_unlearn.models.precision import auto_dtype
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,12 @@ OFFLINE_MODELS = {"smollm2-135m-instruct": (offline.SMOLLM2, offline.SMOLLM2_GGU
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: str = "cpu") -> torch.dtype:
-    """``auto``: bf16 on CUDA, fp32 on CPU (bf16 is emulated and ~400x slower on CPUs without it)."""
+    """``auto``: bf16 on CUDA; on a CPU bf16 where it computes bf16 in hardware and that pays, else fp32
+    (models/precision.py)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+        return auto_dtype(device)
     table = {
         "fp32": torch.float32,
         "float32": torch.float32,

@@ -88,7 +88,7 @@ def general_columns(general: dict | None) -> dict:
         return {}
     accuracies = [v["acc"] for v in general.values() if "acc" in v]
     return {
-        "perplexity": (general.get("wiki") or {}).get("perplexity"),
+        "perplexity": next((v["perplexity"] for v in general.values() if v.get("perplexity") is not None), None),
         "mc_acc": sum(accuracies) / len(accuracies) if accuracies else None,
     }
 

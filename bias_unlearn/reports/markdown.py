@@ -59,9 +59,8 @@ def markdown_report(results: dict, meta: dict) -> str:
             "",
             "## General ability",
             "",
-            "Perplexity on held-out text (short sentences scored without "
-            "context: compare models, not papers; lower is better); multiple-choice accuracy % by "
-            "log-likelihood with lm-evaluation-harness's prompts, with a 95% Wilson interval.",
+            "lm-evaluation-harness run in-process on this model (0-shot): word perplexity on held-out text (lower "
+            "is better), multiple-choice accuracy % with its standard error and length-normalised accuracy.",
             "",
             general_table(results["general"], compare=False),
         ]
@@ -144,6 +143,8 @@ def training_report(report) -> str:
         "scoring",
     ):
         parts.append(f"- {key}: {getattr(summary, key)}")
+    if summary.precision:
+        parts.append("- precision: " + ", ".join(f"{k} {v}" for k, v in summary.precision.items()))
     if summary.declared_method:
         parts.append(f"- declared method: {summary.declared_method} (the command line changed what trained)")
     if summary.added_later:

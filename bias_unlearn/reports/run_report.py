@@ -54,6 +54,8 @@ class Summary:
     # Side effects scored after training, by ``evaluate.py runs=`` (jobs/complete_runs.py), e.g. ["bbq", "general"]
     added_later: list = field(default_factory=list)
     declared_method: str | None = None  # conf/method/<name>.yaml's name, where the command line changed what trained
+    # What the machine chose for ``auto`` settings: weights' dtype, trainer precision, LoRA forward, device (and CPU)
+    precision: dict = field(default_factory=dict)
 
 
 @dataclass

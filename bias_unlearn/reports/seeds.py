@@ -139,9 +139,10 @@ def run_side_effects(report, n_bootstrap: int = 1000) -> dict:
         out["bbq_disambig"] = after["acc_disambig"] - before["acc_disambig"]
     if general.before and general.after:
         before, after = general.before, general.after
-        if (before.get("wiki") or {}).get("perplexity") and (after.get("wiki") or {}).get("perplexity"):
-            out["perplexity_pct"] = 100 * (after["wiki"]["perplexity"] / before["wiki"]["perplexity"] - 1)
-        tasks = [t for t in before if "acc" in before[t] and "acc" in (after.get(t) or {})]
+        text = next((t for t in before if before[t].get("perplexity") and (after.get(t) or {}).get("perplexity")), None)
+        if text is not None:
+            out["perplexity_pct"] = 100 * (after[text]["perplexity"] / before[text]["perplexity"] - 1)
+        tasks = [t for t in before if before[t].get("acc") is not None and (after.get(t) or {}).get("acc") is not None]
         if tasks:
             out["mc_acc"] = sum(after[t]["acc"] - before[t]["acc"] for t in tasks) / len(tasks)
     return out

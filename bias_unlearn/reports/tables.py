@@ -84,23 +84,30 @@ def bbq_table(results: dict) -> str:
     )
 
 
+def _measure(values: dict) -> tuple[str, str]:
+    """A general-ability task's headline measure and its standard error key (lm-evaluation-harness's)."""
+    return ("perplexity", "") if "perplexity" in values else ("acc", "acc_stderr")
+
+
 def general_table(before: dict | None, after: dict | None = None, compare: bool = True) -> str:
-    """Perplexity and multiple-choice accuracy per task: before / after / change, or (``compare=False``) one
-    model's results in ``before``."""
+    """lm-evaluation-harness's results per task (word perplexity; accuracy % with its standard error, and the
+    length-normalised accuracy): before / after / change, or (``compare=False``) one model's results in ``before``."""
     rows = []
     for task, values in (after or before or {}).items():
         b, a = (before or {}).get(task, {}), (after or {}).get(task, {})
-        key = "perplexity" if "perplexity" in values else "acc"
-        ci = (a or b).get("acc_ci95")
-        interval = f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else ""
+        key, err = _measure(values)
+        stderr = f"± {fmt((a or b).get(err))}" if err and (a or b).get(err) is not None else ""
+        version = f"v{values.get('version')}" if values.get("version") is not None else ""
         if not compare:
-            rows.append([task, str(values["n"]), key, fmt(b.get(key)), interval, fmt(b.get("acc_norm"))])
+            rows.append([task, version, str(values["n"]), key, fmt(b.get(key)), stderr, fmt(b.get("acc_norm"))])
             continue
-        change = fmt(a[key] - b[key]) if a and b else ""
-        rows.append([task, str(values["n"]), key, fmt(b.get(key)), fmt(a.get(key)), change, interval])
+        change = fmt(a[key] - b[key]) if a.get(key) is not None and b.get(key) is not None else ""
+        rows.append([task, version, str(values["n"]), key, fmt(b.get(key)), fmt(a.get(key)), change, stderr])
+    harness = next((v.get("lm_eval") for v in (after or before or {}).values() if v.get("lm_eval")), None)
+    note = f"\n\nScored by lm-evaluation-harness {harness} (0-shot)." if harness else ""
     if not compare:
-        return table(["task", "N", "measure", "value", "95% CI", "acc_norm"], rows)
-    return table(["task", "N", "measure", "before", "after", "change", "95% CI (after)"], rows)
+        return table(["task", "task version", "N", "measure", "value", "stderr", "acc_norm"], rows) + note
+    return table(["task", "task version", "N", "measure", "before", "after", "change", "stderr (after)"], rows) + note
 
 
 def before_after_table(before: dict | None, after: dict | None, kind: str = "intrasentence") -> str:

@@ -16,7 +16,7 @@ import torch
 from bias_unlearn.config.settings import ComputeConfig, LossConfig
 from bias_unlearn.models.distributed import any_rank
 from bias_unlearn.models.dropout import use_fast_dropout
-from bias_unlearn.models.fused_lora import set_fused_lora
+from bias_unlearn.models.fused_lora import resolve_fused, set_fused_lora
 from bias_unlearn.models.lm_head import is_sharded, loss_rows, split_lm, token_logprobs_at_rows
 from bias_unlearn.models.logprobs import token_logprobs_from_logits
 from bias_unlearn.models.packing import pack, packed_loss_rows
@@ -49,7 +49,7 @@ class StepEngine:
         if compute.fast_dropout and policy is not None:
             use_fast_dropout(policy)
         if policy is not None:
-            set_fused_lora(policy, compute.fused_lora)
+            set_fused_lora(policy, resolve_fused(compute.fused_lora, next(policy.parameters()).dtype))
         self.ref_cache: dict[str, float] = {}  # forget sequence key -> reference sequence log-prob
         self.kl_cache: dict[str, torch.Tensor] = {}  # KL sequence key -> reference hidden states at its loss rows
 

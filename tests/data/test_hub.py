@@ -1,6 +1,7 @@
 """Hub datasets as ``datasets`` >= 4 can read them (data/hub.py), tested with a stand-in for ``datasets`` shaped like
-the hub's answers (this machine has no hub): a loading-script dataset is read from its parquet conversion, PIQA from
-its maintained parquet copy, and a failed load says why without sending an online user offline."""
+the hub's answers (this machine has no hub): a loading-script dataset is read from its parquet conversion, and a
+failed load says why without sending an online user offline. (PIQA on the hub is lm-evaluation-harness's own task,
+which reads its parquet copy baber/piqa: eval/general.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import types
 import pytest
 
 from bias_unlearn.config.errors import DataError
-from bias_unlearn.data import crows_pairs, general, hub
+from bias_unlearn.data import crows_pairs, hub
 
 SCRIPT_ERROR = "Dataset scripts are no longer supported, but found {}.py"
 
@@ -58,14 +59,6 @@ def test_the_old_call_fails_as_datasets_5_fails_it(monkeypatch):
 
     with pytest.raises(RuntimeError, match="Dataset scripts are no longer supported"):
         datasets.load_dataset("nyu-mll/crows_pairs", split="test")
-
-
-def test_piqa_is_read_from_a_parquet_copy(monkeypatch):
-    row = {"goal": "Open a jar", "sol1": "Twist the lid", "sol2": "Bite it", "label": 0}
-    calls = stand_in(monkeypatch, {"ybisk/piqa": ["plain_text"]}, {"baber/piqa": [row]})
-    items = general.load_general("piqa", "hub")
-    assert items[0].question == "Open a jar" and items[0].answer == 0
-    assert calls == [("baber/piqa", None, "validation", None)]
 
 
 def test_a_failed_load_says_why(monkeypatch):

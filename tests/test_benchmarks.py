@@ -1,0 +1,47 @@
+"""Every benchmark command of the docs runs in fast form: the tiny model, a few examples or chunks."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import DOCUMENTS, ROOT
+
+FAST = {
+    "bench_train_step.py": ["--chunks", "1", "--forget", "2", "--retain", "3", "--kl", "2"],
+    "bench_scoring.py": ["--n", "4"],
+    "precision_study.py": [],
+}
+
+
+def documented() -> list[list[str]]:
+    import re
+
+    found = []
+    for document in DOCUMENTS:
+        for block in re.findall(r"```bash\n(.*?)```", document.read_text(), re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                words = shlex.split(line.split("#")[0])
+                if words[:1] == ["python"] and len(words) > 1 and words[1].startswith("benchmarks/"):
+                    found.append(words[1:])
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", documented(), ids=" ".join)
+def test_documented_benchmarks_run_fast(command, tiny_model_dir):
+    script, args = command[0], command[1:]
+    name = script.split("/")[-1]
+    fast = [*args, "--model-dir", str(tiny_model_dir), *FAST.get(name, [])]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / script), *fast], capture_output=True, text=True, cwd=ROOT, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "|" in proc.stdout  # a table
+
+
+def test_the_docs_show_the_benchmarks():
+    assert {c[0] for c in documented()} >= {"benchmarks/bench_train_step.py", "benchmarks/bench_scoring.py"}
