@@ -78,12 +78,23 @@ class ReportJob:
     reference: str = "bias_unlearn"
 
 
+@dataclass
+class ExportJob:
+    run: str = MISSING  # a finished training run directory
+    out: str = MISSING  # a new or empty folder
+    merged: bool = True
+    push_to_hub: str | None = None
+    private: bool = True
+    device: str = "cpu"
+
+
 def register() -> None:
     """Make the schemas known to Hydra (train.py, evaluate.py, report.py and the tests' compose call this)."""
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainJob)
     store.store(name="evaluate_schema", node=EvaluateJob)
     store.store(name="report_schema", node=ReportJob)
+    store.store(name="export_schema", node=ExportJob)
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,12 @@ def preflight(config_name: str, argv: list[str], conf_dir: str | Path, check=Non
 
     check_config_choices(argv, conf_dir)
     overrides = [a for a in argv if not a.startswith("-")]
-    root = {"train": schema.TrainJob, "evaluate": schema.EvaluateJob, "report": schema.ReportJob}[config_name]
+    root = {
+        "train": schema.TrainJob,
+        "evaluate": schema.EvaluateJob,
+        "report": schema.ReportJob,
+        "export": schema.ExportJob,
+    }[config_name]
     try:
         combos = sweep_combinations(overrides)
     except Exception as err:  # noqa: BLE001 - Hydra's grammar errors: the command line is at fault

@@ -264,7 +264,8 @@ def test_side_effects_before_and_after(cfg_train, data_overrides):
         markdown
     )
     card = (Path(report.summary.adapter) / "README.md").read_text()  # the adapter carries its evidence
-    assert card.startswith("---\nbase_model: ") and "library_name: peft" in card
+    assert card.startswith("---\n") and "library_name: peft" in card and "model-index:" in card
+    assert "/tmp/" not in card  # no path of the machine that wrote it
     assert "held-out test split" in card and "## Side effects: General ability" in card
     # BBQ from the fixture with BBQ's metadata (religion): accuracies and bias scores, before and after
     for when in ("before", "after"):
