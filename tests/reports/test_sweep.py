@@ -132,7 +132,7 @@ def test_report_keeps_failed_runs_and_marks_the_best(synthetic_sweep):
     assert rows["base model"]["ss_overall"] == 62.0 and rows["base model"]["best"] == []
     bu, cda = rows["0_method=bias_unlearn"], rows["1_method=cda"]
     assert bu["delta_lms"] == pytest.approx(-1.5) and cda["delta_lms"] == pytest.approx(-0.5)
-    assert set(bu["best"]) == {"ss_overall", "ss_profession", "ss_race", "ss_religion", "icat", "crows"}
+    assert set(bu["best"]) == {"ss_overall", "ss_profession", "ss_race", "ss_religion", "ss_imbalance", "icat", "crows"}
     assert set(cda["best"]) == {"ss_gender", "lms", "delta_lms"}
 
 
