@@ -9,7 +9,7 @@ from omegaconf import MISSING
 from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.config.settings import at_least, kinds_list, one_of
 
-TYPE_WEIGHTS = ("size", "equal")  # how a forget / retain draw picks its bias type (data/streams.py)
+TYPE_WEIGHTS = ("size", "equal", "adaptive")  # how a forget / retain draw picks its bias type (data/streams.py)
 
 
 BATCH_SCOPES = ("per_device", "global")  # batch sizes per process, or split over the processes
@@ -27,6 +27,7 @@ class TrainStreamConfig:
 
     _target_: str = "bias_unlearn.data.datamodule.UnlearningDataModule"
     kinds: list[str] = field(default_factory=lambda: ["intrasentence", "intersentence"])
+    dev_kinds: list[str] = field(default_factory=lambda: ["intrasentence"])
     forget_batch: int = 4
     retain_batch: int = 28
     kl_batch: int = 28
@@ -37,6 +38,7 @@ class TrainStreamConfig:
 
     def __post_init__(self):
         kinds_list("train.kinds", self.kinds)
+        kinds_list("train.dev_kinds", self.dev_kinds)
         at_least("train.forget_batch", self.forget_batch, 1)
         at_least("train.retain_batch", self.retain_batch, 1)
         at_least("train.kl_batch", self.kl_batch, 0)
@@ -124,6 +126,17 @@ class SwappingNode:
 
 
 @dataclass
+class TypeWeightingNode:
+    _target_: str = "bias_unlearn.unlearning.callbacks.AdaptiveTypeWeights"  # acts when train.type_weights=adaptive
+    threshold: float = 2.0
+    max_factor: float = 3.0
+
+    def __post_init__(self):
+        if not self.max_factor > 0:
+            raise ConfigError(f"callbacks.type_weighting.max_factor must be positive, got {self.max_factor}")
+
+
+@dataclass
 class EarlyStoppingNode:
     _target_: str = "bias_unlearn.unlearning.callbacks.BalancedStereotypeStopping"
     threshold: float = 2.0
@@ -167,6 +180,7 @@ class CallbacksConfig:
     """Ours typed; Lightning's progress bar and learning-rate monitor as given (null leaves one out)."""
 
     swapping: SwappingNode = field(default_factory=SwappingNode)
+    type_weighting: TypeWeightingNode | None = None
     early_stopping: EarlyStoppingNode = field(default_factory=EarlyStoppingNode)
     adapter_checkpoint: AdapterCheckpointNode = field(default_factory=AdapterCheckpointNode)
     resume_checkpoint: ResumeCheckpointNode | None = None

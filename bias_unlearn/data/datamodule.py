@@ -77,10 +77,12 @@ def _as_list(batch):
 
 
 class UnlearningDataModule(L.LightningDataModule):
-    """Builds the streams from a StereoSet split; ``swap`` flips one bias type's forget and retain roles.
+    """Builds the streams from a StereoSet split; ``swap`` flips one bias type's forget and retain roles and
+    ``set_type_factors`` sets the draw weights of ``type_weights=adaptive``.
 
-    ``kinds``: which StereoSet sentence types train (intrasentence, intersentence); the dev split is scored
-    on intrasentence examples, as the paper's early stopping does.
+    ``kinds``: which StereoSet sentence types train (intrasentence, intersentence); ``dev_kinds``: which the dev
+    split is scored on (the paper's early stopping: intrasentence; both kinds pool a target's examples, as
+    StereoSet's overall score does, and narrow each type's dev standard error).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class UnlearningDataModule(L.LightningDataModule):
         self.adversarial_fraction, self.seed, self.paired = adversarial_fraction, seed, paired
         self.train_kinds, self.dev_kinds, self.dev_batch = tuple(kinds), tuple(dev_kinds), dev_batch
         self.swapped: set[str] = set()
+        self.type_factors: dict[str, float] = {bt: 1.0 for bt in BIAS_TYPES}  # adaptive draw weights (1: size)
         self.train_examples, self.dev_examples = check_split_kinds(split, self.train_kinds, self.dev_kinds)
         self.sequences = build_sequences(self.train_examples, tokenizer, adversarial_fraction, seed)
         pad = tokenizer.pad_token_id
@@ -122,6 +125,13 @@ class UnlearningDataModule(L.LightningDataModule):
             raise ConfigError(f"unknown bias type {bias_type!r}")
         (self.swapped.add if swapped else self.swapped.discard)(bias_type)
 
+    def set_type_factors(self, factors: dict[str, float]) -> None:
+        """Each bias type's factor on its size in forget / retain draws (``type_weights=adaptive``; 0 pauses it)."""
+        unknown = set(factors) - set(BIAS_TYPES)
+        if unknown or any(not f >= 0 for f in factors.values()):
+            raise ConfigError(f"type factors must be >= 0 for known bias types, got {factors}")
+        self.type_factors.update({bt: float(f) for bt, f in factors.items()})
+
     def train_dataloader(self) -> DataLoader:
         rank = self.trainer.global_rank if self.trainer is not None else 0
         world = self.trainer.world_size if self.trainer is not None else 1
@@ -136,15 +146,17 @@ class UnlearningDataModule(L.LightningDataModule):
             paired=self.paired,
             type_weights=self.type_weights,
             world_size=world,
+            type_factors=self.type_factors,
         )
         return StreamLoader(self.stream, self)
 
     def state_dict(self) -> dict:
-        return {"swapped": sorted(self.swapped)}
+        return {"swapped": sorted(self.swapped), "type_factors": dict(self.type_factors)}
 
     def load_state_dict(self, state: dict) -> None:
         self.swapped.clear()
         self.swapped.update(state["swapped"])
+        self.type_factors.update(state.get("type_factors", {}))
 
     def val_dataloader(self) -> DataLoader:
         indexed = list(enumerate(self.dev_examples))  # (index, example): see _as_list

@@ -143,14 +143,15 @@ class ChunkStream(IterableDataset):
     An epoch is one pass of all ``world_size`` processes together over the unswapped forget pools: their total size /
     (forget batch x processes) chunks on each; retain and KL cycle. Each item
     of a role's batch comes from one of that role's pools (one per bias type), picked by ``type_weights``: ``size``
-    in proportion to pool size (sampling the pooled set, as the paper does) or ``equal`` (each bias type the same
-    share, however few its examples). A swap only reassigns two pools: nothing is rebuilt and the other types'
-    streams continue where they were. ``paired``: the
+    in proportion to pool size (sampling the pooled set, as the paper does), ``equal`` (each bias type the same
+    share, however few its examples) or ``adaptive`` (size times the type's factor in ``type_factors``, which a
+    callback sets from the dev scores: unlearning/callbacks/type_weighting.py; a factor of 0 pauses the type). A swap
+    only reassigns two pools: nothing is rebuilt and the other types' streams continue where they were. ``paired``: the
     retain batch is the forget batch's partners (each example's other sentence), row for row.
 
     Resumable: ``state_dict(consumed)`` is the stream as it stood before its ``consumed``-th chunk (every RNG, pool
-    order and the epoch position), with the swap state of each chunk drawn since (a data loader draws ahead of
-    training, and a chunk keeps the roles it was drawn under); ``load_state_dict`` replays from there.
+    order and the epoch position), with the swap state and type factors of each chunk drawn since (a data loader
+    draws ahead of training, and a chunk keeps the roles it was drawn under); ``load_state_dict`` replays from there.
     """
 
     KEEP_SNAPSHOTS = 8  # states kept for chunks drawn but not yet trained (the loader prefetches one or two)
@@ -165,8 +166,10 @@ class ChunkStream(IterableDataset):
         paired: bool = False,
         type_weights: str = "size",
         world_size: int = 1,
+        type_factors: dict[str, float] | None = None,
     ):
-        self.type_weights = type_weights  # size | equal (config/schema.py checks it)
+        self.type_weights = type_weights  # size | equal | adaptive (config/schema.py checks it)
+        self.type_factors = type_factors if type_factors is not None else {}  # shared with the datamodule
         self.pools = {
             (name, bt): CyclingPool(seqs, f"{seed}:{name}:{bt}")
             for name in ("stereo", "anti")
@@ -182,7 +185,7 @@ class ChunkStream(IterableDataset):
         self.position = 0  # chunks yielded in the current epoch
         self.drawn = 0  # chunks yielded in all
         self.snapshots: dict[int, dict] = {}  # drawn -> state before that chunk
-        self.replay_roles: list[list[str]] = []  # swap states of chunks to redraw after a resume
+        self.replay: list[tuple[list[str], dict]] = []  # (swap state, type factors) of chunks to redraw after a resume
 
     def role_pools(self, role: str, swapped: set[str] | None = None) -> list[CyclingPool]:
         """The pools that feed ``role`` under the swap state ``swapped`` (default: the current one)."""
@@ -192,12 +195,22 @@ class ChunkStream(IterableDataset):
             return [self.pools[(forget_set[bt], bt)] for bt in self.bias_types]
         return [self.pools[("stereo" if forget_set[bt] == "anti" else "anti", bt)] for bt in self.bias_types]
 
-    def draw(self, role: str, swapped: set[str] | None = None) -> list[TrainSequence]:
+    def type_draw_weights(self, pools: list[CyclingPool], factors: dict[str, float]) -> list[float]:
+        """Each bias type's weight in a forget / retain draw (pools in ``self.bias_types`` order)."""
+        if self.type_weights == "equal":
+            return [1.0] * len(pools)
+        if self.type_weights == "adaptive":
+            weights = [len(p) * factors.get(bt, 1.0) for p, bt in zip(pools, self.bias_types)]
+            if any(w > 0 for w in weights):
+                return weights  # every type paused (all balanced, the run not yet stopped): size weights
+        return [float(len(p)) for p in pools]
+
+    def draw(self, role: str, swapped: set[str] | None = None, factors: dict | None = None) -> list[TrainSequence]:
         n = self.batch_sizes[role]
         if role == "kl":
             return [self.kl_pool.take() for _ in range(n)]
         pools = self.role_pools(role, swapped)
-        weights = [len(p) for p in pools] if self.type_weights == "size" else [1] * len(pools)
+        weights = self.type_draw_weights(pools, self.type_factors if factors is None else factors)
         picks = self.rng.choices(pools, weights=weights, k=n)
         return [pool.take() for pool in picks]
 
@@ -206,18 +219,22 @@ class ChunkStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         while self.position < self.epoch_length:
-            swapped = set(self.replay_roles.pop(0)) if self.replay_roles else set(self.swapped)
-            self.snapshots[self.drawn] = self._state(swapped)
+            if self.replay:
+                roles, factors = self.replay.pop(0)
+                swapped, factors = set(roles), dict(factors)
+            else:
+                swapped, factors = set(self.swapped), dict(self.type_factors)
+            self.snapshots[self.drawn] = self._state(swapped, factors)
             self.snapshots.pop(self.drawn - self.KEEP_SNAPSHOTS, None)
-            drawn = {role: self.draw(role, swapped) for role in ("forget", "kl") if self.batch_sizes[role] > 0}
+            drawn = {role: self.draw(role, swapped, factors) for role in ("forget", "kl") if self.batch_sizes[role] > 0}
             drawn["retain"] = (
-                [self.partner[s.key] for s in drawn["forget"]] if self.paired else self.draw("retain", swapped)
+                [self.partner[s.key] for s in drawn["forget"]] if self.paired else self.draw("retain", swapped, factors)
             )
             self.position, self.drawn = self.position + 1, self.drawn + 1
             yield {role: collate(drawn[role], self.pad_id) for role in ROLES if role in drawn}
         self.position = 0
 
-    def _state(self, swapped: set[str]) -> dict:
+    def _state(self, swapped: set[str], factors: dict[str, float]) -> dict:
         return {
             "drawn": self.drawn,
             "position": self.position,
@@ -225,12 +242,13 @@ class ChunkStream(IterableDataset):
             "pools": {f"{name}:{bt}": pool.state() for (name, bt), pool in self.pools.items()},
             "kl_pool": self.kl_pool.state(),
             "swapped": sorted(swapped),
+            "factors": dict(factors),
         }
 
     def state_dict(self, consumed: int) -> dict:
         """The state before chunk ``consumed`` (the first one not trained on) and the roles of those drawn since."""
         if consumed == self.drawn:
-            return {"state": self._state(self.swapped), "pending_roles": []}
+            return {"state": self._state(self.swapped, self.type_factors), "pending_roles": [], "pending_factors": []}
         if consumed not in self.snapshots or consumed > self.drawn:
             raise RuntimeError(
                 f"the chunk stream cannot return to chunk {consumed}: it has drawn {self.drawn} and "
@@ -239,6 +257,7 @@ class ChunkStream(IterableDataset):
         return {
             "state": self.snapshots[consumed],
             "pending_roles": [self.snapshots[i]["swapped"] for i in range(consumed, self.drawn)],
+            "pending_factors": [self.snapshots[i]["factors"] for i in range(consumed, self.drawn)],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -249,5 +268,7 @@ class ChunkStream(IterableDataset):
             name, bt = key.split(":", 1)
             self.pools[(name, bt)].restore(pool_state)
         self.kl_pool.restore(saved["kl_pool"])
-        self.replay_roles = [list(roles) for roles in state["pending_roles"]]
+        pending = state["pending_roles"]
+        factors = state.get("pending_factors") or [{}] * len(pending)  # checkpoints from before adaptive weights
+        self.replay = [(list(roles), dict(f)) for roles, f in zip(pending, factors)]
         self.snapshots = {}

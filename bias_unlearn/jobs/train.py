@@ -221,7 +221,7 @@ def run_training(cfg: DictConfig) -> RunReport:
 
     # Build: data, the LoRA policy over the base model, the module, the trainer.
     split = build_stereoset_split(cfg.data)
-    check_split_kinds(split, tuple(settings.train.kinds))  # before the model loads
+    check_split_kinds(split, tuple(settings.train.kinds), tuple(settings.train.dev_kinds))  # before the model loads
     model_cfg = settings.model
     model, tokenizer = load_base(model_cfg, device, place="cpu")  # moved to the device once wrapped in LoRA
     datamodule = instantiate(cfg.train, _partial_=True, _convert_="all")(
@@ -288,6 +288,7 @@ def run_training(cfg: DictConfig) -> RunReport:
         steps=int(trainer.global_step),
         stopped_early_at=callbacks["early_stopping"].stopped_at,
         swap_events=callbacks["swapping"].events,
+        type_weight_events=callbacks["type_weighting"].events if callbacks.get("type_weighting") else [],
         dev_history=module.dev_history,
         train_seconds=round(train_seconds, 1),
         wall_seconds=round(time.perf_counter() - started, 1),

@@ -225,6 +225,12 @@ def training_report(report) -> str:
         f"- step {e['step']}: {'swap' if e['swapped'] else 'swap back'} {e['bias_type']} (dev SS {e['dev_ss']:.2f})"
         for e in summary.swap_events
     ] or ["- none"]
+    if summary.type_weight_events:
+        parts += ["", "## Adaptive type draw factors (x size; 0 pauses a balanced type)", ""]
+        parts += [
+            f"- step {e['step']}: " + ", ".join(f"{bt} {f:.2f}" for bt, f in e["factors"].items())
+            for e in summary.type_weight_events
+        ]
     history = summary.dev_history
     if history:
         header = ["step", *[k for k in history[0] if k != "step"]]

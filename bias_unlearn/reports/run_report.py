@@ -42,6 +42,8 @@ class Summary:
     steps: int
     stopped_early_at: int | None
     swap_events: list = field(default_factory=list)
+    # train.type_weights=adaptive: {"step", "factors"} after each dev evaluation (callbacks/type_weighting.py)
+    type_weight_events: list = field(default_factory=list)
     dev_history: list = field(default_factory=list)
     train_seconds: float = 0.0
     wall_seconds: float = 0.0

@@ -165,3 +165,62 @@ def test_type_weights_set_each_bias_types_share_of_the_draws(type_weights):
         else:  # every type a quarter, though religion has a tenth of the others' sentences
             assert 0.22 < share < 0.28, (role, share)
             assert max(counter.values()) / min(counter.values()) < 1.2
+
+
+def test_adaptive_type_weights_scale_each_types_share_and_zero_pauses_it():
+    from bias_unlearn.data.streams import ChunkStream
+
+    sizes = {"gender": 40, "profession": 40, "race": 40, "religion": 40}
+    factors = {"gender": 3.0, "profession": 1.0, "race": 0.0, "religion": 1.0}
+    stream = ChunkStream(
+        _synthetic_sets(sizes),
+        {"forget": 4, "retain": 8, "kl": 2},
+        0,
+        set(),
+        3,
+        type_weights="adaptive",
+        type_factors=factors,
+    )
+    counts = Counter()
+    for _ in range(20):
+        for chunk in stream:
+            counts.update(chunk["forget"]["bias_types"] + chunk["retain"]["bias_types"])
+    total = sum(counts.values())
+    assert counts["race"] == 0  # a balanced type pauses: neither forgotten nor retained
+    assert 0.55 < counts["gender"] / total < 0.65  # 3 / 5 of the draws
+    factors.update(gender=0.0, profession=0.0, religion=0.0)  # every type balanced: back to size weights
+    counts.clear()
+    for chunk in stream:
+        counts.update(chunk["forget"]["bias_types"])
+    assert len(counts) > 1 and counts["race"] > 0
+
+
+def test_a_resumed_stream_redraws_prefetched_chunks_under_the_factors_they_were_drawn_with():
+    from bias_unlearn.data.streams import ChunkStream
+
+    sizes = {"gender": 10, "profession": 10, "race": 10, "religion": 10}
+
+    def make(factors):
+        return ChunkStream(
+            _synthetic_sets(sizes),
+            {"forget": 4, "retain": 8, "kl": 2},
+            0,
+            set(),
+            1,
+            type_weights="adaptive",
+            type_factors=factors,
+        )
+
+    factors = {bt: 1.0 for bt in BIAS_TYPES}
+    stream = make(factors)
+    it = iter(stream)
+    first = [next(it)["forget"]["keys"] for _ in range(2)]  # chunk 1 trained, chunk 2 prefetched
+    factors.update(gender=0.0, profession=0.0, race=0.0)  # a dev evaluation after chunk 1 changes the weights
+    later = [next(it)["forget"]["keys"] for _ in range(3)]
+    state = stream.state_dict(1)
+    assert state["pending_factors"][0]["gender"] == 1.0 and state["pending_factors"][1]["gender"] == 0.0
+    resumed = make({**factors})
+    resumed.load_state_dict(state)
+    again = [chunk["forget"]["keys"] for _, chunk in zip(range(4), resumed)]
+    assert again == [first[1], *later]
+    assert all(key.startswith("religion") for chunk in later for key in chunk)

@@ -76,6 +76,27 @@ def test_resumed_run_equals_the_uninterrupted_run(at, tmp_path, tiny_model_dir, 
     assert (out / "logs" / "resumed_1" / "metrics.csv").exists()
 
 
+ADAPTIVE = ["train.type_weights=adaptive", "train.dev_kinds=[intrasentence,intersentence]"]
+
+
+def test_a_resumed_run_with_adaptive_type_weights_equals_the_uninterrupted_run(
+    tmp_path, tiny_model_dir, stereoset_jsonl
+):
+    whole = run(tmp_path / "whole", tiny_model_dir, stereoset_jsonl, "none", *ADAPTIVE)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    expected_report, expected_weights = outcome(tmp_path / "whole")
+    events = expected_report["summary"]["type_weight_events"]
+    assert events and events[0]["step"] == 0 and len({str(e["factors"]) for e in events}) > 1  # factors changed
+    out = tmp_path / "run"
+    assert run(out, tiny_model_dir, stereoset_jsonl, "step:7", *ADAPTIVE).returncode == -9
+    resumed = run(tmp_path / "elsewhere", tiny_model_dir, stereoset_jsonl, "none", *ADAPTIVE, f"resume={out}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    report, weights = outcome(out)
+    assert report == expected_report
+    for name in weights:
+        torch.testing.assert_close(weights[name], expected_weights[name])
+
+
 def test_resume_refuses_a_different_configuration(tmp_path, tiny_model_dir, stereoset_jsonl):
     out = tmp_path / "run"
     base = [*tiny_run_overrides(out, tiny_model_dir, stereoset_jsonl), "trainer.max_steps=2", "eval.after=false"]

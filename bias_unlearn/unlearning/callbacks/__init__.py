@@ -3,5 +3,13 @@ from bias_unlearn.unlearning.callbacks.balance_stopping import BalancedStereotyp
 from bias_unlearn.unlearning.callbacks.non_finite import NonFiniteGuard
 from bias_unlearn.unlearning.callbacks.resume_checkpoint import ResumeCheckpoint
 from bias_unlearn.unlearning.callbacks.swapping import DynamicSwapping
+from bias_unlearn.unlearning.callbacks.type_weighting import AdaptiveTypeWeights
 
-__all__ = ["AdapterCheckpoint", "BalancedStereotypeStopping", "DynamicSwapping", "NonFiniteGuard", "ResumeCheckpoint"]
+__all__ = [
+    "AdaptiveTypeWeights",
+    "AdapterCheckpoint",
+    "BalancedStereotypeStopping",
+    "DynamicSwapping",
+    "NonFiniteGuard",
+    "ResumeCheckpoint",
+]

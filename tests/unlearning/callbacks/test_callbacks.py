@@ -191,3 +191,42 @@ def test_an_unknown_balance_measure_is_refused():
 
     with pytest.raises(ConfigError, match="adapter_checkpoint.balance"):
         AdapterCheckpointNode(dirpath="/tmp/unused", balance="closest")
+
+
+def test_type_factors_grow_with_the_excess_over_tolerance_in_standard_errors():
+    from bias_unlearn.unlearning.callbacks.type_weighting import type_factors
+
+    se = {"gender": 7.0, "profession": 3.0, "race": 2.5, "religion": 10.0}
+    resolution = {"gender": 2.0, "profession": 1.0, "race": 1.0, "religion": 4.0}
+    dev = {"gender": 66.0, "profession": 51.5, "race": 45.0, "religion": 60.0}
+    factors = type_factors(dev, se, resolution, threshold=2.0, max_factor=3.0)
+    assert factors == {"gender": 2.0, "profession": 0.0, "race": 1.2, "religion": 0.8}  # race: below 50 counts too
+    assert type_factors({"gender": 99.0}, se, resolution)["gender"] == 3.0  # capped
+
+
+def test_adaptive_type_weights_callback_sets_factors_only_when_adaptive():
+    from bias_unlearn.unlearning.callbacks.type_weighting import AdaptiveTypeWeights
+
+    class _Weighted(_DataModule):
+        type_weights = "adaptive"
+
+        def __init__(self):
+            super().__init__()
+            self.factors = {}
+
+        def set_type_factors(self, factors):
+            self.factors.update(factors)
+
+    module = SimpleNamespace(
+        dev_history=[{"step": 0, "gender": 60.0, "race": 51.0}],
+        dev_se=EQUAL_SE,
+        dev_resolution={"gender": 1.0, "race": 1.0},
+    )
+    trainer, cb = _trainer(_Weighted()), AdaptiveTypeWeights()
+    cb.on_train_start(trainer, module)
+    assert trainer.datamodule.factors == {"gender": 2.0, "race": 0.0} and cb.events[0]["step"] == 0
+    plain = _trainer()
+    plain.datamodule.type_weights = "size"
+    other = AdaptiveTypeWeights()
+    other.on_train_start(plain, module)
+    assert other.events == []
