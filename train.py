@@ -4,6 +4,7 @@ python train.py                                   # offline model, CPU preset: e
 python train.py model=llama3_8b loss=no_kl trainer=gpu
 python train.py -m method=bias_unlearn,no_kl,no_retain,no_adv seed=0,1
 python train.py model=mistral_7b trainer=gpu strategy=fsdp
+python train.py method=self_debias                # a decoding-time baseline: scored like a trained method
 """
 
 import sys
@@ -20,6 +21,11 @@ CONF = Path(__file__).parent / "conf"
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
+    if cfg.method.get("decoding") is not None:  # Self-Debias, CAFIE: nothing trains (bias_unlearn/jobs/decode.py)
+        from bias_unlearn.jobs.decode import run_decoding
+
+        run_cli(run_decoding, cfg)
+        return
     from bias_unlearn.jobs.train import run_training
 
     run_cli(run_training, cfg)

@@ -1,6 +1,6 @@
 """The package reads top-down: a module imports only from its own package or from packages below it, and no job
 imports another job. The order is the architecture (docs/architecture.md): foundation (io, offline, config) <
-models < data < eval < unlearning < reports < jobs."""
+models < data < decoding < eval < unlearning < reports < jobs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from pathlib import Path
 
 from tests.helpers import ROOT
 
-LAYERS = [("io", "offline", "config"), ("models",), ("data",), ("eval",), ("unlearning",), ("reports",), ("jobs",)]
+LAYERS = [
+    ("io", "offline", "config"),
+    ("models",),
+    ("data",),
+    ("decoding",),
+    ("eval",),
+    ("unlearning",),
+    ("reports",),
+    ("jobs",),
+]
 RANK = {name: level for level, names in enumerate(LAYERS) for name in names}
 
 

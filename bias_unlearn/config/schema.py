@@ -15,6 +15,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.config.settings import (
+    DECODING_METHODS,
     ComputeConfig,
     DataConfig,
     MethodConfig,
@@ -69,6 +70,7 @@ class EvaluateJob:
     data: DataConfig = field(default_factory=DataConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    method: MethodConfig | None = None  # method=self_debias|cafie: score under a decoding-time method
 
 
 @dataclass
@@ -178,6 +180,14 @@ def evaluate_settings(cfg: DictConfig) -> tuple[ModelConfig, ScoringConfig]:
     if unknown or not cfg.benchmarks:
         raise ConfigError(f"benchmarks must be some of {list(BENCHMARKS)}, got {list(cfg.benchmarks)}")
     typed(cfg, "data")
+    method = cfg.get("method")
+    if method is not None:
+        if method.get("decoding") is None:
+            raise ConfigError(
+                f"method={method.name} trains: run it with train.py; evaluate.py method= takes a decoding-time "
+                f"method ({', '.join(DECODING_METHODS)})"
+            )
+        typed(cfg, "method")
     return typed(cfg, "model"), typed(cfg, "scoring")
 
 

@@ -206,13 +206,49 @@ class LossConfig:
             )
 
 
+DECODING_METHODS = ("self_debias", "cafie")  # decoding-time methods (bias_unlearn/decoding/): nothing trains
+DECODING_TYPES = ("gender", "profession", "race", "religion")
+
+
+@dataclass
+class DecodingConfig:
+    """A decoding-time method: how it changes the model's next-token distributions (docs/baselines.md). ``decay`` is
+    Self-Debias's lambda (50) or CAFIE's (1000); ``epsilon`` Self-Debias's floor; ``alpha`` and ``gamma`` CAFIE's
+    mixture and weight scale; ``bias_types`` whose prefixes (Self-Debias) or word lists (CAFIE) it uses."""
+
+    kind: str = MISSING
+    decay: float = 50.0
+    epsilon: float = 0.01
+    alpha: float = 0.99
+    gamma: float = 1.0
+    bias_types: list[str] = field(default_factory=lambda: list(DECODING_TYPES))
+    micro_batch: int = 8
+
+    def __post_init__(self):
+        one_of("method.decoding.kind", self.kind, DECODING_METHODS)
+        if not self.decay > 0:
+            raise ConfigError(f"method.decoding.decay must be positive, got {self.decay}")
+        if not 0 < self.epsilon <= 1:
+            raise ConfigError(f"method.decoding.epsilon must lie in (0, 1], got {self.epsilon}")
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"method.decoding.alpha must lie in [0, 1], got {self.alpha}")
+        if not self.bias_types or any(bt not in DECODING_TYPES for bt in self.bias_types):
+            raise ConfigError(
+                f"method.decoding.bias_types must be some of {list(DECODING_TYPES)}, got {self.bias_types}"
+            )
+        if not isinstance(self.micro_batch, int) or self.micro_batch < 1:
+            raise ConfigError(f"method.decoding.micro_batch must be a positive integer, got {self.micro_batch!r}")
+
+
 @dataclass
 class MethodConfig:
     """A whole method (conf/method/<name>.yaml): its declared name, objective, how chunks pair sentences, whether
-    bias types swap roles, and the share of each type's anti-stereotypes that joins its forget set."""
+    bias types swap roles, and the share of each type's anti-stereotypes that joins its forget set; or a
+    decoding-time method (``decoding``), which trains nothing and changes how the model scores and generates."""
 
     name: str = MISSING
     loss: LossConfig = field(default_factory=LossConfig)
+    decoding: DecodingConfig | None = None
     adversarial_fraction: float = 0.25
     paired: bool = False  # the retain batch is the forget batch's partner sentences, 1 : 1 (DPO, SFT)
     swapping: bool = True  # per-type swapping of forget and retain when a type's dev SS crosses 50

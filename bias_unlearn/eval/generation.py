@@ -20,12 +20,19 @@ def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int) -> str
     return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
-def compare_generations(policy, tokenizer, prompts: Sequence[str], max_new_tokens: int = 20) -> list[dict]:
-    """[{prompt, base, debiased}]: the base is the training reference (the policy with its adapter disabled)."""
+def compare_generations(
+    policy, tokenizer, prompts: Sequence[str], max_new_tokens: int = 20, base_model=None
+) -> list[dict]:
+    """[{prompt, base, debiased}]: the base is the training reference (the policy with its adapter disabled), or
+    ``base_model`` where the debiased model is another object (a decoding-time method around it)."""
     rows = []
     for prompt in prompts:
-        with reference_mode(policy):
-            base = greedy_completion(policy, tokenizer, prompt, max_new_tokens)
+        if base_model is not None:
+            with evaluation_mode(base_model):
+                base = greedy_completion(base_model, tokenizer, prompt, max_new_tokens)
+        else:
+            with reference_mode(policy):
+                base = greedy_completion(policy, tokenizer, prompt, max_new_tokens)
         with evaluation_mode(policy):
             debiased = greedy_completion(policy, tokenizer, prompt, max_new_tokens)
         rows.append({"prompt": prompt, "base": base, "debiased": debiased})

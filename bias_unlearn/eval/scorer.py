@@ -21,7 +21,10 @@ AUTO_SHARE_SAVING = 0.5  # share_prefix=auto shares when that skips this share o
 
 
 def make_scorer(model, tokenizer, scoring: ScoringConfig, progress: bool = False) -> SentenceScorer:
-    """The one way to build a scorer from a scoring config."""
+    """The one way to build a scorer from a scoring config. A decoding-time method (decoding/wrapper.py) is scored
+    through its full forward: no prefix cache, no packed rows."""
+    if getattr(model, "decoding_time", False):
+        return SentenceScorer(model, tokenizer, scoring.batch_size, scoring.start, False, progress, pack_rows=False)
     return SentenceScorer(model, tokenizer, scoring.batch_size, scoring.start, scoring.share_prefix, progress)
 
 

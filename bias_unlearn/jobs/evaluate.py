@@ -15,6 +15,7 @@ from bias_unlearn.config.schema import evaluate_settings
 from bias_unlearn.config.settings import ScoringConfig
 from bias_unlearn.data.sources import load_eval_benchmarks
 from bias_unlearn.data.splits import saved_target_keys, target_keys
+from bias_unlearn.decoding.methods import wrap_decoding
 from bias_unlearn.eval.scorer import SentenceScorer, make_scorer
 from bias_unlearn.eval.side_effects import check_side_effect_data, evaluate_model
 from bias_unlearn.io import write_text
@@ -87,6 +88,9 @@ def run_evaluation(cfg: DictConfig) -> dict:
             cfg.adapter, data.train + data.dev + data.test if cfg.split == "all" else data[cfg.split], cfg.split
         )
     model, tokenizer = load_policy(cfg.model, device, cfg.get("adapter"))
+    decoding = cfg.method.decoding if cfg.get("method") is not None else None
+    if decoding is not None:  # the (adapted) model under a decoding-time method
+        model = wrap_decoding(model, tokenizer, decoding)
     scorer = make_scorer(model, tokenizer, scoring, progress=True)
     start = time.perf_counter()
     results = score_benchmarks(scorer, benchmarks, cfg.split, scoring)
@@ -95,6 +99,7 @@ def run_evaluation(cfg: DictConfig) -> dict:
         "adapter": cfg.get("adapter"),
         "stereoset_split": cfg.split if "stereoset" in benchmarks else None,
         "scoring": scoring.describe(),
+        "method": OmegaConf.to_container(decoding) if decoding is not None else None,
         "device": device,
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "seconds": round(time.perf_counter() - start, 1),

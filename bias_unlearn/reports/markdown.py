@@ -201,6 +201,19 @@ def training_report(report) -> str:
         parts.append("- precision: " + ", ".join(f"{k} {v}" for k, v in summary.precision.items()))
     if summary.declared_method:
         parts.append(f"- declared method: {summary.declared_method} (the command line changed what trained)")
+    if summary.decoding:
+        cost = summary.decoding.get("seconds_per_example", {})
+        settings = ", ".join(
+            f"{k} {v}" for k, v in summary.decoding.items() if k not in ("seconds_per_example", "texts", "kind")
+        )
+        parts.append(f"- decoding-time method {summary.decoding['kind']}: {settings}")
+        if cost.get("plain") and cost.get("method"):
+            parts.append(
+                f"- cost at inference: {cost['method']:.4f} s per StereoSet test example under the method against "
+                f"{cost['plain']:.4f} plain ({cost['method'] / cost['plain']:.1f}x; {' + '.join(cost['covers'])})"
+            )
+        if summary.decoding.get("texts"):
+            parts.append("- texts: " + ", ".join(f"{k} {v}" for k, v in summary.decoding["texts"].items()))
     if summary.added_later:
         parts.append(f"- scored after training (evaluate.py runs=): {', '.join(summary.added_later)}")
     before, after = report.stereoset.before, report.stereoset.after
@@ -220,11 +233,12 @@ def training_report(report) -> str:
     parts += side_effect_sections(report, "{} (before / after)")
     if summary.generations:
         parts += ["", "## Greedy completions (base / debiased)", "", generation_table(summary.generations)]
-    parts += ["", "## Swaps", ""]
-    parts += [
-        f"- step {e['step']}: {'swap' if e['swapped'] else 'swap back'} {e['bias_type']} (dev SS {e['dev_ss']:.2f})"
-        for e in summary.swap_events
-    ] or ["- none"]
+    if not summary.decoding:  # a decoding-time method trains nothing: no swaps
+        parts += ["", "## Swaps", ""]
+        parts += [
+            f"- step {e['step']}: {'swap' if e['swapped'] else 'swap back'} {e['bias_type']} (dev SS {e['dev_ss']:.2f})"
+            for e in summary.swap_events
+        ] or ["- none"]
     if summary.type_weight_events:
         parts += ["", "## Adaptive type draw factors (x size; 0 pauses a balanced type)", ""]
         parts += [

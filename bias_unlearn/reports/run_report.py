@@ -58,6 +58,9 @@ class Summary:
     declared_method: str | None = None  # conf/method/<name>.yaml's name, where the command line changed what trained
     # What the machine chose for ``auto`` settings: weights' dtype, trainer precision, LoRA forward, device (and CPU)
     precision: dict = field(default_factory=dict)
+    # A decoding-time method (no adapter): its settings, forward passes per scored token, measured seconds per
+    # StereoSet test example plain and under the method, and (CAFIE) how many texts it could change
+    decoding: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -13,7 +13,8 @@ from tests.helpers import ROOT, compose_config
 
 MODELS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
 LOSSES = sorted(p.stem for p in (ROOT / "conf" / "loss").glob("*.yaml"))
-METHODS = sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml"))
+DECODING = ("self_debias", "cafie")  # decoding-time methods: nothing trains (bias_unlearn/decoding/)
+METHODS = sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml") if p.stem not in DECODING)
 TRAINERS = sorted(p.stem for p in (ROOT / "conf" / "trainer").glob("*.yaml"))
 
 
@@ -32,6 +33,18 @@ def test_every_model_composes_and_its_learning_rate_is_one_knob(model):
         assert cfg.trainer.max_steps == 400 and cfg.train.retain_batch == 8  # one pass over the forget set
     else:
         assert cfg.trainer.max_steps == 1000 and cfg.train.retain_batch == 28
+
+
+@pytest.mark.parametrize("method", DECODING)
+def test_a_decoding_method_file_declares_its_kind_and_the_originals_constants(method):
+    settings = train_settings(compose(f"method={method}"))
+    decoding = settings.method.decoding
+    assert settings.method.name == decoding.kind == method
+    assert (decoding.decay, decoding.epsilon) == (50.0, 0.01) if method == "self_debias" else (1000.0, 0.01)
+    assert method == "self_debias" or (decoding.alpha, decoding.gamma) == (0.99, 1.0)
+    assert decoding.bias_types == ["gender", "profession", "race", "religion"]
+    with pytest.raises(ConfigError, match=r"method\.decoding\.kind"):
+        train_settings(compose(f"method={method}", "method.decoding.kind=beam"))
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -1,0 +1,94 @@
+"""Self-Debias (Schick et al. 2021), as a decoding-time method: at every position the model's plain next-token
+distribution p and its distributions after self-diagnosis prefixes ("The following text discriminates against
+people because of their <attribute>:"); tokens the prefixes make more likely are decayed:
+
+    alpha = max(0, max_k p_k - p);   p' = p * max(exp(-lambda * alpha), epsilon);   renormalised
+
+(probability space, fp32; lambda 50 and epsilon 0.01 in the original and in bias-bench). docs/baselines.md names every
+deviation from bias-bench's implementation; the main ones: prefix lengths come from the tokenizer, the prefix and
+the text are joined at the token level (the text's own tokens never change), one pass uses the prefixes of every
+bias type at once (Schick et al.'s multi-prefix form; bias-bench runs one type's prefix per run and has none for
+profession), and each prefix ends in a newline, so the text starts a line as it does after the start token.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bias_unlearn.decoding.wrapper import DecodingTimeLM
+from bias_unlearn.models.tokens import start_token_id
+
+# The attribute each bias type's prefix names. bias-bench's wording for gender, race ("race/color") and religion;
+# profession: StereoSet's profession examples stereotype people by their occupation (the chemist, the nurse), so
+# the prefix names the occupation (bias-bench's closest prefix, "socioeconomic status/occupation", was never used
+# for StereoSet and adds a class attribute the examples do not carry). CrowS-Pairs' other categories for reference.
+ATTRIBUTES = {
+    "gender": "gender",
+    "profession": "occupation",
+    "race": "race/color",
+    "religion": "religion",
+    "nationality": "nationality",
+    "age": "age",
+    "disability": "disability",
+    "physical-appearance": "physical appearance",
+    "sexual-orientation": "sexual orientation",
+    "socioeconomic": "socioeconomic status/occupation",
+}
+
+
+def prefix_text(bias_type: str) -> str:
+    return f"The following text discriminates against people because of their {ATTRIBUTES[bias_type]}:\n"
+
+
+def self_debias_logprobs(
+    plain: torch.Tensor, prefixed: list[torch.Tensor], decay: float = 50.0, epsilon: float = 0.01
+) -> torch.Tensor:
+    """Debiased log-probabilities from the plain log-probs (..., V) and each prefix's, aligned position by position."""
+    p = plain.float().exp()
+    biased = torch.stack([q.float() for q in prefixed]).exp().amax(0)
+    alpha = (biased - p).clamp(min=0)
+    kept = p * torch.exp(-decay * alpha).clamp(min=epsilon)
+    return (kept / kept.sum(-1, keepdim=True)).log()
+
+
+class SelfDebias(DecodingTimeLM):
+    method = "self_debias"
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        bias_types=("gender", "profession", "race", "religion"),
+        decay: float = 50.0,
+        epsilon: float = 0.01,
+        micro_batch: int = 8,
+    ):
+        super().__init__(model, tokenizer, micro_batch)
+        unknown = [bt for bt in bias_types if bt not in ATTRIBUTES]
+        if unknown or not bias_types:
+            raise ValueError(f"Self-Debias prefixes exist for {sorted(ATTRIBUTES)}; got {list(bias_types)}")
+        self.bias_types, self.decay, self.epsilon = list(bias_types), float(decay), float(epsilon)
+        self.start_id = start_token_id(tokenizer)
+        self.prefix_ids = [tokenizer(prefix_text(bt), add_special_tokens=False)["input_ids"] for bt in self.bias_types]
+
+    @property
+    def passes(self) -> int:
+        return 1 + len(self.prefix_ids)
+
+    def prefixed_logprobs(self, prefix: list[int], ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """log p(. | prefix, x_<=j) at each plain position j: the prefix goes after the start token when every row
+        begins with it, else before the text with the start token first."""
+        rows = len(ids)
+        after_start = bool((ids[:, 0] == self.start_id).all())
+        lead_ids = torch.tensor([self.start_id, *prefix], device=ids.device).expand(rows, -1)
+        body, body_mask = (ids[:, 1:], mask[:, 1:]) if after_start else (ids, mask)
+        joined = torch.cat([lead_ids, body], dim=1)
+        joined_mask = torch.cat([torch.ones_like(lead_ids), body_mask], dim=1)
+        logprobs = self.plain_logprobs(joined, joined_mask)
+        offset = len(prefix) if after_start else len(prefix) + 1
+        return logprobs[:, offset : offset + ids.shape[1]]
+
+    def debiased_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        plain = self.plain_logprobs(input_ids, attention_mask)
+        prefixed = [self.prefixed_logprobs(prefix, input_ids, attention_mask) for prefix in self.prefix_ids]
+        return self_debias_logprobs(plain, prefixed, self.decay, self.epsilon)

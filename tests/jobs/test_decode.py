@@ -1,0 +1,74 @@
+"""Decoding-time methods as runs of the grid (jobs/decode.py): scored like a trained method, with side effects,
+completions and the cost at inference in the report; and through evaluate.py method=."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bias_unlearn.config.errors import ConfigError
+from bias_unlearn.jobs.decode import run_decoding
+from bias_unlearn.jobs.train import run_training
+from bias_unlearn.reports.run_report import RunReport
+from tests.helpers import run_evaluate
+
+
+@pytest.mark.parametrize("method", ["self_debias", "cafie"])
+def test_a_decoding_method_runs_every_benchmark_like_a_trained_method(method, cfg_train, data_overrides, tmp_path):
+    report = run_decoding(
+        cfg_train(
+            f"method={method}",
+            *data_overrides,
+            "eval.before=true",
+            "eval.crows_pairs=true",
+            "eval.bbq=true",
+            "eval.general=true",
+            "data.general.max_items=2",
+            "eval.generation.max_new_tokens=3",
+            "eval.generation.prompts=[The nurse]",
+        )
+    )
+    summary = report.summary
+    assert summary.method == method and summary.steps == 0 and summary.adapter == ""
+    assert summary.decoding["passes_per_token"] == (5 if method == "self_debias" else 4)
+    assert summary.decoding["seconds_per_example"]["method"] > 0
+    assert report.stereoset.before and report.stereoset.after  # the same test split, plain and under the method
+    before = report.outcomes.before.stereoset["intrasentence"]
+    after = report.outcomes.after.stereoset["intrasentence"]
+    assert [r.id for r in before] == [r.id for r in after]
+    assert report.crows_pairs.after["overall"]["n"] > 0 and report.bbq.after
+    assert report.general.after["wiki"]["n"] == 2 and report.general.after["piqa"]["n"] == 2
+    assert summary.generations[0]["prompt"] == "The nurse"
+    saved = RunReport.load(tmp_path / "run" / "report.json")
+    assert saved.summary.decoding == summary.decoding
+    assert method in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_the_training_job_refuses_a_decoding_method(cfg_train):
+    with pytest.raises(ConfigError, match="trains nothing"):
+        run_training(cfg_train("method=self_debias"))
+
+
+def test_a_bad_decoding_setting_is_refused_by_key(cfg_train):
+    with pytest.raises(ConfigError, match=r"method\.decoding\.epsilon"):
+        run_decoding(cfg_train("method=self_debias", "method.decoding.epsilon=0"))
+
+
+def test_evaluate_py_scores_under_a_decoding_method(tmp_path, tiny_model_dir, stereoset_jsonl):
+    out = tmp_path / "eval"
+    done = run_evaluate(
+        out,
+        "model=local",
+        f"model.name_or_path={tiny_model_dir}",
+        "data.stereoset.source=local",
+        f"data.stereoset.path={stereoset_jsonl}",
+        "benchmarks=[stereoset]",
+        "method=cafie",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["method"]["kind"] == "cafie"
+    refused = run_evaluate(tmp_path / "no", "model=local", f"model.name_or_path={tiny_model_dir}", "method=dpo")
+    assert refused.returncode == 2 and "decoding-time" in refused.stderr
+    assert not (tmp_path / "no").exists()
