@@ -5,6 +5,7 @@ python train.py model=llama3_8b loss=no_kl trainer=gpu
 python train.py -m method=bias_unlearn,no_kl,no_retain,no_adv seed=0,1
 python train.py model=mistral_7b trainer=gpu strategy=fsdp
 python train.py method=self_debias                # a decoding-time baseline: scored like a trained method
+python train.py method=biasedit                   # the model-editing baseline
 """
 
 import sys
@@ -25,6 +26,11 @@ def main(cfg: DictConfig) -> None:
         from bias_unlearn.jobs.decode import run_decoding
 
         run_cli(run_decoding, cfg)
+        return
+    if cfg.method.get("editing") is not None:  # BiasEdit: an editor network (bias_unlearn/jobs/edit.py)
+        from bias_unlearn.jobs.edit import run_editing
+
+        run_cli(run_editing, cfg)
         return
     from bias_unlearn.jobs.train import run_training
 

@@ -241,6 +241,36 @@ class DecodingConfig:
 
 
 @dataclass
+class EditingConfig:
+    """BiasEdit (docs/baselines.md): an editor network meta-trained on the train split that shifts the weights of the
+    last ``layers`` MLP output projections. Defaults: BiasEdit's (n_blocks, lr, meta_lr, loc_coef, max_grad_norm);
+    ``rank`` scaled down from 1920 to the offline model's size, ``n_edits`` and ``epochs`` to a CPU budget."""
+
+    layers: int = 3
+    rank: int = 256
+    n_blocks: int = 2
+    lr: float = 1e-6  # the editor's initial per-module step size
+    meta_lr: float = 1e-5
+    loc_coef: float = 4.0
+    n_edits: int = 32  # examples per edit batch
+    epochs: int = 3
+    max_grad_norm: float = 1.0
+    kinds: list[str] = field(default_factory=lambda: ["intrasentence"])  # BiasEdit trains on intrasentence only
+
+    def __post_init__(self):
+        for key in ("layers", "rank", "n_blocks", "n_edits", "epochs"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"method.editing.{key} must be a positive integer, got {value!r}")
+        for key in ("lr", "meta_lr", "max_grad_norm"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"method.editing.{key} must be positive, got {getattr(self, key)}")
+        if not self.loc_coef >= 0:
+            raise ConfigError(f"method.editing.loc_coef must be >= 0, got {self.loc_coef}")
+        kinds_list("method.editing.kinds", self.kinds)
+
+
+@dataclass
 class MethodConfig:
     """A whole method (conf/method/<name>.yaml): its declared name, objective, how chunks pair sentences, whether
     bias types swap roles, and the share of each type's anti-stereotypes that joins its forget set; or a
@@ -249,6 +279,7 @@ class MethodConfig:
     name: str = MISSING
     loss: LossConfig = field(default_factory=LossConfig)
     decoding: DecodingConfig | None = None
+    editing: EditingConfig | None = None  # BiasEdit: an editor network shifts MLP weights (bias_unlearn/editing/)
     adversarial_fraction: float = 0.25
     paired: bool = False  # the retain batch is the forget batch's partner sentences, 1 : 1 (DPO, SFT)
     swapping: bool = True  # per-type swapping of forget and retain when a type's dev SS crosses 50

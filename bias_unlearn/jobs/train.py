@@ -209,8 +209,10 @@ def resolve_machine(cfg: DictConfig, settings: TrainSettings, device: str) -> di
 
 def run_training(cfg: DictConfig) -> RunReport:
     settings = train_settings(cfg)  # every setting checked before any data or model loads
-    if settings.method.decoding is not None:
-        raise ConfigError(f"method={settings.method.name} trains nothing: run it with train.py (jobs/decode.py)")
+    if settings.method.decoding is not None or settings.method.editing is not None:
+        raise ConfigError(
+            f"method={settings.method.name} is not a LoRA method: run it with train.py (jobs/decode.py, jobs/edit.py)"
+        )
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))  # before the machine's measurements
     device = training_device(cfg.trainer)

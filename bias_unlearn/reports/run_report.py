@@ -61,6 +61,8 @@ class Summary:
     # A decoding-time method (no adapter): its settings, forward passes per scored token, measured seconds per
     # StereoSet test example plain and under the method, and (CAFIE) how many texts it could change
     decoding: dict = field(default_factory=dict)
+    # BiasEdit: the editor's settings, the edited modules, its size and the last epoch's meta-losses
+    editing: dict = field(default_factory=dict)
 
 
 @dataclass

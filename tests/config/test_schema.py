@@ -14,7 +14,8 @@ from tests.helpers import ROOT, compose_config
 MODELS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
 LOSSES = sorted(p.stem for p in (ROOT / "conf" / "loss").glob("*.yaml"))
 DECODING = ("self_debias", "cafie")  # decoding-time methods: nothing trains (bias_unlearn/decoding/)
-METHODS = sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml") if p.stem not in DECODING)
+NOT_LORA = (*DECODING, "biasedit")  # BiasEdit trains an editor network (bias_unlearn/editing/)
+METHODS = sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml") if p.stem not in NOT_LORA)
 TRAINERS = sorted(p.stem for p in (ROOT / "conf" / "trainer").glob("*.yaml"))
 
 
@@ -33,6 +34,15 @@ def test_every_model_composes_and_its_learning_rate_is_one_knob(model):
         assert cfg.trainer.max_steps == 400 and cfg.train.retain_batch == 8  # one pass over the forget set
     else:
         assert cfg.trainer.max_steps == 1000 and cfg.train.retain_batch == 28
+
+
+def test_the_biasedit_file_declares_its_editor():
+    settings = train_settings(compose("method=biasedit"))
+    editing = settings.method.editing
+    assert settings.method.name == "biasedit" and settings.method.decoding is None
+    assert (editing.layers, editing.n_blocks, editing.loc_coef, editing.meta_lr) == (3, 2, 4.0, 1e-5)
+    with pytest.raises(ConfigError, match=r"method\.editing\.rank"):
+        train_settings(compose("method=biasedit", "method.editing.rank=0"))
 
 
 @pytest.mark.parametrize("method", DECODING)

@@ -46,7 +46,7 @@ def test_a_decoding_method_runs_every_benchmark_like_a_trained_method(method, cf
 
 
 def test_the_training_job_refuses_a_decoding_method(cfg_train):
-    with pytest.raises(ConfigError, match="trains nothing"):
+    with pytest.raises(ConfigError, match="not a LoRA method"):
         run_training(cfg_train("method=self_debias"))
 
 
