@@ -50,6 +50,9 @@ ADDED_KEYS = {
 }
 # Keys added later that follow another key of the same config: an old run's value is that key's.
 FOLLOWING_KEYS = {"optim.total_steps": "trainer.max_steps"}
+# Callbacks added later that act only when a key the run predates selects them (train.type_weights=adaptive, which an
+# old run reads as "size"): an old run is read as having today's node, inert there.
+ADDED_CALLBACKS = ("callbacks.type_weighting",)
 
 
 @functools.lru_cache(maxsize=1)
@@ -71,6 +74,8 @@ def saved_values(saved: dict, current: dict) -> dict:
             continue
         if key in ADDED_KEYS:
             old[key] = ADDED_KEYS[key]
+        elif any(key.startswith(node + ".") for node in ADDED_CALLBACKS):
+            old[key] = new[key]
         elif key in FOLLOWING_KEYS and FOLLOWING_KEYS[key] in old:
             old[key] = old[FOLLOWING_KEYS[key]]
         elif key in schema_defaults():

@@ -163,6 +163,17 @@ def test_a_run_saved_before_the_chi2_delivery_rule_resumes_only_under_its_own_ru
     assert config_differences(saved, new) == ["callbacks.adapter_checkpoint.balance"]
 
 
+def test_a_run_saved_before_adaptive_weighting_resumes_with_the_inert_callback_but_not_as_adaptive():
+    """The type-weighting callback acts only under train.type_weights=adaptive; an old run ran "size"."""
+    node = {"_target_": "bias_unlearn.unlearning.callbacks.AdaptiveTypeWeights", "max_factor": 3.0, "threshold": 2.0}
+    saved = {"seed": 0, "callbacks": {"swapping": {"threshold": 50.0}}}
+    today = {"seed": 0, "train": {"type_weights": "size"}, "callbacks": {"swapping": {"threshold": 50.0}}}
+    today["callbacks"]["type_weighting"] = node
+    assert config_differences(saved, today) == []
+    adaptive = {**today, "train": {"type_weights": "adaptive"}}
+    assert config_differences(saved, adaptive) == ["train.type_weights"]
+
+
 def test_resuming_under_a_key_added_later_names_the_behaviour_the_run_had(tmp_path):
     """The refusal says what the run ran (max_excess), not '<absent>', so the override that resumes it is plain."""
     from omegaconf import OmegaConf
