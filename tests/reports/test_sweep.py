@@ -197,7 +197,7 @@ def test_report_py_on_a_missing_directory(tmp_path):
 
 @pytest.mark.slow
 def test_methods_sweep_report_and_notebook(tmp_path, tiny_model_dir, stereoset_jsonl):
-    """train.py -m over four methods on a tiny model (CrowS-Pairs, cached base scores, generations), then report.py
+    """train.py -m over four trained and two decoding-time methods on a tiny model (CrowS-Pairs, cached base scores, generations), then report.py
     and the sweep notebook on its outputs."""
     import nbformat
     from nbclient import NotebookClient
@@ -220,14 +220,14 @@ def test_methods_sweep_report_and_notebook(tmp_path, tiny_model_dir, stereoset_j
         "eval.crows_pairs=true",
         "eval.cache_before=true",
         "eval.generation.max_new_tokens=3",
-        "method=bias_unlearn,cda,sft,dpo",
+        "method=bias_unlearn,cda,sft,dpo,self_debias,cafie",
         f"hydra.sweep.dir={sweep}",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1200, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list((tmp_path / "cache" / "before").glob("*.json"))) == 1  # the base model was scored once
     reports = [RunReport.load(p) for p in sorted(sweep.glob("*/report.json"))]
-    assert [r.summary.method for r in reports] == ["bias_unlearn", "cda", "sft", "dpo"]
+    assert [r.summary.method for r in reports] == ["bias_unlearn", "cda", "sft", "dpo", "self_debias", "cafie"]
     assert all(r.stereoset.before == reports[0].stereoset.before for r in reports)
     assert all(r.crows_pairs.after["overall"]["n"] > 0 for r in reports)
     assert all(r.summary.swap_events == [] for r in reports[1:])  # baselines never swap
@@ -243,9 +243,10 @@ def test_methods_sweep_report_and_notebook(tmp_path, tiny_model_dir, stereoset_j
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "4 of 4 runs scored on test" in proc.stdout
+    assert "6 of 6 runs scored on test" in proc.stdout
     rows = list(csv.DictReader(io.StringIO((sweep / "comparison.csv").read_text())))
-    assert [r["method"] for r in rows] == ["none", "bias_unlearn", "cda", "sft", "dpo"]
+    assert [r["method"] for r in rows] == ["none", "bias_unlearn", "cda", "sft", "dpo", "self_debias", "cafie"]
+    assert [r["steps"] for r in rows[-2:]] == ["0", "0"]  # nothing trained
     assert all(r["crows"] != "" for r in rows)
 
     notebook = nbformat.read(ROOT / "notebooks" / "sweep_report.ipynb", as_version=4)
