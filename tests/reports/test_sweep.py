@@ -198,8 +198,7 @@ def test_report_py_on_a_missing_directory(tmp_path):
 @pytest.mark.slow
 def test_methods_sweep_report_and_notebook(tmp_path, tiny_model_dir, stereoset_jsonl):
     """train.py -m over four trained and two decoding-time methods on a tiny model (CrowS-Pairs, cached base
-    scores, generations), then report.py
-    and the sweep notebook on its outputs."""
+    scores, generations), then report.py and the sweep notebook on its outputs."""
     import nbformat
     from nbclient import NotebookClient
 
