@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bias_unlearn.io import write_json, write_text
 from bias_unlearn.reports.columns import COLUMNS, DEV_LMS_BAR, chosen_on_dev, comparison_rows
+from bias_unlearn.reports.paper_layout import paper_markdown, paper_tables
 from bias_unlearn.reports.plots import sweep_figures
 from bias_unlearn.reports.run_report import KIND
 from bias_unlearn.reports.runs import DEV_ONLY, Run, find_runs
@@ -103,7 +104,9 @@ def section(title: str, *paragraphs: str) -> list[str]:
     return [f"## {title}", ""] + [line for paragraph in paragraphs for line in (paragraph, "")]
 
 
-def sweep_markdown(name: str, runs: list[Run], rows: list[dict], seeds: dict, side: dict, figures: dict) -> str:
+def sweep_markdown(
+    name: str, runs: list[Run], rows: list[dict], seeds: dict, side: dict, figures: dict, paper: dict | None = None
+) -> str:
     ok = [r for r in runs if r.ok]
     failed = [r for r in runs if not r.ok and r.status != DEV_ONLY]
     dev_only = len(runs) - len(ok) - len(failed)
@@ -119,6 +122,8 @@ def sweep_markdown(name: str, runs: list[Run], rows: list[dict], seeds: dict, si
         lines += section("Across split seeds", SEEDS_NOTE.format(kind=KIND), seeds_markdown(seeds))
     if side:
         lines += section("Side effects across split seeds", SIDE_NOTE, side_effects_markdown(side))
+    if paper and len(paper["table1"]) > 1:
+        lines += section("In the paper's layouts", paper_markdown(paper))
     lines += [f"![{key}]({Path(path).name})" for key, path in figures.items() if path]
     return "\n".join(lines) + "\n"
 
@@ -134,13 +139,14 @@ def write_sweep_report(
     seeds = across_seeds(runs, reference)
     side = side_effects_over_seeds(runs)
     figures = sweep_figures(runs, rows, out_dir, seeds)
-    markdown = sweep_markdown(Path(sweep_dir).name, runs, rows, seeds, side, figures)
+    paper = paper_tables(runs)
+    markdown = sweep_markdown(Path(sweep_dir).name, runs, rows, seeds, side, figures, paper)
     write_text(out_dir / "comparison.md", markdown)
     write_text(out_dir / "comparison.csv", csv_text(rows))
     figure_paths = {key: str(path) for key, path in figures.items() if path}
     write_json(
         out_dir / "comparison.json",
-        {"rows": rows, "across_seeds": seeds, "side_effects": side, "figures": figure_paths},
+        {"rows": rows, "across_seeds": seeds, "side_effects": side, "paper_tables": paper, "figures": figure_paths},
     )
     return {
         "rows": rows,
@@ -149,4 +155,5 @@ def write_sweep_report(
         "runs": runs,
         "across_seeds": seeds,
         "side_effects": side,
+        "paper_tables": paper,
     }

@@ -41,6 +41,7 @@ def _write_run(
     before_overall: float = 62.0,
     before_lms: float = 90.0,
     dev_split: dict | None = None,
+    crows_categories: dict | None = None,
 ):
     (path / ".hydra").mkdir(parents=True)
     if seed is not None:
@@ -76,6 +77,8 @@ def _write_run(
         "before": {"overall": {"n": 5, "pct_stereotype_mean": 60.0}},
         "after": {"overall": {"n": 5, "pct_stereotype_mean": crows}} if after_ss else None,
     }
+    for category, value in (crows_categories or {}).items():
+        crows_pairs["after"][category] = {"n": 5, "pct_stereotype_mean": value}
     RunReport(
         summary, BeforeAfter(before, _stereoset(after_ss, after_lms) if after_ss else None), BeforeAfter(**crows_pairs)
     ).save(path / "report.json")
@@ -526,3 +529,33 @@ def test_documented_report_commands_run_fast(args, tmp_path):
     kept = [a for a in args if not a.startswith("sweep_dir=")]
     result = make_report(compose_config("report", f"sweep_dir={sweep}", *kept))
     assert (sweep / "comparison.md").exists() and result["rows"]
+
+
+def test_the_paper_layouts_average_each_method_over_its_seeds(tmp_path):
+    """Table 1 (per-type SS, SS, ΔLMS, ICAT) and Table 2 (CrowS gender / race / religion): means over seeds."""
+    sweep = tmp_path / "grid"
+    types = ("overall", "gender", "profession", "race", "religion")
+    for seed, (ss, lms, race) in enumerate([(50.0, 88.0, 40.0), (54.0, 86.0, 60.0)]):
+        after = dict(zip(types, (ss, ss + 2, ss - 2, ss, ss + 4)))
+        _write_run(sweep / f"{seed}0_method=bias_unlearn,seed={seed}", "bias_unlearn", after, lms, seed=seed)
+        _write_run(
+            sweep / f"{seed}1_method=cafie,seed={seed}",
+            "cafie",
+            dict(zip(types, (60.0,) * 5)),
+            90.0,
+            seed=seed,
+            crows_categories={"gender": 55.0, "race-color": race},
+        )
+    result = write_sweep_report(sweep)
+    table1 = {row["method"]: row for row in result["paper_tables"]["table1"]}
+    assert table1["base model"]["seeds"] == [0, 1] and table1["base model"]["delta_lms"] is None
+    assert table1["base model"]["ss"] == pytest.approx(62.0) and table1["base model"]["gender"] == pytest.approx(60.0)
+    ours = table1["bias_unlearn"]
+    assert ours["ss"] == pytest.approx(52.0) and ours["gender"] == pytest.approx(54.0)
+    assert ours["religion"] == pytest.approx(56.0) and ours["delta_lms"] == pytest.approx(87.0 - 90.0)
+    assert ours["icat"] == pytest.approx((88.0 * 50 / 50 + 86.0 * 46 / 50) / 2)
+    table2 = {row["method"]: row for row in result["paper_tables"]["table2"]}
+    assert table2["cafie"]["gender"] == pytest.approx(55.0) and table2["cafie"]["race"] == pytest.approx(50.0)
+    assert table2["cafie"]["religion"] is None  # not scored: shown as n/a, never as 0
+    markdown = (sweep / "comparison.md").read_text()
+    assert "## In the paper's layouts" in markdown and "| cafie | 0, 1 | 55.00 | 50.00 | n/a |" in markdown
