@@ -28,7 +28,7 @@ from bias_unlearn.eval.scorer import make_scorer
 from bias_unlearn.eval.side_effects import SIDE_EFFECTS, check_side_effect_data, evaluate_model
 from bias_unlearn.io import write_text
 from bias_unlearn.models.policy import load_policy, resolve_device
-from bias_unlearn.reports.markdown import training_report
+from bias_unlearn.reports.markdown import write_run_report
 from bias_unlearn.reports.model_card import model_card
 from bias_unlearn.reports.runs import ADAPTER, CONFIG, ERROR_FILE, Run, find_runs
 
@@ -85,8 +85,7 @@ def add_side_effects(report, before: Evaluation, after: Evaluation, names: list[
 
 def write_run(done: FinishedRun) -> None:
     report, path = done.run.report, done.run.path
-    report.save(path / "report.json")
-    write_text(path / "report.md", training_report(report))
+    write_run_report(report, path)
     write_text(path / ADAPTER / "README.md", model_card(report, done.cfg))
 
 

@@ -21,7 +21,7 @@ from bias_unlearn.eval.scorer import make_scorer
 from bias_unlearn.eval.side_effects import check_side_effect_data, evaluate_model
 from bias_unlearn.io import write_text
 from bias_unlearn.models.policy import load_base, resolve_device
-from bias_unlearn.reports.markdown import training_report
+from bias_unlearn.reports.markdown import write_run_report
 from bias_unlearn.reports.run_report import RunReport, Summary
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,6 @@ def run_decoding(cfg: DictConfig) -> RunReport:
         },
     )
     report = RunReport.from_scores(summary, before, after)
-    report.save(out_dir / "report.json")
-    markdown = training_report(report)
-    write_text(out_dir / "report.md", markdown)
-    print(markdown)
+    print(write_run_report(report, out_dir))
     log.info("report written to %s", out_dir / "report.md")
     return report

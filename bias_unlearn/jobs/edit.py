@@ -27,7 +27,7 @@ from bias_unlearn.eval.side_effects import check_side_effect_data, evaluate_mode
 from bias_unlearn.eval.stereoset import StereoSetMetric, stereoset_sentence_scores
 from bias_unlearn.io import write_text
 from bias_unlearn.models.policy import load_base, resolve_device
-from bias_unlearn.reports.markdown import training_report
+from bias_unlearn.reports.markdown import write_run_report
 from bias_unlearn.reports.run_report import RunReport, Summary
 from bias_unlearn.unlearning.balance import balance_chi2, ss_standard_error
 from bias_unlearn.unlearning.callbacks.adapter_checkpoint import RULE_BALANCE_CHI2, RULE_LEAST_LMS_DROP, selection_key
@@ -133,9 +133,6 @@ def run_editing(cfg: DictConfig) -> RunReport:
         },
     )
     report = RunReport.from_scores(summary, before, after)
-    report.save(out_dir / "report.json")
-    markdown = training_report(report)
-    write_text(out_dir / "report.md", markdown)
-    print(markdown)
+    print(write_run_report(report, out_dir))
     log.info("report written to %s", out_dir / "report.md")
     return report

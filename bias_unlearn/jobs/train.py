@@ -38,7 +38,7 @@ from bias_unlearn.models.lora import load_adapter_weights, wrap_lora
 from bias_unlearn.models.policy import load_base, load_policy
 from bias_unlearn.models.precision import cpu_name, resolve_precision
 from bias_unlearn.models.reference import reference_mode
-from bias_unlearn.reports.markdown import training_report
+from bias_unlearn.reports.markdown import write_run_report
 from bias_unlearn.reports.model_card import model_card
 from bias_unlearn.reports.plots import plot_dev_curves
 from bias_unlearn.reports.run_report import RunReport, Summary
@@ -306,9 +306,7 @@ def run_training(cfg: DictConfig) -> RunReport:
     )
     report = RunReport.from_scores(summary, before, after)
     if trainer.is_global_zero:
-        report.save(out_dir / "report.json")
-        markdown = training_report(report)
-        write_text(out_dir / "report.md", markdown)
+        markdown = write_run_report(report, out_dir)
         write_text(out_dir / "adapter" / "README.md", model_card(report, cfg))  # replaces PEFT's blank card
         plot_dev_curves(
             module.dev_history, summary.swap_events, settings.callbacks.early_stopping.threshold, out_dir / "dev_ss.png"

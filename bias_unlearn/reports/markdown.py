@@ -280,3 +280,11 @@ def write_report(out_dir: str | Path, results: dict, meta: dict, stem: str = "re
     write_json(json_path, {"meta": meta, "results": results})
     write_text(md_path, markdown_report(results, meta))
     return json_path, md_path
+
+
+def write_run_report(report, out_dir: Path) -> str:
+    """A run directory's ``report.json`` and ``report.md``; returns the markdown (the jobs print it)."""
+    report.save(Path(out_dir) / "report.json")
+    markdown = training_report(report)
+    write_text(Path(out_dir) / "report.md", markdown)
+    return markdown
