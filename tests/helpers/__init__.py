@@ -38,6 +38,14 @@ STEREO, ANTI, UNREL = (
 )
 
 
+# Every benchmark before and after, general ability cut to two items a task: a run's report in full, fast.
+ALL_BENCHMARKS = (
+    "eval.before=true",
+    "eval.crows_pairs=true",
+    "eval.bbq=true",
+    "eval.general=true",
+    "data.general.max_items=2",
+)
 FINE = {"gender": 0.5, "profession": 0.5, "race": 0.5, "religion": 0.5}  # dev SS resolutions too fine to matter
 
 

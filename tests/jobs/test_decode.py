@@ -11,7 +11,7 @@ from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.jobs.decode import run_decoding
 from bias_unlearn.jobs.train import run_training
 from bias_unlearn.reports.run_report import RunReport
-from tests.helpers import run_evaluate
+from tests.helpers import ALL_BENCHMARKS, run_evaluate
 
 
 @pytest.mark.parametrize("method", ["self_debias", "cafie"])
@@ -20,11 +20,7 @@ def test_a_decoding_method_runs_every_benchmark_like_a_trained_method(method, cf
         cfg_train(
             f"method={method}",
             *data_overrides,
-            "eval.before=true",
-            "eval.crows_pairs=true",
-            "eval.bbq=true",
-            "eval.general=true",
-            "data.general.max_items=2",
+            *ALL_BENCHMARKS,
             "eval.generation.max_new_tokens=3",
             "eval.generation.prompts=[The nurse]",
         )

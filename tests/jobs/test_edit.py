@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 
 from bias_unlearn.jobs.edit import run_editing
 from bias_unlearn.reports.run_report import RunReport
+from tests.helpers import ALL_BENCHMARKS
 
 FAST = [
     "method=biasedit",
@@ -24,11 +25,7 @@ def test_biasedit_runs_every_benchmark_and_saves_its_edit(cfg_train, data_overri
         cfg_train(
             *FAST,
             *data_overrides,
-            "eval.before=true",
-            "eval.crows_pairs=true",
-            "eval.bbq=true",
-            "eval.general=true",
-            "data.general.max_items=2",
+            *ALL_BENCHMARKS,
             "eval.generation.max_new_tokens=3",
             "eval.generation.prompts=[The nurse]",
         )

@@ -17,7 +17,15 @@ from bias_unlearn.reports.run_report import RunReport
 from bias_unlearn.reports.runs import read_run
 from bias_unlearn.unlearning.balance import ss_standard_error
 from bias_unlearn.unlearning.callbacks.adapter_checkpoint import RULE_BALANCE_CHI2, RULE_LAST, RULE_LEAST_LMS_DROP
-from tests.helpers import ROOT, compose_config, expand_multirun, readme_commands, run_entry_point, tiny_run_overrides
+from tests.helpers import (
+    ALL_BENCHMARKS,
+    ROOT,
+    compose_config,
+    expand_multirun,
+    readme_commands,
+    run_entry_point,
+    tiny_run_overrides,
+)
 
 DEVICE_KEYS = ("model", "trainer", "strategy")  # what the fast form swaps for the tiny CPU model
 
@@ -240,11 +248,7 @@ def test_side_effects_before_and_after(cfg_train, data_overrides):
     report = run_training(
         cfg_train(
             *data_overrides,
-            "eval.before=true",
-            "eval.crows_pairs=true",
-            "eval.bbq=true",
-            "eval.general=true",
-            "data.general.max_items=2",
+            *ALL_BENCHMARKS,
             "eval.generation.prompts=[]",
         )
     )
