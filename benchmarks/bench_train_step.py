@@ -5,8 +5,8 @@
                                           [--model-dir DIR] [--threads 2]
 
 Each variant runs in fp32 and (``--precisions``) in bf16-mixed: the frozen base stored in bf16, its products under
-autocast, the LoRA adapters and AdamW state in fp32 (what ``trainer.precision: auto`` picks on a CPU that computes
-bf16 in hardware). The table gives model FLOP/s as a share of the machine's best matmul peak, fp32 or bf16, both
+autocast, the LoRA adapters and AdamW state in fp32 (what ``model.dtype=fastest`` picks on a CPU that computes bf16
+in hardware). The table gives model FLOP/s as a share of the machine's best matmul peak, fp32 or bf16, both
 measured in the same run.
 
 - authors: a second full model as reference, run on every step; every sequence padded to 100 tokens; no caches;

@@ -16,7 +16,7 @@ from bias_unlearn.config.errors import ConfigError, from_node
 BIAS_TYPES = ("gender", "profession", "race", "religion")  # StereoSet's four bias types
 STEREOSET_KINDS = ("intrasentence", "intersentence")
 MODEL_SOURCES = ("hub", "local", "offline")
-DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
+DTYPES = ("auto", "fastest", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
 FORGET_LOSSES = ("npo", "ga", "ce", "dpo")  # NPO, gradient ascent, cross-entropy (SFT), DPO
 LOGP_REDUCTIONS = ("mean", "sum")
 NPO_REDUCTIONS = ("example", "batch")
@@ -66,7 +66,7 @@ class ModelConfig:
     source: str = "hub"  # hub | local | offline
     name_or_path: str = MISSING
     revision: str | None = None
-    dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU; fastest: also bf16 on a CPU where it pays
     lr: float = 5e-5  # optim.lr follows it
     lora: LoraConfig = field(default_factory=LoraConfig)
 

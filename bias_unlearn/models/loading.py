@@ -15,7 +15,7 @@ import torch
 
 from bias_unlearn import offline
 from bias_unlearn.config.errors import ModelLoadError
-from bias_unlearn.models.precision import auto_dtype
+from bias_unlearn.models.precision import fastest_dtype
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +24,15 @@ OFFLINE_MODELS = {"smollm2-135m-instruct": (offline.SMOLLM2, offline.SMOLLM2_GGU
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: str = "cpu") -> torch.dtype:
-    """``auto``: bf16 on CUDA; on a CPU bf16 where it computes bf16 in hardware and that pays, else fp32
-    (models/precision.py)."""
+    """``auto``: bf16 on CUDA, fp32 on a CPU. ``fastest``: bf16 on CUDA, and on a CPU where it computes bf16 in
+    hardware and that measures faster (models/precision.py), else fp32. bf16 training on a CPU stays opt-in until
+    its rule, written before measuring (docs/performance.md), is measured to hold."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
-        return auto_dtype(device)
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if dtype == "fastest":
+        return fastest_dtype(device)
     table = {
         "fp32": torch.float32,
         "float32": torch.float32,

@@ -106,8 +106,9 @@ def cpu_speed(key: str | None = None) -> CpuSpeed:
     return speed
 
 
-def auto_dtype(device: str) -> torch.dtype:
-    """The weights' dtype ``auto`` means on ``device``: bf16 on CUDA; on a CPU bf16 only where it pays."""
+def fastest_dtype(device: str) -> torch.dtype:
+    """The weights' dtype ``model.dtype=fastest`` means on ``device``: bf16 on CUDA; on a CPU bf16 only where it
+    pays."""
     if device.startswith("cuda"):
         return torch.bfloat16
     if not native_cpu_bf16():  # emulated bf16: not worth measuring

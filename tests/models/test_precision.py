@@ -1,5 +1,5 @@
-"""models/precision.py: ``auto`` picks bf16 where the device computes it and it pays, fp32 elsewhere; the choice is
-measured once per machine and kept."""
+"""models/precision.py: ``fastest`` picks bf16 where the device computes it and it pays, fp32 elsewhere; the choice is
+measured once per machine and kept. ``auto`` (the default) keeps a CPU in fp32 whatever it computes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bias_unlearn.models import precision
-from bias_unlearn.models.precision import CpuSpeed, auto_dtype, resolve_precision
+from bias_unlearn.models.precision import CpuSpeed, fastest_dtype, resolve_precision
 
 
 def speed(native: bool, fp32: float, bf16: float) -> CpuSpeed:
@@ -15,10 +15,10 @@ def speed(native: bool, fp32: float, bf16: float) -> CpuSpeed:
 
 
 def test_cuda_is_bf16_and_an_emulating_cpu_stays_fp32_without_measuring(monkeypatch):
-    assert auto_dtype("cuda:0") == torch.bfloat16
+    assert fastest_dtype("cuda:0") == torch.bfloat16
     monkeypatch.setattr(precision, "native_cpu_bf16", lambda: False)
     monkeypatch.setattr(precision, "cpu_speed", lambda key=None: pytest.fail("measured an emulating CPU"))
-    assert auto_dtype("cpu") == torch.float32
+    assert fastest_dtype("cpu") == torch.float32
 
 
 @pytest.mark.parametrize("fp32, bf16, chosen", [(190.0, 420.0, torch.bfloat16), (300.0, 330.0, torch.float32)])
@@ -26,7 +26,16 @@ def test_a_bf16_cpu_is_chosen_only_where_it_measures_faster(monkeypatch, fp32, b
     """Zen 4 (190 vs 420 GFLOP/s, 2026-12-05): bf16; a CPU whose bf16 is barely faster: fp32 (PAYS = 1.25)."""
     monkeypatch.setattr(precision, "native_cpu_bf16", lambda: True)
     monkeypatch.setattr(precision, "cpu_speed", lambda key=None: speed(True, fp32, bf16))
-    assert auto_dtype("cpu") == chosen
+    assert fastest_dtype("cpu") == chosen
+
+
+def test_the_default_keeps_a_bf16_cpu_in_fp32_until_its_rule_is_measured(monkeypatch):
+    from bias_unlearn.models.loading import resolve_dtype
+
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_speed", lambda key=None: speed(True, 190.0, 420.0))
+    assert resolve_dtype("auto", "cpu") == torch.float32 and resolve_dtype("auto", "cuda:0") == torch.bfloat16
+    assert resolve_dtype("fastest", "cpu") == torch.bfloat16
 
 
 def test_precision_follows_the_weights_and_an_explicit_value_wins():
