@@ -362,8 +362,8 @@ def test_only_process_0_writes_the_run_files(cfg_train, monkeypatch, tmp_path):
 
 
 def test_a_bf16_run_on_the_cpu_trains_fp32_adapters_over_a_bf16_base_and_says_so(cfg_train):
-    """What ``model.dtype=fastest`` picks on a CPU that computes bf16 (forced here): bf16 weights, bf16-mixed autocast, fp32 LoRA
-    weights; the report names the precision it trained and scored in."""
+    """What ``model.dtype=fastest`` picks on a CPU that computes bf16 (forced here): bf16 weights, bf16-mixed
+    autocast, fp32 LoRA weights; the report names the precision it trained and scored in."""
     report = run_training(
         cfg_train(
             "model.dtype=bf16",
