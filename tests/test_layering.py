@@ -1,6 +1,6 @@
 """The package reads top-down: a module imports only from its own package or from packages below it, and no job
 imports another job. The order is the architecture (docs/architecture.md): foundation (io, offline, config) <
-models < data < decoding < eval < unlearning < reports < jobs."""
+models < data < decoding < eval < unlearning, editing < reports < jobs."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ LAYERS = [
     ("data",),
     ("decoding",),
     ("eval",),
-    ("unlearning",),
+    ("unlearning", "editing"),  # the two ways a model is trained: LoRA unlearning, BiasEdit's editor
     ("reports",),
     ("jobs",),
 ]
@@ -69,3 +69,10 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
     (fake / "bad.py").write_text("from bias_unlearn.eval.scorer import make_scorer\n")
     monkeypatch.setattr("tests.test_layering.ROOT", tmp_path)
     assert violations() == ["data/bad.py:1: data imports upwards from eval (bias_unlearn.eval.scorer)"]
+
+
+def test_every_package_has_a_place_in_the_order():
+    """A package missing from LAYERS would be skipped by the check above."""
+    packages = {p.parent.name for p in (ROOT / "bias_unlearn").glob("*/__init__.py")}
+    modules = {p.stem for p in (ROOT / "bias_unlearn").glob("*.py") if p.stem != "__init__"}
+    assert packages | modules <= set(RANK), sorted((packages | modules) - set(RANK))

@@ -39,7 +39,7 @@ def first_token_logprobs(model, start_id: int) -> torch.Tensor:
 
 
 class SentenceScorer:
-    """Scores groups of sentences or continuations with one model and tokenizer, per the options in SCORING.md.
+    """Scores groups of sentences or continuations with one model and tokenizer, per the options in docs/scoring.md.
 
     ``share_prefix`` runs each group's common prefix once (true), scores every sequence whole in length-sorted
     right-padded batches (false), or chooses per call from how many tokens sharing would skip (auto, the default).
