@@ -13,9 +13,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from bias_unlearn.config.baselines import DECODING_METHODS
 from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.config.settings import (
-    DECODING_METHODS,
     ComputeConfig,
     DataConfig,
     MethodConfig,

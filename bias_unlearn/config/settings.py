@@ -11,10 +11,11 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from bias_unlearn.config.baselines import DecodingConfig, EditingConfig
+from bias_unlearn.config.checks import STEREOSET_KINDS, at_least, kinds_list, one_of
 from bias_unlearn.config.errors import ConfigError, from_node
 
 BIAS_TYPES = ("gender", "profession", "race", "religion")  # StereoSet's four bias types
-STEREOSET_KINDS = ("intrasentence", "intersentence")
 MODEL_SOURCES = ("hub", "local", "offline")
 DTYPES = ("auto", "fastest", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
 FORGET_LOSSES = ("npo", "ga", "ce", "dpo")  # NPO, gradient ascent, cross-entropy (SFT), DPO
@@ -24,22 +25,6 @@ CE_REDUCTIONS = ("example", "token")
 SCORE_MODES = ("mean", "sum")
 START_MODES = ("prepend", "legacy")
 MIN_BETA = 1e-3
-
-
-def one_of(key: str, value, options) -> None:
-    if value not in options:
-        raise ConfigError(f"{key} must be one of {list(options)}, got {value!r}")
-
-
-def at_least(key: str, value, low, what: str = "") -> None:
-    if not value >= low:
-        raise ConfigError(f"{key} must be >= {low}{what}, got {value!r}")
-
-
-def kinds_list(key: str, kinds) -> None:
-    unknown = [k for k in kinds if k not in STEREOSET_KINDS]
-    if unknown or not kinds:
-        raise ConfigError(f"{key} must list StereoSet kinds from {list(STEREOSET_KINDS)}, got {list(kinds)}")
 
 
 # --- the model --------------------------------------------------------------------------------------------------
@@ -204,70 +189,6 @@ class LossConfig:
                 f"method.loss.beta must be at least {MIN_BETA} (NPO and DPO scale by 1 / beta: a smaller "
                 f"beta makes the forget loss explode), got {self.beta}"
             )
-
-
-DECODING_METHODS = ("self_debias", "cafie")  # decoding-time methods (bias_unlearn/decoding/): nothing trains
-DECODING_TYPES = ("gender", "profession", "race", "religion")
-
-
-@dataclass
-class DecodingConfig:
-    """A decoding-time method: how it changes the model's next-token distributions (docs/baselines.md). ``decay`` is
-    Self-Debias's lambda (50) or CAFIE's (1000); ``epsilon`` Self-Debias's floor; ``alpha`` and ``gamma`` CAFIE's
-    mixture and weight scale; ``bias_types`` whose prefixes (Self-Debias) or word lists (CAFIE) it uses."""
-
-    kind: str = MISSING
-    decay: float = 50.0
-    epsilon: float = 0.01
-    alpha: float = 0.99
-    gamma: float = 1.0
-    bias_types: list[str] = field(default_factory=lambda: list(DECODING_TYPES))
-    micro_batch: int = 8
-
-    def __post_init__(self):
-        one_of("method.decoding.kind", self.kind, DECODING_METHODS)
-        if not self.decay > 0:
-            raise ConfigError(f"method.decoding.decay must be positive, got {self.decay}")
-        if not 0 < self.epsilon <= 1:
-            raise ConfigError(f"method.decoding.epsilon must lie in (0, 1], got {self.epsilon}")
-        if not 0 <= self.alpha <= 1:
-            raise ConfigError(f"method.decoding.alpha must lie in [0, 1], got {self.alpha}")
-        if not self.bias_types or any(bt not in DECODING_TYPES for bt in self.bias_types):
-            raise ConfigError(
-                f"method.decoding.bias_types must be some of {list(DECODING_TYPES)}, got {self.bias_types}"
-            )
-        if not isinstance(self.micro_batch, int) or self.micro_batch < 1:
-            raise ConfigError(f"method.decoding.micro_batch must be a positive integer, got {self.micro_batch!r}")
-
-
-@dataclass
-class EditingConfig:
-    """BiasEdit (docs/baselines.md): an editor network meta-trained on the train split that shifts the weights of the
-    last ``layers`` MLP output projections. Defaults: BiasEdit's (n_blocks, lr, meta_lr, loc_coef, max_grad_norm);
-    ``rank`` scaled down from 1920 to the offline model's size, ``n_edits`` and ``epochs`` to a CPU budget."""
-
-    layers: int = 3
-    rank: int = 256
-    n_blocks: int = 2
-    lr: float = 1e-6  # the editor's initial per-module step size
-    meta_lr: float = 1e-5
-    loc_coef: float = 4.0
-    n_edits: int = 32  # examples per edit batch
-    epochs: int = 3
-    max_grad_norm: float = 1.0
-    kinds: list[str] = field(default_factory=lambda: ["intrasentence"])  # BiasEdit trains on intrasentence only
-
-    def __post_init__(self):
-        for key in ("layers", "rank", "n_blocks", "n_edits", "epochs"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"method.editing.{key} must be a positive integer, got {value!r}")
-        for key in ("lr", "meta_lr", "max_grad_norm"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"method.editing.{key} must be positive, got {getattr(self, key)}")
-        if not self.loc_coef >= 0:
-            raise ConfigError(f"method.editing.loc_coef must be >= 0, got {self.loc_coef}")
-        kinds_list("method.editing.kinds", self.kinds)
 
 
 @dataclass

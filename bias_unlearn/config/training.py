@@ -6,8 +6,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from bias_unlearn.config.checks import at_least, kinds_list, one_of
 from bias_unlearn.config.errors import ConfigError
-from bias_unlearn.config.settings import at_least, kinds_list, one_of
 
 TYPE_WEIGHTS = ("size", "equal", "adaptive")  # how a forget / retain draw picks its bias type (data/streams.py)
 

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bias_unlearn.config.checks import STEREOSET_KINDS  # noqa: F401 - the benchmarks' vocabulary
 from bias_unlearn.config.errors import DataError
-from bias_unlearn.config.settings import BIAS_TYPES, STEREOSET_KINDS  # noqa: F401 - the benchmarks' vocabulary
+from bias_unlearn.config.settings import BIAS_TYPES  # noqa: F401
 
 # Why a BBQ item's option roles could not be resolved, so that the bias score leaves it out (BBQItem.roles_issue).
 BBQ_LEFT_OUT_REASONS = (
