@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -18,7 +17,6 @@ from bias_unlearn.config.errors import ConfigError, TrainingDiverged
 from bias_unlearn.config.methods import Objective, method_name
 from bias_unlearn.config.schema import TrainSettings, train_settings
 from bias_unlearn.data.datamodule import check_global_batches, check_split_kinds
-from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.data.sources import build_stereoset_split, load_side_effect_data
 from bias_unlearn.eval.base_cache import cache_path, load_base_scores, save_base_scores
 from bias_unlearn.eval.generation import compare_generations
@@ -31,6 +29,7 @@ from bias_unlearn.models.distributed import (
     launched_rank,
     policy_state_dict,
     sharded_over_ranks,
+    training_device,
 )
 from bias_unlearn.models.fused_lora import resolve_fused
 from bias_unlearn.models.loading import resolve_dtype
@@ -42,40 +41,13 @@ from bias_unlearn.reports.markdown import write_run_report
 from bias_unlearn.reports.model_card import model_card
 from bias_unlearn.reports.plots import plot_dev_curves
 from bias_unlearn.reports.run_report import RunReport, Summary
+from bias_unlearn.unlearning.balance import dev_split_summary
 from bias_unlearn.unlearning.callbacks.adapter_checkpoint import RULE_LAST
 from bias_unlearn.unlearning.module import BiasUnlearnModule
 from bias_unlearn.unlearning.resume import resume_checkpoint
 
 log = logging.getLogger(__name__)
 BASE_SCORES = Path("checkpoints") / "base_scores.json"
-
-
-def training_device(trainer_cfg: DictConfig) -> str:
-    """``cpu`` or this process's GPU: under a multi-GPU launch (Lightning re-runs train.py once per GPU, setting
-    LOCAL_RANK) every process loads and scores on its own GPU, not all on GPU 0."""
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local_rank)
-        return f"cuda:{local_rank}"
-    return "cpu"
-
-
-def dev_split_summary(dev_examples, resolution: dict[str, float], standard_error: dict[str, float]) -> dict:
-    """Per bias type: the dev examples and targets that swaps, stopping and delivery read, the resolution of the
-    type's dev SS (balance.py: one target of 25 sentences can only measure SS in steps of 4) and its standard error
-    (how precisely dev measures it: the delivery rule's unit)."""
-    return {
-        bt: {
-            "examples": sum(ex.bias_type == bt for ex in dev_examples),
-            "targets": len({ex.target for ex in dev_examples if ex.bias_type == bt}),
-            "resolution": round(resolution[bt], 2),
-            "se": round(standard_error[bt], 2),
-        }
-        for bt in BIAS_TYPES
-        if bt in resolution
-    }
 
 
 def score_base(

@@ -68,3 +68,15 @@ def launched_rank() -> int:
 def is_launched_rank_zero() -> bool:
     """Whether this process writes the run's files and scores the base model (the others read what it wrote)."""
     return launched_rank() == 0
+
+
+def training_device(trainer_cfg) -> str:
+    """``cpu`` or this process's GPU: under a multi-GPU launch (Lightning re-runs train.py once per GPU, setting
+    LOCAL_RANK) every process loads and scores on its own GPU, not all on GPU 0."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)
+        return f"cuda:{local_rank}"
+    return "cpu"

@@ -74,3 +74,19 @@ def excess_imbalance(dev_ss: Mapping[str, float], threshold: float, resolution: 
     return max(
         max(0.0, abs(dev_ss[bt] - 50) - tolerance(threshold, resolution.get(bt))) for bt in BIAS_TYPES if bt in dev_ss
     )
+
+
+def dev_split_summary(dev_examples, resolution: dict[str, float], standard_error: dict[str, float]) -> dict:
+    """Per bias type: the dev examples and targets that swaps, stopping and delivery read, the resolution of the
+    type's dev SS (balance.py: one target of 25 sentences can only measure SS in steps of 4) and its standard error
+    (how precisely dev measures it: the delivery rule's unit)."""
+    return {
+        bt: {
+            "examples": sum(ex.bias_type == bt for ex in dev_examples),
+            "targets": len({ex.target for ex in dev_examples if ex.bias_type == bt}),
+            "resolution": round(resolution[bt], 2),
+            "se": round(standard_error[bt], 2),
+        }
+        for bt in BIAS_TYPES
+        if bt in resolution
+    }

@@ -292,7 +292,7 @@ def test_each_launched_process_uses_its_own_gpu(monkeypatch):
     on its own GPU, not all of them on GPU 0."""
     from omegaconf import OmegaConf
 
-    from bias_unlearn.jobs.train import training_device
+    from bias_unlearn.models.distributed import training_device
 
     gpu = OmegaConf.create({"accelerator": "gpu"})
     monkeypatch.delenv("LOCAL_RANK", raising=False)
