@@ -73,3 +73,18 @@ def test_crows_pairs_equals_the_harness_task_in_sum_mode(tiny, name):
 def test_a_task_the_harness_does_not_know_is_refused():
     with pytest.raises(ConfigError, match="has no task 'no_such_task'"):
         check_harness_tasks(["piqa", "no_such_task"])
+
+
+def test_hub_piqa_is_the_harness_task_which_reads_a_parquet_copy():
+    """ybisk/piqa is a loading script that datasets >= 4 refuses; with data=hub PIQA is the harness's stock task,
+    whose own file reads the parquet copy baber/piqa."""
+    from pathlib import Path
+
+    import lm_eval
+
+    from tests.helpers import compose_config
+
+    cfg = compose_config("evaluate", "data=hub")
+    assert "piqa" in cfg.data.general.tasks
+    task_file = (Path(lm_eval.__file__).parent / "tasks" / "piqa" / "piqa.yaml").read_text()
+    assert "dataset_path: baber/piqa" in task_file and "ybisk" not in task_file
