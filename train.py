@@ -15,26 +15,14 @@ import hydra
 from omegaconf import DictConfig
 
 from bias_unlearn.config.schema import train_settings
-from bias_unlearn.jobs.cli import preflight, run_cli
+from bias_unlearn.jobs.cli import preflight, run_cli, training_job
 
 CONF = Path(__file__).parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    if cfg.method.get("decoding") is not None:  # Self-Debias, CAFIE: nothing trains (bias_unlearn/jobs/decode.py)
-        from bias_unlearn.jobs.decode import run_decoding
-
-        run_cli(run_decoding, cfg)
-        return
-    if cfg.method.get("editing") is not None:  # BiasEdit: an editor network (bias_unlearn/jobs/edit.py)
-        from bias_unlearn.jobs.edit import run_editing
-
-        run_cli(run_editing, cfg)
-        return
-    from bias_unlearn.jobs.train import run_training
-
-    run_cli(run_training, cfg)
+    run_cli(training_job(cfg), cfg)  # LoRA training, a decoding-time method or BiasEdit, as the method says
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from bias_unlearn.config.errors import ConfigError
+
 MLP_OUTPUTS = ("mlp.down_proj", "mlp.c_proj")  # Llama / Mistral / Qwen, GPT-2
 
 
@@ -16,7 +18,9 @@ def edited_modules(model, last: int = 3) -> list[tuple[str, nn.Module]]:
     """The last ``last`` MLP output projections (BiasEdit's "last123" for GPT-2, Llama 3 and Mistral)."""
     found = [(name, m) for name, m in model.named_modules() if name.endswith(MLP_OUTPUTS)]
     if len(found) < last:
-        raise ValueError(f"the model has {len(found)} MLP output projections ({'/'.join(MLP_OUTPUTS)}); {last} asked")
+        raise ConfigError(
+            f"method.editing.layers={last}: the model has {len(found)} MLP output projections ({'/'.join(MLP_OUTPUTS)})"
+        )
     return found[-last:]
 
 

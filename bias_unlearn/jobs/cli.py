@@ -48,6 +48,22 @@ def run_cli(job, cfg):
         sys.exit(3 if isinstance(err, TrainingDiverged) else 2)
 
 
+def training_job(cfg):
+    """The job ``train.py`` runs for a config: a decoding-time method scores under the method
+    (jobs/decode.py), BiasEdit meta-trains its editor (jobs/edit.py), every other method trains a LoRA adapter."""
+    if cfg.method.get("decoding") is not None:
+        from bias_unlearn.jobs.decode import run_decoding
+
+        return run_decoding
+    if cfg.method.get("editing") is not None:
+        from bias_unlearn.jobs.edit import run_editing
+
+        return run_editing
+    from bias_unlearn.jobs.train import run_training
+
+    return run_training
+
+
 def refuse(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
