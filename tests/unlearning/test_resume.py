@@ -205,14 +205,17 @@ def test_a_run_saved_before_the_move_resumes_and_ends_as_todays_uninterrupted_ru
 
     out = tmp_path / "run"
     shutil.copytree(LEGACY / "killed_run", out)
+    moved = {  # where the fixture's run saved them -> where they are here (config, split, adapter configs)
+        "/work/runs/legacy/killed_run": out,
+        "/work/runs/legacy/tiny_llama": tiny_model_dir,
+        "/work/runs/legacy/stereoset.jsonl": stereoset_jsonl,
+    }
+    for path in [out / "config.yaml", out / "split.json", *out.glob("checkpoints/*/adapter_config.json")]:
+        text = path.read_text()
+        for old, new in moved.items():
+            text = text.replace(old, str(new))
+        path.write_text(text)
     config = (out / "config.yaml").read_text()
-    for old, new in (
-        ("/work/runs/legacy/killed_run", out),
-        ("/work/runs/legacy/tiny_llama", tiny_model_dir),
-        ("/work/runs/legacy/stereoset.jsonl", stereoset_jsonl),
-    ):
-        config = config.replace(old, str(new))
-    (out / "config.yaml").write_text(config)
     assert "bias_unlearn.callbacks." in config and "\nloss:" in config  # the old layout
     resumed = run(tmp_path / "elsewhere", tiny_model_dir, stereoset_jsonl, "none", f"resume={out}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
