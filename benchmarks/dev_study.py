@@ -2,7 +2,7 @@
 for every candidate, whatever dev signal the candidate itself trained with.
 
     python benchmarks/dev_study.py --variant preset=/work/runs/study/preset/* --variant dev2=/work/runs/study/dev2/*
-        [--out study.json] [--threads 2]
+        [--variant dev2=ANOTHER_SWEEP/*] [--out study.json] [--threads 2]
 
 Each run directory must hold config.yaml, split.json and adapter/ (a training run; eval.before/after may be off).
 Its StereoSet split is rebuilt from its config (the same seed and fractions), and its dev examples, both
@@ -139,21 +139,32 @@ def table(done: dict, variants: list[str]) -> str:
     return "\n".join(lines)
 
 
+def parse_variants(specs: list[str]) -> dict[str, list[Path]]:
+    """``name=glob`` specs to run directories; a name given again adds its glob's runs (runs of one variant may
+    live in several sweeps, and Hydra's sweep directory names hold commas, so one spec holds one glob)."""
+    variants: dict[str, list[Path]] = {}
+    for spec in specs:
+        name, _, pattern = spec.partition("=")
+        if not name or not pattern:
+            raise SystemExit(f"--variant {spec!r}: expected name=glob")
+        dirs = [Path(d) for d in sorted(glob.glob(pattern)) if (Path(d) / "adapter").is_dir()]
+        if not dirs:
+            raise SystemExit(f"--variant {spec}: no run directory with an adapter/ matches {pattern!r}")
+        variants.setdefault(name, []).extend(d for d in dirs if d not in variants.get(name, []))
+    return variants
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", action="append", required=True, help="name=glob of run directories")
+    parser.add_argument(
+        "--variant", action="append", required=True, help="name=glob of run directories; repeat a name to add runs"
+    )
     parser.add_argument("--out", type=Path, default=Path("dev_study.json"))
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    variants = {}
-    for spec in args.variant:
-        name, _, pattern = spec.partition("=")
-        dirs = [Path(d) for d in sorted(glob.glob(pattern)) if (Path(d) / "adapter").is_dir()]
-        if not dirs:
-            raise SystemExit(f"--variant {spec}: no run directory with an adapter/ matches {pattern!r}")
-        variants[name] = dirs
+    variants = parse_variants(args.variant)
     done = study(variants, args.out)
     print(table(done, list(variants)))
 

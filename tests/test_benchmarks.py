@@ -47,3 +47,20 @@ def test_documented_benchmarks_run_fast(command, tiny_model_dir):
 
 def test_the_docs_show_the_benchmarks():
     assert {c[0] for c in documented()} >= {"benchmarks/bench_train_step.py", "benchmarks/bench_scoring.py"}
+
+
+def test_the_dev_study_joins_a_variants_runs_from_several_sweeps(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dev_study", ROOT / "benchmarks" / "dev_study.py")
+    dev_study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev_study)
+    for sweep in ("a", "b"):  # Hydra's sweep directory names hold commas
+        (tmp_path / sweep / "0_seed=0,eval.after=False" / "adapter").mkdir(parents=True)
+    (tmp_path / "b" / "1_no_adapter").mkdir()
+    variants = dev_study.parse_variants([f"preset={tmp_path}/a/*", f"preset={tmp_path}/b/*", f"preset={tmp_path}/a/*"])
+    assert [d.parent.name for d in variants["preset"]] == ["a", "b"]
+    with pytest.raises(SystemExit, match="no run directory"):
+        dev_study.parse_variants([f"other={tmp_path}/none/*"])
+    with pytest.raises(SystemExit, match="name=glob"):
+        dev_study.parse_variants(["preset"])
