@@ -4,10 +4,15 @@ A grid may train with some side effects off (they cost time) or score them with 
 them afterwards for every run under DIR (a run directory, or a sweep of them; reports/runs.py reads them): the base
 model and the run's delivered adapter on the same items, with the run's own model and scoring settings and this
 job's ``data`` config, and writes both into the run's report.json (replacing what it held for those benchmarks),
-report.md and the adapter's model card. StereoSet is not re-scored: its before / after belong to the run's split
-and its training. The base model is scored once per model and scoring setting, not once per run; nothing is
-written to a run until both of its sides are scored. ``dtype: auto`` resolves on this job's device: a run trained in
-bf16 on a GPU and completed on a CPU gets fp32 side effects.
+report.md and the adapter's model card. The base model is scored once per model and scoring setting, not once per run; nothing is
+written to a run until both of its sides are scored.
+
+StereoSet is scored only for a run that trained without it (``eval.before=false eval.after=false``: a dev-only
+study, whose adopted candidate is test-scored once, afterwards): its held-out test split is rebuilt from the run's
+config and checked against the run's split.json (no target it trained or chose on), and the base model is scored on
+it once per split. A run holding StereoSet scores is refused: they belong to its training and are never replaced.
+``dtype: auto`` resolves on this job's device: a run trained in bf16 on a GPU and completed on a CPU gets fp32
+scores.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from tqdm.auto import tqdm
 
 from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.config.settings import ScoringConfig
-from bias_unlearn.data.sources import load_eval_benchmarks
+from bias_unlearn.data.sources import build_stereoset_split, load_eval_benchmarks
 from bias_unlearn.eval.outcomes import Evaluation, Outcomes
 from bias_unlearn.eval.scorer import make_scorer
 from bias_unlearn.eval.side_effects import SIDE_EFFECTS, check_side_effect_data, evaluate_model
 from bias_unlearn.io import write_text
+from bias_unlearn.jobs.evaluate import check_held_out
 from bias_unlearn.models.policy import load_policy, resolve_device
 from bias_unlearn.reports.markdown import write_run_report
 from bias_unlearn.reports.model_card import model_card
@@ -72,13 +78,13 @@ def finished(run: Run) -> FinishedRun:
 
 
 def add_side_effects(report, before: Evaluation, after: Evaluation, names: list[str]) -> None:
-    """Put the scored benchmarks into ``report`` (a RunReport), with CrowS-Pairs' per-pair outcomes."""
+    """Put the scored benchmarks into ``report`` (a RunReport), with their per-example outcomes."""
     for name in names:
         getattr(report, name).before, getattr(report, name).after = getattr(before, name), getattr(after, name)
-    if "crows_pairs" in names:  # the per-pair outcomes the paired change reads
+    for name in {"stereoset", "crows_pairs"} & set(names):  # the per-example outcomes the paired changes read
         for side, scored in (("before", before), ("after", after)):
             outcomes = getattr(report.outcomes, side) or Outcomes()
-            outcomes.crows_pairs = scored.outcomes.crows_pairs
+            setattr(outcomes, name, getattr(scored.outcomes, name))
             setattr(report.outcomes, side, outcomes)
     report.summary.added_later = sorted(set(report.summary.added_later) | set(names))
 
@@ -89,11 +95,30 @@ def write_run(done: FinishedRun) -> None:
     write_text(path / ADAPTER / "README.md", model_card(report, done.cfg))
 
 
-def score_model(done: FinishedRun, device: str, data: dict, adapter: str | None = None) -> Evaluation:
-    """The side effects of the run's base model (or with ``adapter``); the model is freed before the next loads."""
+def held_out_test(done: FinishedRun) -> list:
+    """The run's StereoSet test examples (its eval.kinds), rebuilt from its config and checked against its split.json;
+    refused where the run already holds StereoSet scores."""
+    report, path = done.run.report, done.run.path
+    if report.stereoset.before is not None or report.stereoset.after is not None:
+        raise ConfigError(
+            f"{path / 'report.json'}: holds StereoSet scores from its training; they are never re-scored (StereoSet is "
+            "added only to runs trained with eval.before=false eval.after=false)"
+        )
+    kinds = tuple(done.cfg.eval.get("kinds", ("intrasentence", "intersentence")))
+    examples = [ex for ex in build_stereoset_split(done.cfg.data).test if ex.kind in kinds]
+    check_held_out(str(path / ADAPTER), examples, "test")
+    return examples
+
+
+def score_model(
+    done: FinishedRun, device: str, data: dict, adapter: str | None = None, stereoset: list | None = None
+) -> Evaluation:
+    """The side effects of the run's base model (or with ``adapter``), and StereoSet on ``stereoset`` when given;
+    the model is freed before the next loads."""
     model, tokenizer = load_policy(done.cfg.model, device, adapter)
     try:
-        return evaluate_model(make_scorer(model, tokenizer, done.scoring, progress=True), done.scoring, data)
+        scorer = make_scorer(model, tokenizer, done.scoring, progress=True)
+        return evaluate_model(scorer, done.scoring, data, stereoset)
     finally:
         del model, tokenizer
         if device.startswith("cuda"):
@@ -106,11 +131,11 @@ def complete_runs(cfg: DictConfig) -> list:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     names = list(cfg.benchmarks)
-    wrong = [name for name in names if name not in SIDE_EFFECTS]
+    wrong = [name for name in names if name not in ("stereoset", *SIDE_EFFECTS)]
     if wrong or not names:
         raise ConfigError(
-            f"runs= adds side effects to finished runs: benchmarks must be some of {SIDE_EFFECTS}, got "
-            f"{names} (StereoSet's before / after are the run's own, scored when it trained)"
+            f"runs= adds benchmarks to finished runs: benchmarks must be some of {('stereoset', *SIDE_EFFECTS)}, got "
+            f"{names}"
         )
     if cfg.get("adapter"):
         raise ConfigError("adapter= and runs= together: runs= scores each run's own adapter (its adapter/ folder)")
@@ -126,16 +151,19 @@ def complete_runs(cfg: DictConfig) -> list:
         raise ConfigError(
             f"runs={cfg.runs}: no finished run in it (failed: {ERROR_FILE}, or no report.json); nothing to score"
         )
-    data = load_eval_benchmarks(cfg.data, names)
+    tests = {done.run.path: held_out_test(done) for done in runs} if "stereoset" in names else {}
+    data = load_eval_benchmarks(cfg.data, [name for name in names if name != "stereoset"])
     check_side_effect_data(data)
     device = resolve_device(cfg.device)
     base: dict[tuple, Evaluation] = {}
     for done in tqdm(runs, desc="runs", unit="run"):
         started = time.perf_counter()
-        if done.base_key not in base:
-            base[done.base_key] = score_model(done, device, data)
-        after = score_model(done, device, data, str(done.run.path / ADAPTER))
-        add_side_effects(done.run.report, base[done.base_key], after, names)
+        test = tests.get(done.run.path)
+        key = done.base_key + (tuple(sorted(f"{ex.bias_type}:{ex.target}:{ex.kind}" for ex in test or ())),)
+        if key not in base:  # one base scoring per model, scoring setting and test split
+            base[key] = score_model(done, device, data, stereoset=test)
+        after = score_model(done, device, data, str(done.run.path / ADAPTER), stereoset=test)
+        add_side_effects(done.run.report, base[key], after, names)
         write_run(done)
         log.info("%s: %s added (%.0f s)", done.run.path, ", ".join(names), time.perf_counter() - started)
     return [done.run.path for done in runs]

@@ -75,7 +75,7 @@ def test_side_effects_are_added_to_every_finished_run(sweep, tmp_path, tiny_mode
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["benchmarks=[stereoset,bbq]"], "benchmarks must be some of"),
+        (["benchmarks=[stereoset,wiki]"], "benchmarks must be some of"),
         (["benchmarks=[bbq]", "adapter=/some/adapter"], "adapter= and runs= together"),
         (["runs=/no/such/dir", "benchmarks=[bbq]"], "/no/such/dir: the directory does not exist"),
     ],
@@ -126,3 +126,45 @@ def test_a_folder_without_runs_or_adapter_is_refused(tmp_path, tiny_model_dir, d
                 evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}", "benchmarks=[bbq]")
             )
         assert "config.yaml" in str(err.value)
+
+
+def test_a_dev_only_run_gets_its_held_out_test_scored_once(tmp_path, cfg_train, tiny_model_dir, data_overrides):
+    run = tmp_path / "run"
+    run_training(cfg_train("eval.before=false", "eval.after=false", "eval.generation.prompts=[]"))
+    assert RunReport.load(run / "report.json").stereoset == BeforeAfter(None, None)
+    wanted = "benchmarks=[stereoset,crows_pairs]"
+    run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}", wanted))
+
+    # Before is the base model, after the delivered adapter, each on the run's own held-out test split.
+    run_cfg = OmegaConf.load(run / "config.yaml")
+    seed = run_cfg.seed
+    base = run_evaluation(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, wanted, f"seed={seed}"))
+    adapted = run_evaluation(
+        evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, wanted, f"seed={seed}", f"adapter={run / 'adapter'}")
+    )
+    report = RunReport.load(run / "report.json")
+    for side, expected in (("before", base), ("after", adapted)):
+        scored = getattr(report.stereoset, side)
+        assert set(scored) == set(run_cfg.eval.kinds)  # the kinds the run evaluates, not every kind
+        for kind, domains in scored.items():
+            assert domains["overall"]["n"] == expected["stereoset"][kind]["overall"]["n"] > 0
+            for domain in ("overall", "gender", "race"):
+                want = expected["stereoset"][kind][domain]
+                assert domains[domain]["ss"] == pytest.approx(want["ss"]), (side, kind, domain)
+                assert domains[domain]["lms"] == pytest.approx(want["lms"]), (side, kind, domain)
+        outcomes = getattr(report.outcomes, side).stereoset
+        assert {kind: len(rows) for kind, rows in outcomes.items()} == {k: d["overall"]["n"] for k, d in scored.items()}
+        assert getattr(report.outcomes, side).crows_pairs
+    assert report.summary.added_later == ["crows_pairs", "stereoset"]
+    assert "## StereoSet" in (run / "report.md").read_text()
+
+    # Never re-scored; and a run whose config no longer rebuilds its held-out split is refused.
+    with pytest.raises(USER_ERRORS, match="never re-scored"):
+        run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}", wanted))
+    report.stereoset = BeforeAfter(None, None)
+    report.save(run / "report.json")
+    cfg = OmegaConf.load(run / "config.yaml")
+    cfg.data.split.seed = int(cfg.data.split.seed) + 1
+    OmegaConf.save(cfg, run / "config.yaml")
+    with pytest.raises(USER_ERRORS, match="trained or chosen on"):
+        run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}", wanted))
