@@ -7,15 +7,19 @@ score measures memorisation of target terms seen in training.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bias_unlearn.config.errors import DataError
+from bias_unlearn.config.errors import ConfigError, DataError
 from bias_unlearn.data.records import BIAS_TYPES, StereoSetExample
 from bias_unlearn.io import write_json
+
+log = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "dev", "test")
 
@@ -75,6 +79,43 @@ def saved_target_keys(info: dict, names: Iterable[str]) -> set[str]:
             bias_type, _, target = key.partition(":")
             keys.add(f"{bias_type}:{target.lower()}")
     return keys
+
+
+def adapter_split(adapter: str) -> Path | None:
+    """The ``split.json`` of the run that trained an adapter: in the adapter folder, or its run directory (the
+    delivered ``adapter/`` and the ``checkpoints/best``, ``checkpoints/last`` folders)."""
+    here = Path(adapter)
+    for path in (here / "split.json", here.parent / "split.json", here.parent.parent / "split.json"):
+        if path.is_file():
+            return path
+    return None
+
+
+def check_held_out(adapter: str, examples: list, split: str) -> None:
+    """Refuse to score an adapter on target terms its run trained on or chose by (a memorisation score, not a
+    held-out one): the evaluation's StereoSet split must be built as the adapter's run built its own."""
+    path = adapter_split(adapter)
+    if path is None:
+        log.warning(
+            "no split.json beside adapter %s: cannot check that its StereoSet %s targets are held out", adapter, split
+        )
+        return
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: malformed split file ({err})") from None
+    seen = saved_target_keys(info, ("train", "dev")) & target_keys(examples)
+    if not seen:
+        return
+    if split == "all":
+        log.warning("split=all includes %d target terms adapter %s was trained or chosen on", len(seen), adapter)
+        return
+    raise ConfigError(
+        f"adapter {adapter} was trained or chosen on {len(seen)} of the {len(target_keys(examples))} target terms "
+        f"of this StereoSet {split} split (e.g. {', '.join(sorted(seen)[:3])}; its run's split: {path}, seed "
+        f"{info.get('seed')}); evaluate split=test with seed={info.get('seed')} and the run's data.split settings to "
+        "score its held-out split"
+    )
 
 
 def _partition(examples: list[StereoSetExample], seed: int, fractions: dict[str, float]) -> dict:

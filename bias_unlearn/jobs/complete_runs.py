@@ -4,8 +4,8 @@ A grid may train with some side effects off (they cost time) or score them with 
 them afterwards for every run under DIR (a run directory, or a sweep of them; reports/runs.py reads them): the base
 model and the run's delivered adapter on the same items, with the run's own model and scoring settings and this
 job's ``data`` config, and writes both into the run's report.json (replacing what it held for those benchmarks),
-report.md and the adapter's model card. The base model is scored once per model and scoring setting, not once per run; nothing is
-written to a run until both of its sides are scored.
+report.md and the adapter's model card. The base model is scored once per model and scoring setting, not once per
+run; nothing is written to a run until both of its sides are scored.
 
 StereoSet is scored only for a run that trained without it (``eval.before=false eval.after=false``: a dev-only
 study, whose adopted candidate is test-scored once, afterwards): its held-out test split is rebuilt from the run's
@@ -28,11 +28,11 @@ from tqdm.auto import tqdm
 from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.config.settings import ScoringConfig
 from bias_unlearn.data.sources import build_stereoset_split, load_eval_benchmarks
+from bias_unlearn.data.splits import check_held_out
 from bias_unlearn.eval.outcomes import Evaluation, Outcomes
 from bias_unlearn.eval.scorer import make_scorer
 from bias_unlearn.eval.side_effects import SIDE_EFFECTS, check_side_effect_data, evaluate_model
 from bias_unlearn.io import write_text
-from bias_unlearn.jobs.evaluate import check_held_out
 from bias_unlearn.models.policy import load_policy, resolve_device
 from bias_unlearn.reports.markdown import write_run_report
 from bias_unlearn.reports.model_card import model_card

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -10,11 +9,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.config.schema import evaluate_settings
 from bias_unlearn.config.settings import ScoringConfig
 from bias_unlearn.data.sources import load_eval_benchmarks
-from bias_unlearn.data.splits import saved_target_keys, target_keys
+from bias_unlearn.data.splits import check_held_out
 from bias_unlearn.decoding.methods import wrap_decoding
 from bias_unlearn.eval.scorer import SentenceScorer, make_scorer
 from bias_unlearn.eval.side_effects import check_side_effect_data, evaluate_model
@@ -23,43 +21,6 @@ from bias_unlearn.models.policy import load_policy, resolve_device
 from bias_unlearn.reports.markdown import markdown_report, write_report
 
 log = logging.getLogger(__name__)
-
-
-def adapter_split(adapter: str) -> Path | None:
-    """The ``split.json`` of the run that trained an adapter: in the adapter folder, or its run directory (the
-    delivered ``adapter/`` and the ``checkpoints/best``, ``checkpoints/last`` folders)."""
-    here = Path(adapter)
-    for path in (here / "split.json", here.parent / "split.json", here.parent.parent / "split.json"):
-        if path.is_file():
-            return path
-    return None
-
-
-def check_held_out(adapter: str, examples: list, split: str) -> None:
-    """Refuse to score an adapter on target terms its run trained on or chose by (a memorisation score, not a
-    held-out one): the evaluation's StereoSet split must be built as the adapter's run built its own."""
-    path = adapter_split(adapter)
-    if path is None:
-        log.warning(
-            "no split.json beside adapter %s: cannot check that its StereoSet %s targets are held out", adapter, split
-        )
-        return
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: malformed split file ({err})") from None
-    seen = saved_target_keys(info, ("train", "dev")) & target_keys(examples)
-    if not seen:
-        return
-    if split == "all":
-        log.warning("split=all includes %d target terms adapter %s was trained or chosen on", len(seen), adapter)
-        return
-    raise ConfigError(
-        f"adapter {adapter} was trained or chosen on {len(seen)} of the {len(target_keys(examples))} target terms "
-        f"of this StereoSet {split} split (e.g. {', '.join(sorted(seen)[:3])}; its run's split: {path}, seed "
-        f"{info.get('seed')}); evaluate split=test with seed={info.get('seed')} and the run's data.split settings to "
-        "score its held-out split"
-    )
 
 
 def score_benchmarks(scorer: SentenceScorer, benchmarks: dict, split: str, scoring: ScoringConfig) -> dict:

@@ -111,9 +111,8 @@ def test_general_ability_benchmark(tmp_path, tiny_model_dir, data_overrides):
 
 def test_an_adapter_is_not_scored_on_targets_its_run_trained_on(tmp_path, stereoset_jsonl, caplog):
     from bias_unlearn.config.errors import ConfigError
-    from bias_unlearn.data.splits import split_by_target
+    from bias_unlearn.data.splits import check_held_out, split_by_target
     from bias_unlearn.data.stereoset import load_stereoset
-    from bias_unlearn.jobs.evaluate import check_held_out
 
     examples = load_stereoset("local", str(stereoset_jsonl))
     adapter = tmp_path / "run" / "adapter"
