@@ -15,6 +15,7 @@ from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.reports.evenness import stereoset_imbalance, stereoset_imbalance_change
 from bias_unlearn.reports.paired import crows_change, keyed, over_seeds, paired_difference, pooled
 from bias_unlearn.reports.run_report import KIND
+from bias_unlearn.unlearning.resume import UNKNOWN, absent_value
 
 BASE = "base model"
 # CrowS-Pairs categories no StereoSet bias type covers: what debiasing does to biases it never trained on.
@@ -36,9 +37,15 @@ def variant_labels(runs) -> dict[str, str]:
         by_method[run.method].append(run)
     labels = {}
     for method, members in by_method.items():
-        configs = [run.training_config for run in members]
-        shared = set.intersection(*(set(c) for c in configs))  # a key some runs lack (an older version) tells nothing
-        differing = sorted(k for k in shared if any(other[k] != configs[0][k] for other in configs))
+        saved = [run.training_config for run in members]
+        keys = set().union(*saved)
+        # A key a run lacks (saved by an older version) reads as the behaviour it ran; unknown ones tell nothing.
+        configs = [{k: c[k] if k in c else absent_value(k, c) for k in keys} for c in saved]
+        differing = sorted(
+            k
+            for k in keys
+            if all(c[k] is not UNKNOWN for c in configs) and any(other[k] != configs[0][k] for other in configs)
+        )
         for run, config in zip(members, configs):
             labels[run.name] = (
                 f"{method} ({', '.join(f'{_short(k)}={_compact(config[k])}' for k in differing)})"

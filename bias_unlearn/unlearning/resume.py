@@ -65,21 +65,32 @@ def schema_defaults() -> dict:
     return {key: value for key, value in flat.items() if value != "???"}
 
 
+UNKNOWN = object()  # absent_value's answer for a key whose absence says nothing of the behaviour
+
+
+def absent_value(key: str, old: dict):
+    """What a saved config (flat, dotted) that lacks ``key`` ran with: ADDED_KEYS, FOLLOWING_KEYS, else today's
+    schema default; UNKNOWN for a key no schema types (the absence tells nothing)."""
+    if key in ADDED_KEYS:
+        return ADDED_KEYS[key]
+    if key in FOLLOWING_KEYS and FOLLOWING_KEYS[key] in old:
+        return old[FOLLOWING_KEYS[key]]
+    return schema_defaults().get(key, UNKNOWN)
+
+
 def saved_values(saved: dict, current: dict) -> dict:
     """The saved config's dotted values in today's layout (config/upgrade.py); a key it lacks that today's config
-    has reads as the behaviour the run had (ADDED_KEYS, FOLLOWING_KEYS, else today's default)."""
+    has reads as the behaviour the run had (absent_value)."""
     old, new = flatten(upgrade(saved)), flatten(current)
     for key in new.keys() - old.keys():
         if any(key.startswith(other + ".") for other in old):  # under a node the saved config set whole (null)
             continue
-        if key in ADDED_KEYS:
-            old[key] = ADDED_KEYS[key]
-        elif any(key.startswith(node + ".") for node in ADDED_CALLBACKS):
+        if any(key.startswith(node + ".") for node in ADDED_CALLBACKS) and key not in ADDED_KEYS:
             old[key] = new[key]
-        elif key in FOLLOWING_KEYS and FOLLOWING_KEYS[key] in old:
-            old[key] = old[FOLLOWING_KEYS[key]]
-        elif key in schema_defaults():
-            old[key] = schema_defaults()[key]
+            continue
+        value = absent_value(key, old)
+        if value is not UNKNOWN:
+            old[key] = value
     return old
 
 

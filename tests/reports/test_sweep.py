@@ -375,6 +375,24 @@ def test_runs_of_one_method_with_other_settings_are_variants_not_seeds(tmp_path,
     assert "vs_reference" not in seeds["bias_unlearn (lr=0.0002)"]
 
 
+def test_a_setting_older_runs_lack_reads_as_the_behaviour_they_ran(tmp_path):
+    """A run saved before train.dev_kinds existed ran the intrasentence dev signal: it is the same variant as a run
+    that says so, and another variant than a run with both kinds (not folded into one method's seeds)."""
+    sweep = tmp_path / "grid"
+    configs = {
+        "0_old": "train: {seed: 0, forget_batch: 4}\n",
+        "1_said": "train: {seed: 1, forget_batch: 4, dev_kinds: [intrasentence]}\n",
+        "2_both": "train: {seed: 0, forget_batch: 4, dev_kinds: [intrasentence, intersentence]}\n",
+        "3_both": "train: {seed: 1, forget_batch: 4, dev_kinds: [intrasentence, intersentence]}\n",
+    }
+    for k, (name, text) in enumerate(configs.items()):
+        _seed_run(sweep / name, "bias_unlearn", int(name[0]) % 2, 0.5 + 0.1 * k, "model: {lr: 5e-4}\n" + text)
+    seeds = write_sweep_report(sweep)["across_seeds"]
+    one, both = "bias_unlearn (dev_kinds=[intrasentence])", "bias_unlearn (dev_kinds=[intrasentence,intersentence])"
+    assert sorted(seeds) == sorted(["base model", one, both])
+    assert seeds[one]["seeds"] == [0, 1] and seeds[both]["seeds"] == [0, 1]
+
+
 def test_dev_objective_chooses_without_test_scores(tmp_path):
     """The preset sweep's rule: smallest largest-per-type |dev SS - 50| among runs whose dev LMS fell at most 1;
     a run never scored on test can be chosen, a more balanced run that lost 3 LMS points cannot."""
