@@ -206,9 +206,9 @@ def test_a_run_saved_before_the_move_resumes_and_ends_as_todays_uninterrupted_ru
     out = tmp_path / "run"
     shutil.copytree(LEGACY / "killed_run", out)
     moved = {  # where the fixture's run saved them -> where they are here (config, split, adapter configs)
-        "/work/runs/legacy/killed_run": out,
-        "/work/runs/legacy/tiny_llama": tiny_model_dir,
-        "/work/runs/legacy/stereoset.jsonl": stereoset_jsonl,
+        "LEGACY_ROOT/killed_run": out,
+        "LEGACY_ROOT/tiny_llama": tiny_model_dir,
+        "LEGACY_ROOT/stereoset.jsonl": stereoset_jsonl,
     }
     for path in [out / "config.yaml", out / "split.json", *out.glob("checkpoints/*/adapter_config.json")]:
         text = path.read_text()
