@@ -8,6 +8,7 @@ from omegaconf import MISSING
 
 from bias_unlearn.config.checks import at_least, kinds_list, one_of
 from bias_unlearn.config.errors import ConfigError
+from bias_unlearn.config.settings import BIAS_TYPES
 
 TYPE_WEIGHTS = ("size", "equal", "adaptive")  # how a forget / retain draw picks its bias type (data/streams.py)
 
@@ -33,6 +34,7 @@ class TrainStreamConfig:
     kl_batch: int = 28
     batch_scope: str = "per_device"
     type_weights: str = "size"
+    counterfactual_types: list[str] = field(default_factory=list)
     dev_batch: int = 64
     seed: int = 0
 
@@ -45,6 +47,8 @@ class TrainStreamConfig:
         at_least("train.dev_batch", self.dev_batch, 1)
         one_of("train.batch_scope", self.batch_scope, BATCH_SCOPES)
         one_of("train.type_weights", self.type_weights, TYPE_WEIGHTS)
+        for bias_type in self.counterfactual_types:
+            one_of("train.counterfactual_types", bias_type, BIAS_TYPES)
 
 
 @dataclass

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 import lightning as L
 from torch.utils.data import DataLoader
 
 from bias_unlearn.config.errors import ConfigError, DataError
+from bias_unlearn.data.counterfactual import counterfactual_examples, held_out_words
 from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.data.splits import StereoSetSplit
 from bias_unlearn.data.streams import ChunkStream, build_sequences
 from bias_unlearn.models.distributed import gather_objects
+
+log = logging.getLogger(__name__)
 
 
 def check_global_batches(batch_sizes: dict[str, int], world_size: int, scope: str) -> None:
@@ -82,7 +87,8 @@ class UnlearningDataModule(L.LightningDataModule):
 
     ``kinds``: which StereoSet sentence types train (intrasentence, intersentence); ``dev_kinds``: which the dev
     split is scored on (the paper's early stopping: intrasentence; both kinds pool a target's examples, as
-    StereoSet's overall score does, and narrow each type's dev standard error).
+    StereoSet's overall score does, and narrow each type's dev standard error); ``counterfactual_types``: bias types
+    whose train examples also train as counterfactual copies (data/counterfactual.py).
     """
 
     def __init__(
@@ -100,6 +106,7 @@ class UnlearningDataModule(L.LightningDataModule):
         paired: bool = False,
         batch_scope: str = "per_device",
         type_weights: str = "size",
+        counterfactual_types=(),
     ):
         super().__init__()
         self.type_weights, self.batch_scope = type_weights, batch_scope  # checked by config/schema.py
@@ -110,7 +117,12 @@ class UnlearningDataModule(L.LightningDataModule):
         self.swapped: set[str] = set()
         self.type_factors: dict[str, float] = {bt: 1.0 for bt in BIAS_TYPES}  # adaptive draw weights (1: size)
         self.train_examples, self.dev_examples = check_split_kinds(split, self.train_kinds, self.dev_kinds)
-        self.sequences = build_sequences(self.train_examples, tokenizer, adversarial_fraction, seed)
+        copies, self.counterfactual_counts = counterfactual_examples(
+            self.train_examples, tuple(counterfactual_types), held_out_words(split.dev + split.test)
+        )
+        for bias_type, counts in self.counterfactual_counts.items():
+            log.info("counterfactual copies of %s train examples: %s", bias_type, dict(counts))
+        self.sequences = build_sequences(self.train_examples, tokenizer, adversarial_fraction, seed, copies)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else 0
         self.stream: ChunkStream | None = None

@@ -57,12 +57,18 @@ def tokenize_sentence(
 
 
 def build_sequences(
-    examples: Sequence[StereoSetExample], tokenizer, adversarial_fraction: float = 0.25, seed: int = 0
+    examples: Sequence[StereoSetExample],
+    tokenizer,
+    adversarial_fraction: float = 0.25,
+    seed: int = 0,
+    counterfactuals: Sequence[StereoSetExample] = (),
 ) -> dict:
     """{"stereo": {type: [...]}, "anti": {type: [...]}, "kl": [...], "partner": {key: seq}} from the train split.
 
     The adversarial slice (``adversarial_fraction`` of each type's anti-stereotypes, seeded) joins that type's
-    ``stereo`` set; those sentences stay in ``anti`` too, as in the paper.
+    ``stereo`` set; those sentences stay in ``anti`` too, as in the paper. ``counterfactuals`` (data/counterfactual.py)
+    join their type's stereotype and anti-stereotype sentences after the originals; their unrelated sentences do not
+    join the KL set (it stays the unrelated text of the split).
     """
     if not 0 <= adversarial_fraction < 1:
         raise DataError("method.adversarial_fraction", f"{adversarial_fraction} must lie in [0, 1)")
@@ -72,14 +78,17 @@ def build_sequences(
         typed = [ex for ex in examples if ex.bias_type == bias_type]
         if not typed:
             raise DataError("train split", f"bias type {bias_type!r} has no training examples")
+        copies = {ex.id for ex in counterfactuals if ex.bias_type == bias_type}
         stereo, anti = [], []
-        for ex in typed:
+        for ex in typed + [ex for ex in counterfactuals if ex.bias_type == bias_type]:
             for role, sentence, out in (("s", ex.stereotype, stereo), ("a", ex.anti_stereotype, anti)):
                 ids, mask = tokenize_sentence(tokenizer, start_id, ex, sentence)
                 if not any(mask):
                     raise DataError("train split", f"example {ex.id}: no token left to carry the loss", field=role)
                 out.append(TrainSequence(f"{ex.id}:{role}", bias_type, ids, mask))
             sets["partner"][stereo[-1].key], sets["partner"][anti[-1].key] = anti[-1], stereo[-1]
+            if ex.id in copies:
+                continue
             ids, mask = tokenize_sentence(tokenizer, start_id, ex, ex.unrelated, whole=True)
             sets["kl"].append(TrainSequence(f"{ex.id}:u", bias_type, ids, mask))
         n_adv = round(adversarial_fraction * len(anti))

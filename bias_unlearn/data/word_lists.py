@@ -59,12 +59,32 @@ def _cased(word: str, like: str) -> str:
     return word[:1].upper() + word[1:] if like[:1].isupper() else word
 
 
+# Words after which a female "her" is an object ("told her the truth", "with her."), not a possessive ("her book").
+_OBJECT_HER_FOLLOWERS = frozenset(
+    "a an the to and or but nor in on at for with from by about as that this these those because so if when then "
+    "up out off down back away again too very all more than into onto over under after before while is was be "
+    "been not never always just only really once twice".split()
+)
+_NEXT_WORD = re.compile(r"\s*([A-Za-z][A-Za-z'-]*)")
+
+
+def possessive_her(text: str, end: int) -> bool:
+    """Whether the "her" ending at ``end`` is a possessive determiner: a word follows that does not begin a new
+    phrase (a heuristic, no tagger: "her book" -> his, "told her the truth" / "saw her." -> him)."""
+    nxt = _NEXT_WORD.match(text, end)
+    return nxt is not None and nxt.group(1).lower() not in _OBJECT_HER_FOLLOWERS
+
+
 class Counterfactuals:
     """Counterfactual texts from the word lists of ``bias_types``. ``variants(text)`` gives, for k = 1 .. (largest
     group count among the rows found) - 1, the text with every found word moved k groups on (wrapping within its
-    row's list), with the swaps made; a text with no listed word has none."""
+    row's list), with the swaps made; a text with no listed word has none.
 
-    def __init__(self, bias_types=LIST_TYPES, directory: Path = LIST_DIR):
+    "her" stands for both "him" and "his"; the lists resolve it to its first row ("him"), as CAFIE's scoring uses it.
+    ``resolve_her``: a possessive "her" (``possessive_her``) becomes "his" instead (the training counterfactuals)."""
+
+    def __init__(self, bias_types=LIST_TYPES, directory: Path = LIST_DIR, resolve_her: bool = False):
+        self.resolve_her = resolve_her
         self.lists = [load_word_list(bt, directory) for bt in bias_types]
         self.table: dict[str, tuple[WordList, int, int]] = {}
         for wl in self.lists:
@@ -76,12 +96,21 @@ class Counterfactuals:
     def matches(self, text: str) -> list[re.Match]:
         return list(self.pattern.finditer(text))
 
+    def replacement(self, match: re.Match, text: str, shift: int) -> str:
+        """The lower-case word that replaces ``match`` when it moves ``shift`` groups on."""
+        word = match.group(0).lower()
+        wl, r, g = self.table[word]
+        if self.resolve_her and word == "her" and possessive_her(text, match.end()):
+            possessive = [row for row in wl.rows if row[g] == "her" and row[(g + shift) % len(wl.groups)] == "his"]
+            if possessive:
+                return "his"
+        return wl.rows[r][(g + shift) % len(wl.groups)]
+
     def swap(self, text: str, shift: int, keep=None) -> tuple[str, list[Swap]]:
         """``text`` with every listed word moved ``shift`` groups on; ``keep(original, replacement)`` may veto one."""
         out, swaps, cursor, delta = [], [], 0, 0
         for m in self.matches(text):
-            wl, r, g = self.table[m.group(0).lower()]
-            replacement = wl.rows[r][(g + shift) % len(wl.groups)]
+            replacement = self.replacement(m, text, shift)
             if replacement == m.group(0).lower() or (keep is not None and not keep(m.group(0), replacement)):
                 continue
             replacement = _cased(replacement, m.group(0))
