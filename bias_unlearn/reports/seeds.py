@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+from bias_unlearn.config.upgrade import UNKNOWN, absent_value
 from bias_unlearn.data.records import BIAS_TYPES
 from bias_unlearn.reports.evenness import stereoset_imbalance, stereoset_imbalance_change
 from bias_unlearn.reports.paired import crows_change, keyed, over_seeds, paired_difference, pooled
 from bias_unlearn.reports.run_report import KIND
-from bias_unlearn.unlearning.resume import UNKNOWN, absent_value
 
 BASE = "base model"
 # CrowS-Pairs categories no StereoSet bias type covers: what debiasing does to biases it never trained on.

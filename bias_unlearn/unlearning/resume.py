@@ -13,14 +13,13 @@ config saved by an earlier version is read in today's layout, config/upgrade.py)
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bias_unlearn.config.errors import ConfigError
-from bias_unlearn.config.upgrade import flatten, upgrade
+from bias_unlearn.config.upgrade import ADDED_KEYS, UNKNOWN, absent_value, flatten, upgrade
 from bias_unlearn.io import sha256_of, write_text
 
 CHECKPOINT = Path("checkpoints") / "resume.ckpt"
@@ -41,41 +40,9 @@ IGNORED = (
 )
 
 
-# Keys added after runs were saved whose absence meant another behaviour than today's default: a saved config without
-# one ran the behaviour the value names.
-ADDED_KEYS = {
-    "compute.fused_optimizer": False,
-    "train.type_weights": "size",
-    "callbacks.adapter_checkpoint.balance": "max_excess",
-}
-# Keys added later that follow another key of the same config: an old run's value is that key's.
-FOLLOWING_KEYS = {"optim.total_steps": "trainer.max_steps"}
 # Callbacks added later that act only when a key the run predates selects them (train.type_weights=adaptive, which an
 # old run reads as "size"): an old run is read as having today's node, inert there.
 ADDED_CALLBACKS = ("callbacks.type_weighting",)
-
-
-@functools.lru_cache(maxsize=1)
-def schema_defaults() -> dict:
-    """Today's default of every typed training setting: what a key the schema made explicit meant when a saved
-    config did not write it (the same behaviour: Lightning's and the callbacks' own defaults)."""
-    from bias_unlearn.config.schema import TrainJob
-
-    flat = flatten(OmegaConf.to_container(OmegaConf.structured(TrainJob)))
-    return {key: value for key, value in flat.items() if value != "???"}
-
-
-UNKNOWN = object()  # absent_value's answer for a key whose absence says nothing of the behaviour
-
-
-def absent_value(key: str, old: dict):
-    """What a saved config (flat, dotted) that lacks ``key`` ran with: ADDED_KEYS, FOLLOWING_KEYS, else today's
-    schema default; UNKNOWN for a key no schema types (the absence tells nothing)."""
-    if key in ADDED_KEYS:
-        return ADDED_KEYS[key]
-    if key in FOLLOWING_KEYS and FOLLOWING_KEYS[key] in old:
-        return old[FOLLOWING_KEYS[key]]
-    return schema_defaults().get(key, UNKNOWN)
 
 
 def saved_values(saved: dict, current: dict) -> dict:
