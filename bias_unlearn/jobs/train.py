@@ -265,6 +265,7 @@ def run_training(cfg: DictConfig) -> RunReport:
         stopped_early_at=callbacks["early_stopping"].stopped_at,
         swap_events=callbacks["swapping"].events,
         type_weight_events=callbacks["type_weighting"].events if callbacks.get("type_weighting") else [],
+        counterfactual_copies={bt: dict(counts) for bt, counts in datamodule.counterfactual_counts.items()},
         dev_history=module.dev_history,
         train_seconds=round(train_seconds, 1),
         wall_seconds=round(time.perf_counter() - started, 1),

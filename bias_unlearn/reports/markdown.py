@@ -245,6 +245,12 @@ def training_report(report) -> str:
             f"- step {e['step']}: " + ", ".join(f"{bt} {f:.2f}" for bt, f in e["factors"].items())
             for e in summary.type_weight_events
         ]
+    if summary.counterfactual_copies:
+        parts += ["", "## Counterfactual copies of train examples (group words swapped, roles flipped)", ""]
+        parts += [
+            f"- {bt}: " + ", ".join(f"{reason} {n}" for reason, n in counts.items())
+            for bt, counts in summary.counterfactual_copies.items()
+        ]
     history = summary.dev_history
     if history:
         header = ["step", *[k for k in history[0] if k != "step"]]

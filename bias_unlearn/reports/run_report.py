@@ -44,6 +44,8 @@ class Summary:
     swap_events: list = field(default_factory=list)
     # train.type_weights=adaptive: {"step", "factors"} after each dev evaluation (callbacks/type_weighting.py)
     type_weight_events: list = field(default_factory=list)
+    # train.counterfactual_types: per type, copies made and why the others were not (data/counterfactual.py)
+    counterfactual_copies: dict = field(default_factory=dict)
     dev_history: list = field(default_factory=list)
     train_seconds: float = 0.0
     wall_seconds: float = 0.0

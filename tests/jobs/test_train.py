@@ -114,6 +114,15 @@ def test_eval_adapter_last_names_its_rule(cfg_train):
     assert report.summary.adapter_rule == RULE_LAST and report.summary.adapter_from.endswith("last")
 
 
+def test_counterfactual_copies_train_and_the_report_counts_them(cfg_train, tmp_path):
+    report = run_training(
+        cfg_train("train.counterfactual_types=[gender]", "eval.after=false", "eval.generation.prompts=[]")
+    )
+    counts = report.summary.counterfactual_copies["gender"]
+    assert counts.get("made", 0) > 0 and set(report.summary.counterfactual_copies) == {"gender"}
+    assert "## Counterfactual copies" in (tmp_path / "run" / "report.md").read_text()
+
+
 def test_gradient_clipping_under_mixed_precision_trains(cfg_train):
     """Lightning's mixed precision refuses to clip a fused optimizer's gradients: with clipping the step keeps
     torch's AdamW (module.fused_optimizer)."""
