@@ -78,9 +78,10 @@ def build_sequences(
         typed = [ex for ex in examples if ex.bias_type == bias_type]
         if not typed:
             raise DataError("train split", f"bias type {bias_type!r} has no training examples")
-        copies = {ex.id for ex in counterfactuals if ex.bias_type == bias_type}
+        typed_copies = [ex for ex in counterfactuals if ex.bias_type == bias_type]
+        copies = {ex.id for ex in typed_copies}
         stereo, anti = [], []
-        for ex in typed + [ex for ex in counterfactuals if ex.bias_type == bias_type]:
+        for ex in typed + typed_copies:
             for role, sentence, out in (("s", ex.stereotype, stereo), ("a", ex.anti_stereotype, anti)):
                 ids, mask = tokenize_sentence(tokenizer, start_id, ex, sentence)
                 if not any(mask):

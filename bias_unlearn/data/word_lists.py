@@ -98,13 +98,11 @@ class Counterfactuals:
 
     def replacement(self, match: re.Match, text: str, shift: int) -> str:
         """The lower-case word that replaces ``match`` when it moves ``shift`` groups on."""
-        word = match.group(0).lower()
-        wl, r, g = self.table[word]
-        if self.resolve_her and word == "her" and possessive_her(text, match.end()):
-            possessive = [row for row in wl.rows if row[g] == "her" and row[(g + shift) % len(wl.groups)] == "his"]
-            if possessive:
-                return "his"
-        return wl.rows[r][(g + shift) % len(wl.groups)]
+        wl, r, g = self.table[match.group(0).lower()]
+        new = wl.rows[r][(g + shift) % len(wl.groups)]
+        if self.resolve_her and new == "him" and possessive_her(text, match.end()):
+            return "his"  # "her" resolves to the him/her row; a possessive "her" stands for "his"
+        return new
 
     def swap(self, text: str, shift: int, keep=None) -> tuple[str, list[Swap]]:
         """``text`` with every listed word moved ``shift`` groups on; ``keep(original, replacement)`` may veto one."""
