@@ -2,12 +2,15 @@
 
     python benchmarks/bench_train_step.py [--chunks 4] [--forget 4 --retain 8 --kl 4] [--targets ...]
                                           [--variants authors previous ours] [--precisions fp32 bf16]
-                                          [--model-dir DIR] [--threads 2]
+                                          [--model-dir DIR] [--threads 2] [--profile]
 
 Each variant runs in fp32 and (``--precisions``) in bf16-mixed: the frozen base stored in bf16, its products under
 autocast, the LoRA adapters and AdamW state in fp32 (what ``model.dtype=fastest`` picks on a CPU that computes bf16
 in hardware). The table gives model FLOP/s as a share of the machine's best matmul peak, fp32 or bf16, both
-measured in the same run.
+measured in the same run. ``--profile`` adds one more steady pass per variant under torch's profiler (after the
+measured ones, so their times are untouched) and a second table: the share of the step's operator time that goes
+to matrix products, to dtype casts and copies, and the heaviest other operators: why a faster matmul does or does not
+make a faster step.
 
 - authors: a second full model as reference, run on every step; every sequence padded to 100 tokens; no caches;
   one forward per batch; logits and log-softmax over every position.
@@ -49,6 +52,16 @@ import time
 import torch
 from peak import cpu_peaks, matmul_peak_gflops  # benchmarks/peak.py (the script's folder is on sys.path)
 
+MATMUL_OPS = {
+    "aten::mm",
+    "aten::addmm",
+    "aten::addmm_",
+    "aten::bmm",
+    "aten::baddbmm",
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+    "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+}
+CAST_OPS = {"aten::copy_", "aten::_to_copy"}
 VARIANTS = ("authors", "previous", "ours-unfused", "ours-loop-adamw", "ours-reference-per-batch", "ours")
 PRECISIONS = ("fp32", "bf16")
 
@@ -130,6 +143,33 @@ def model_gflop(chunk: dict, n_params: int) -> float:
     return (4 * n_params * sum(real.values()) + 2 * n_params * real["kl"]) / 1e9
 
 
+def step(module, reference, optimizer, chunk: dict, variant: str, precision: str, device: str) -> None:
+    optimizer.zero_grad()
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = (
+            authors_losses(module, reference, chunk) if variant == "authors" else module.compute_losses(chunk)["total"]
+        )
+    loss.backward()
+    optimizer.step()
+
+
+def operator_shares(run_pass) -> dict:
+    """Self time per operator over one pass (``run_pass()``) under torch's profiler: the matmul and cast shares and
+    the five heaviest other operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run_pass()
+    self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    total = sum(self_us.values()) or 1.0
+    others = sorted(((us, name) for name, us in self_us.items() if name not in MATMUL_OPS | CAST_OPS), reverse=True)
+    return {
+        "matmul": sum(us for name, us in self_us.items() if name in MATMUL_OPS) / total,
+        "casts": sum(us for name, us in self_us.items() if name in CAST_OPS) / total,
+        "top": [(name, us / total) for us, name in others[:5]],
+    }
+
+
 def run_variant(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,6 +180,14 @@ def run_variant(args) -> dict:
     fresh = [next(stream) for _ in range(args.chunks)]
     sequences = sum(len(batch["keys"]) for batch in fresh[0].values())
     times, gflop = {"first": [], "steady": []}, {"first": 0.0, "steady": 0.0}
+
+    def prepare(chunk: dict) -> dict:
+        if args.variant == "authors":
+            chunk = {role: pad_to(b, 100, dm.pad_id) for role, b in chunk.items()}
+        return {
+            role: {key: v.to(device) if torch.is_tensor(v) else v for key, v in b.items()} for role, b in chunk.items()
+        }
+
     for measured, chunks in ((None, warm), ("first", fresh), ("steady", fresh)):
         if measured == "first":  # the first pass must meet every forget and KL sequence for the first time
             seen = set(module.engine.ref_cache) | set(module.engine.kl_cache)
@@ -147,24 +195,11 @@ def run_variant(args) -> dict:
                 sys.exit("the first pass would find sequences the warm-up cached: fewer --chunks or smaller batches")
         for chunk in chunks:
             flops = model_gflop(chunk, n_params)
-            if args.variant == "authors":
-                chunk = {role: pad_to(b, 100, dm.pad_id) for role, b in chunk.items()}
-            chunk = {
-                role: {key: v.to(device) if torch.is_tensor(v) else v for key, v in b.items()}
-                for role, b in chunk.items()
-            }
+            chunk = prepare(chunk)
             if device == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            optimizer.zero_grad()
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-                loss = (
-                    authors_losses(module, reference, chunk)
-                    if args.variant == "authors"
-                    else module.compute_losses(chunk)["total"]
-                )
-            loss.backward()
-            optimizer.step()
+            step(module, reference, optimizer, chunk, args.variant, args.precision, device)
             if device == "cuda":
                 torch.cuda.synchronize()
             if measured:
@@ -174,6 +209,15 @@ def run_variant(args) -> dict:
         torch.cuda.max_memory_allocated() / 2**20
         if device == "cuda"
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    shares = (
+        operator_shares(
+            lambda: [
+                step(module, reference, optimizer, prepare(c), args.variant, args.precision, device) for c in fresh
+            ]
+        )
+        if args.profile
+        else None
     )
     step_s = sum(times["steady"]) / len(times["steady"])
     return {
@@ -188,6 +232,7 @@ def run_variant(args) -> dict:
         "peak_mib": peak_mib,
         "params_m": n_params / 1e6,
         "threads": torch.get_num_threads(),
+        "shares": shares,
     }
 
 
@@ -211,6 +256,7 @@ def main() -> None:
     )
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--profile", action="store_true", help="where the steady step's operator time goes")
     args = parser.parse_args()
     if args.variant:
         print(json.dumps(run_variant(args)))
@@ -279,6 +325,22 @@ def main() -> None:
             f"{100 * row['first_gflop_per_s'] / peak:.0f}% | {row['peak_mib']:.0f} | "
             f"{first['step_s'] / row['step_s']:.2f}x ({first['first_step_s'] / row['first_step_s']:.2f}x) |"
         )
+    profiled = [row for row in done if row.get("shares")]
+    if profiled:
+        print(
+            "\nWhere the steady step's operator time goes (self CPU time under torch's profiler, one more steady pass):"
+        )
+        print(
+            "| variant | precision | matrix products | casts and copies | heaviest other operators |\n"
+            "|---|---|---|---|---|"
+        )
+        for row in profiled:
+            shares = row["shares"]
+            top = ", ".join(f"{name} {100 * share:.0f}%" for name, share in shares["top"])
+            print(
+                f"| {row['variant']} | {row['precision']} | {100 * shares['matmul']:.0f}% | "
+                f"{100 * shares['casts']:.0f}% | {top} |"
+            )
 
 
 if __name__ == "__main__":

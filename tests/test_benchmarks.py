@@ -64,3 +64,23 @@ def test_the_dev_study_joins_a_variants_runs_from_several_sweeps(tmp_path):
         dev_study.parse_variants([f"other={tmp_path}/none/*"])
     with pytest.raises(SystemExit, match="name=glob"):
         dev_study.parse_variants(["preset"])
+
+
+def test_the_step_profile_counts_matrix_products_and_casts_apart():
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("bench_train_step", ROOT / "benchmarks" / "bench_train_step.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports its sibling peak.py
+    try:
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    products = bench.operator_shares(lambda: [a @ b for _ in range(20)])
+    casts = bench.operator_shares(lambda: [a.to(torch.bfloat16) for _ in range(20)])
+    assert products["matmul"] > 0.9 and products["casts"] == 0.0
+    assert casts["casts"] > 0.5 and casts["matmul"] == 0.0
+    assert all(name not in bench.MATMUL_OPS | bench.CAST_OPS for name, _ in casts["top"])
