@@ -20,19 +20,37 @@ def check_side_effect_data(side: dict) -> None:
         check_harness_tasks(list(general.hub_tasks))
 
 
-def evaluate_model(scorer, scoring, side: dict, stereoset_examples=None) -> Evaluation:
+def evaluate_model(scorer, scoring, side: dict, stereoset_examples=None, cache=None) -> Evaluation:
     """StereoSet on ``stereoset_examples`` (when given) and every side effect whose data ``side`` holds
     ({"crows_pairs": pairs, "bbq": items, "general": {task: items}}; a missing or None entry is not scored). Per-example
-    outcomes come with StereoSet and CrowS-Pairs (the paired comparisons read them)."""
+    outcomes come with StereoSet and CrowS-Pairs (the paired comparisons read them). ``cache``
+    (eval/side_effect_cache.py): side effects read from it where it holds them, and kept in it where scored."""
     result = Evaluation(outcomes=Outcomes())
     if stereoset_examples is not None:
         result.stereoset, result.outcomes.stereoset = score_stereoset(
             scorer, stereoset_examples, scoring.mode, scoring.n_bootstrap, scoring.seed
         )
-    if side.get("crows_pairs") is not None:
-        result.crows_pairs, result.outcomes.crows_pairs = score_crows_pairs(scorer, side["crows_pairs"])
-    if side.get("bbq") is not None:
-        result.bbq = evaluate_bbq(scorer, side["bbq"], scoring.mode)
-    if side.get("general") is not None:
-        result.general = evaluate_general(scorer, side["general"])
+    for name in SIDE_EFFECTS:
+        if side.get(name) is None:
+            continue
+        scored = cache.load(name) if cache is not None else None
+        if scored is None:
+            scored = score_side_effect(name, scorer, scoring, side[name])
+            if cache is not None:
+                cache.save(name, scored)
+        setattr(result, name, getattr(scored, name))
+        if name == "crows_pairs":
+            result.outcomes.crows_pairs = scored.outcomes.crows_pairs
     return result
+
+
+def score_side_effect(name: str, scorer, scoring, data) -> Evaluation:
+    """One side effect scored: its field of an Evaluation (with CrowS-Pairs' per-pair outcomes)."""
+    scored = Evaluation(outcomes=Outcomes())
+    if name == "crows_pairs":
+        scored.crows_pairs, scored.outcomes.crows_pairs = score_crows_pairs(scorer, data)
+    elif name == "bbq":
+        scored.bbq = evaluate_bbq(scorer, data, scoring.mode)
+    else:
+        scored.general = evaluate_general(scorer, data)
+    return scored

@@ -31,6 +31,7 @@ from bias_unlearn.data.sources import build_stereoset_split, load_eval_benchmark
 from bias_unlearn.data.splits import check_held_out
 from bias_unlearn.eval.outcomes import Evaluation, Outcomes
 from bias_unlearn.eval.scorer import make_scorer
+from bias_unlearn.eval.side_effect_cache import SCORING_KEYS
 from bias_unlearn.eval.side_effects import SIDE_EFFECTS, check_side_effect_data, evaluate_model
 from bias_unlearn.io import write_text
 from bias_unlearn.models.policy import load_policy, resolve_device
@@ -40,7 +41,6 @@ from bias_unlearn.reports.runs import ADAPTER, CONFIG, ERROR_FILE, Run, find_run
 
 log = logging.getLogger(__name__)
 MODEL_KEYS = ("source", "name_or_path", "dtype", "revision")  # what makes two runs' base models the same
-SCORING_KEYS = ("mode", "start", "batch_size", "share_prefix")  # what side-effect scores depend on (no bootstrap)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from bias_unlearn.eval.base_cache import cache_path, load_base_scores, save_base
 from bias_unlearn.eval.generation import compare_generations
 from bias_unlearn.eval.outcomes import Evaluation
 from bias_unlearn.eval.scorer import make_scorer
+from bias_unlearn.eval.side_effect_cache import SideEffectCache
 from bias_unlearn.eval.side_effects import check_side_effect_data, evaluate_model
 from bias_unlearn.io import copy_dir, write_text
 from bias_unlearn.models.distributed import (
@@ -82,7 +83,10 @@ def score_base(
     else:
         with reference_mode(module.model):
             scorer = make_scorer(module.model, module.tokenizer, settings.scoring, progress=True)
-            before = evaluate_model(scorer, settings.scoring, side, test_examples) if settings.eval.before else None
+            cache = SideEffectCache(cfg, module.model) if settings.eval.cache_before else None
+            before = (
+                evaluate_model(scorer, settings.scoring, side, test_examples, cache) if settings.eval.before else None
+            )
             module.dev_before = module.score_dev()
     for path in (in_run, shared):
         if path is not None:

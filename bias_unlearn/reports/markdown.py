@@ -204,13 +204,21 @@ def training_report(report) -> str:
     if summary.decoding:
         cost = summary.decoding.get("seconds_per_example", {})
         settings = ", ".join(
-            f"{k} {v}" for k, v in summary.decoding.items() if k not in ("seconds_per_example", "texts", "kind")
+            f"{k} {v}"
+            for k, v in summary.decoding.items()
+            if k not in ("seconds_per_example", "texts", "kind", "side_effects_from_cache")
         )
         parts.append(f"- decoding-time method {summary.decoding['kind']}: {settings}")
         if cost.get("plain") and cost.get("method"):
             parts.append(
                 f"- cost at inference: {cost['method']:.4f} s per StereoSet test example under the method against "
                 f"{cost['plain']:.4f} plain ({cost['method'] / cost['plain']:.1f}x; {' + '.join(cost['covers'])})"
+            )
+        if summary.decoding.get("side_effects_from_cache"):
+            cached = summary.decoding["side_effects_from_cache"]
+            parts.append(
+                "- side effects read from the cache (eval.cache_before; the same items on every split seed): "
+                + "; ".join(f"{side}: {', '.join(names)}" for side, names in cached.items())
             )
         if summary.decoding.get("texts"):
             parts.append("- texts: " + ", ".join(f"{k} {v}" for k, v in summary.decoding["texts"].items()))

@@ -68,3 +68,28 @@ def test_evaluate_py_scores_under_a_decoding_method(tmp_path, tiny_model_dir, st
     refused = run_evaluate(tmp_path / "no", "model=local", f"model.name_or_path={tiny_model_dir}", "method=dpo")
     assert refused.returncode == 2 and "decoding-time" in refused.stderr
     assert not (tmp_path / "no").exists()
+
+
+def test_a_sweep_scores_the_side_effects_of_a_decoding_method_once(cfg_train, data_overrides, tmp_path, monkeypatch):
+    """CrowS-Pairs, BBQ and general ability are the same items on every split seed: under eval.cache_before the
+    second seed reads them back, plain and under the method, and only StereoSet (its own split) is scored."""
+    monkeypatch.setenv("BIAS_UNLEARN_CACHE", str(tmp_path / "cache"))
+    common = ("method=cafie", *data_overrides, *ALL_BENCHMARKS, "eval.cache_before=true", "eval.generation.prompts=[]")
+    first = run_decoding(cfg_train(*common, "seed=0", f"paths.output_dir={tmp_path / 's0'}"))
+    second = run_decoding(cfg_train(*common, "seed=1", f"paths.output_dir={tmp_path / 's1'}"))
+    assert (
+        "side_effects_from_cache" not in first.summary.decoding or not first.summary.decoding["side_effects_from_cache"]
+    )
+    side = ["crows_pairs", "bbq", "general"]
+    assert second.summary.decoding["side_effects_from_cache"] == {"plain": side, "method": side}
+    for name in side:
+        assert getattr(second, name).before == getattr(first, name).before
+        assert getattr(second, name).after == getattr(first, name).after
+    assert second.outcomes.after.crows_pairs == first.outcomes.after.crows_pairs  # the paired changes read them
+    assert first.crows_pairs.after != first.crows_pairs.before  # the method's entry is not the plain model's
+    assert second.outcomes.after.stereoset != first.outcomes.after.stereoset  # each seed's own test split
+    assert "read from the cache" in (tmp_path / "s1" / "report.md").read_text()
+    other = run_decoding(
+        cfg_train(*common, "seed=1", "method.decoding.alpha=0.5", f"paths.output_dir={tmp_path / 'o'}")
+    )
+    assert other.summary.decoding["side_effects_from_cache"] == {"plain": side}  # other constants: scored afresh
