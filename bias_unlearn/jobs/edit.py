@@ -23,6 +23,7 @@ from bias_unlearn.editing.hooks import apply_shifts, edited_modules, shifted
 from bias_unlearn.editing.training import build_batches, global_shifts, make_editor, meta_step
 from bias_unlearn.eval.generation import greedy_completion
 from bias_unlearn.eval.scorer import make_scorer
+from bias_unlearn.eval.side_effect_cache import SideEffectCache
 from bias_unlearn.eval.side_effects import check_side_effect_data, evaluate_model
 from bias_unlearn.eval.stereoset import StereoSetMetric, stereoset_sentence_scores
 from bias_unlearn.io import write_text
@@ -68,7 +69,8 @@ def run_editing(cfg: DictConfig) -> RunReport:
     scorer = make_scorer(model, tokenizer, settings.scoring, progress=True)
     prompts, max_new = list(settings.eval.generation.prompts), settings.eval.generation.max_new_tokens
     with torch.no_grad():
-        before = evaluate_model(scorer, settings.scoring, side, test) if settings.eval.before else None
+        cache = SideEffectCache(cfg, model) if settings.eval.cache_before else None  # the base's: no split changes them
+        before = evaluate_model(scorer, settings.scoring, side, test, cache) if settings.eval.before else None
         base_texts = [greedy_completion(model, tokenizer, p, max_new) for p in prompts]
         history = [dev_entry(scorer, dev, settings.scoring.mode, 0)]
 

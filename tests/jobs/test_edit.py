@@ -3,6 +3,8 @@ and the edited model scored like any other."""
 
 from __future__ import annotations
 
+import json
+
 from safetensors.torch import load_file
 
 from bias_unlearn.jobs.edit import run_editing
@@ -42,3 +44,20 @@ def test_biasedit_runs_every_benchmark_and_saves_its_edit(cfg_train, data_overri
     assert report.general.after["piqa"]["n"] == 2 and report.bbq.after
     assert summary.generations[0]["prompt"] == "The nurse"
     assert RunReport.load(tmp_path / "run" / "report.json").summary.editing == summary.editing
+
+
+def test_biasedit_reads_the_base_models_side_effects_from_the_cache(cfg_train, data_overrides, tmp_path, monkeypatch):
+    """Its base model is every method's: under eval.cache_before its side effects are kept for the sweep and read
+    back; the edited model's are scored (never cached: they are its own)."""
+    monkeypatch.setenv("BIAS_UNLEARN_CACHE", str(tmp_path / "cache"))
+    common = (*FAST, *data_overrides, "eval.before=true", "eval.crows_pairs=true", "eval.cache_before=true")
+    first = run_editing(cfg_train(*common, "seed=0", f"paths.output_dir={tmp_path / 's0'}"))
+    kept = list((tmp_path / "cache" / "side_effects").iterdir())
+    assert [p.name.split("-")[0] for p in kept] == ["crows_pairs"]  # the base's only
+    entry = json.loads(kept[0].read_text())
+    assert entry["crows_pairs"] == first.crows_pairs.before
+    entry["crows_pairs"]["overall"]["n"] = 12345  # marked: the next seed must read this entry, not score afresh
+    kept[0].write_text(json.dumps(entry))
+    second = run_editing(cfg_train(*common, "seed=1", f"paths.output_dir={tmp_path / 's1'}"))
+    assert second.crows_pairs.before["overall"]["n"] == 12345
+    assert second.crows_pairs.after["overall"]["n"] == first.crows_pairs.after["overall"]["n"]  # scored, not cached
