@@ -223,7 +223,12 @@ def test_a_run_saved_before_the_move_resumes_and_ends_as_todays_uninterrupted_ru
     expected_report, expected_weights = uninterrupted
     assert report == expected_report
     assert weights.keys() == expected_weights.keys()
-    assert all(torch.equal(weights[k], expected_weights[k]) for k in weights)
+    # Its first steps ran on the machine that made the fixture (an AVX-512 Xeon); elsewhere (an AMD Zen 4, 2026-12-06)
+    # fp32 kernels round differently: the weights agree to 1.6e-6, not bit for bit, while one AdamW step moves each by
+    # about the learning rate (0.05 here). The report, every dev score and swap included, is equal. The resume tests
+    # above, killed and resumed on one machine, stay exact.
+    for k in weights:
+        torch.testing.assert_close(weights[k], expected_weights[k], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "flipped"])
