@@ -297,8 +297,9 @@ def main() -> None:
         f"chunk {args.forget} : {args.retain} : {args.kl}, {args.chunks} chunks a pass (warm-up pass on other "
         "chunks; s/step, sequences/s and % of peak from the steady pass, first pass beside), "
         f"LoRA r 8 on {' '.join(args.targets)}, {first['params_m']:.1f}M parameters, device {first['device']}, "
-        f"{first['threads']} threads; matmul peaks (2048^3 on CPU, bf16 8192^3 on CUDA; GFLOP/s, best of "
-        f"{len(peaks['fp32']) or len(peaks['bf16'])} measurements): {spread}; % of peak is of the best, {peak:.0f}"
+        f"{first['threads']} threads; matmul peaks (2048^3 on CPU, emulated bf16 512^3, bf16 8192^3 on CUDA; "
+        f"GFLOP/s, best of {len(peaks['fp32']) or len(peaks['bf16'])} measurements): {spread}; % of peak is of the "
+        f"best, {peak:.0f}"
     )
     header = [
         "variant",
