@@ -45,7 +45,7 @@ from bias_unlearn.reports.run_report import RunReport, Summary
 from bias_unlearn.unlearning.balance import dev_split_summary
 from bias_unlearn.unlearning.callbacks.adapter_checkpoint import RULE_LAST
 from bias_unlearn.unlearning.module import BiasUnlearnModule
-from bias_unlearn.unlearning.resume import resume_checkpoint
+from bias_unlearn.unlearning.resume import resume_checkpoint, saved_setting
 
 log = logging.getLogger(__name__)
 BASE_SCORES = Path("checkpoints") / "base_scores.json"
@@ -171,7 +171,10 @@ def resolve_machine(cfg: DictConfig, settings: TrainSettings, device: str) -> di
     trainer's precision and the LoRA forward."""
     weights = resolve_dtype(settings.model.dtype, device)
     precision = resolve_precision(settings.trainer.precision, device, weights)
-    fused = resolve_fused(settings.compute.fused_lora, weights)
+    fused_setting = settings.compute.fused_lora
+    if fused_setting == "auto" and cfg.get("resume"):  # a timing's choice: the run's own, not measured again
+        fused_setting = saved_setting(cfg.resume, "compute.fused_lora", "auto")
+    fused = resolve_fused(fused_setting, weights)
     cfg.trainer.precision = settings.trainer.precision = precision
     cfg.compute.fused_lora = settings.compute.fused_lora = fused
     return {

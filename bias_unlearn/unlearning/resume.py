@@ -73,6 +73,16 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     ]
 
 
+def saved_setting(run_dir, key: str, default):
+    """A run directory's saved value of a dotted config key, or ``default`` where it has none or no readable config
+    (``resume_checkpoint`` then says why)."""
+    try:
+        value = OmegaConf.select(OmegaConf.load(Path(str(run_dir)).expanduser() / "config.yaml"), key)
+    except Exception:  # noqa: BLE001 - any missing or unreadable config: resume_checkpoint reports it
+        return default
+    return default if value is None else value
+
+
 def resume_checkpoint(cfg: DictConfig) -> Path | None:
     """For ``resume=<run dir>``: check that it is a run of this configuration and point the job at it (its output
     directory becomes the run's); the checkpoint to continue from, or None (killed before its first dev

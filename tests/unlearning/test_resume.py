@@ -249,3 +249,18 @@ def test_a_damaged_checkpoint_is_refused_before_any_work(tmp_path, tiny_model_di
     line = resumed.stderr.strip().splitlines()[-1]
     assert line.startswith(f"error: {checkpoint}: damaged resume checkpoint") and "start the run again" in line
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_resume_keeps_the_runs_own_auto_choice_of_the_lora_forward(
+    tmp_path, tiny_model_dir, stereoset_jsonl, monkeypatch
+):
+    """compute.fused_lora=auto is a timing on the machine: a resume takes the run's choice instead of timing again (a
+    busy machine may time the other way, and the comparison would refuse the run as configured differently)."""
+    import bias_unlearn.models.fused_lora as fused_lora
+
+    out = tmp_path / "run"
+    base = [*tiny_run_overrides(out, tiny_model_dir, stereoset_jsonl), "trainer.max_steps=2", "eval.after=false"]
+    run_training(compose_config("train", *base, "compute.fused_lora=false"))
+    monkeypatch.setattr(fused_lora, "fused_pays", lambda dtype=None: True)  # this time the timing says fused
+    run_training(compose_config("train", *base, f"resume={out}", "compute.fused_lora=auto"))
+    assert json.loads((out / "report.json").read_text())["summary"]["precision"]["fused_lora"] is False
