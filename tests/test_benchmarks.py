@@ -13,6 +13,7 @@ from tests.helpers import DOCUMENTS, ROOT
 FAST = {
     "bench_train_step.py": ["--chunks", "1", "--forget", "2", "--retain", "3", "--kl", "2"],
     "bench_scoring.py": ["--n", "4"],
+    "bench_decoding.py": ["--n", "4"],
     "precision_study.py": [],
 }
 

@@ -13,6 +13,8 @@ profession), and each prefix ends in a newline, so the text starts a line as it 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from bias_unlearn.decoding.wrapper import DecodingTimeLM
@@ -70,25 +72,44 @@ class SelfDebias(DecodingTimeLM):
         self.bias_types, self.decay, self.epsilon = list(bias_types), float(decay), float(epsilon)
         self.start_id = start_token_id(tokenizer)
         self.prefix_ids = [tokenizer(prefix_text(bt), add_special_tokens=False)["input_ids"] for bt in self.bias_types]
+        self._leads: dict = {}  # prefix index -> (key/value cache, log-probs at its last position)
 
     @property
     def passes(self) -> int:
         return 1 + len(self.prefix_ids)
 
-    def prefixed_logprobs(self, prefix: list[int], ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def lead(self, index: int):
+        """The start token and prefix ``index``, the same for every text: their keys / values and the log-probs at
+        their last position, computed once per wrapper (the wrapped model is frozen) and reused by every batch."""
+        if index not in self._leads:
+            lead_ids = torch.tensor([[self.start_id, *self.prefix_ids[index]]], device=self.device)
+            out = self.model(input_ids=lead_ids, use_cache=True)
+            self._leads[index] = (out.past_key_values, torch.log_softmax(out.logits[:, -1].float(), dim=-1))
+        return self._leads[index]
+
+    def prefixed_logprobs(self, index: int, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """log p(. | prefix, x_<=j) at each plain position j: the prefix goes after the start token when every row
-        begins with it, else before the text with the start token first."""
+        begins with it, else before the text with the start token first. The text continues from the lead's cache,
+        so a prefix costs its own tokens once per wrapper, not once per text."""
         rows = len(ids)
         after_start = bool((ids[:, 0] == self.start_id).all())
-        lead_ids = torch.tensor([self.start_id, *prefix], device=ids.device).expand(rows, -1)
+        cache, last = self.lead(index)
         body, body_mask = (ids[:, 1:], mask[:, 1:]) if after_start else (ids, mask)
-        joined = torch.cat([lead_ids, body], dim=1)
-        joined_mask = torch.cat([torch.ones_like(lead_ids), body_mask], dim=1)
-        logprobs = self.plain_logprobs(joined, joined_mask)
-        offset = len(prefix) if after_start else len(prefix) + 1
-        return logprobs[:, offset : offset + ids.shape[1]]
+        parts = [last.expand(rows, 1, -1)] if after_start else []
+        if body.shape[1]:
+            cache = copy.deepcopy(cache)  # the forward extends the cache it is given
+            cache.reorder_cache(torch.zeros(rows, dtype=torch.long, device=ids.device))  # one row -> every row
+            lead_mask = torch.ones((rows, cache.get_seq_length()), dtype=mask.dtype, device=mask.device)
+            logits = self.model(
+                input_ids=body,
+                attention_mask=torch.cat([lead_mask, body_mask], dim=1),
+                past_key_values=cache,
+                use_cache=False,
+            ).logits
+            parts.append(torch.log_softmax(logits.float(), dim=-1))
+        return torch.cat(parts, dim=1)[:, : ids.shape[1]]
 
     def debiased_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         plain = self.plain_logprobs(input_ids, attention_mask)
-        prefixed = [self.prefixed_logprobs(prefix, input_ids, attention_mask) for prefix in self.prefix_ids]
+        prefixed = [self.prefixed_logprobs(k, input_ids, attention_mask) for k in range(len(self.prefix_ids))]
         return self_debias_logprobs(plain, prefixed, self.decay, self.epsilon)

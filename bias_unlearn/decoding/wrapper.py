@@ -3,9 +3,9 @@ method's debiased next-token distribution as its logits. Whatever reads logits t
 project's scorer (StereoSet, CrowS-Pairs, BBQ), lm-evaluation-harness (perplexity, multiple choice: it applies
 log-softmax, which leaves log-probabilities as they are) and the report's greedy completions (``generate``).
 
-The wrapper has no key/value cache and no split head: every call runs the full forwards the method needs
-(``passes`` per scored token), so the scorer is built with prefix sharing and row packing off for it
-(eval/scorer.py).
+Every call runs the forwards the method needs over the whole text (``passes`` per scored token; a text's own
+tokens are never cached across calls), so the scorer is built with prefix sharing and row packing off for it
+(eval/scorer.py). What every text shares (Self-Debias's prefixes) a method may cache once.
 """
 
 from __future__ import annotations

@@ -78,3 +78,30 @@ def test_greedy_generation_follows_the_debiased_distribution():
     for _ in range(3):
         ids = torch.cat([ids, debiased(input_ids=ids).logits[:, -1].argmax(-1, keepdim=True)], 1)
     assert out.tolist() == ids.tolist()
+
+
+@pytest.mark.parametrize("style", ["llama", "gpt2"])
+def test_each_prefix_runs_once_per_wrapper_and_texts_continue_from_its_cache(style):
+    tok = make_tokenizer(style)
+    model = make_model(style, len(tok))
+    debiased = SelfDebias(model, tok, bias_types=["gender", "race"])
+    start = tok.bos_token_id if style == "llama" else tok.eos_token_id
+    prefixes = [tok(prefix_text(bt), add_special_tokens=False)["input_ids"] for bt in ("gender", "race")]
+    text = [start, *tok("The nurse", add_special_tokens=False)["input_ids"]]
+    lengths = []
+    hook = model.register_forward_hook(
+        lambda module, args, kwargs, out: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    outs = [debiased(input_ids=torch.tensor([ids])).logits[0] for ids in (text, text[:1], text)]
+    hook.remove()
+    leads = [1 + len(q) for q in prefixes]
+    assert min(leads) > len(text)
+    assert sorted(n for n in lengths if n > len(text)) == sorted(leads)  # each prefix ran once, then its cache
+    with torch.no_grad():  # the start token alone is scored from the lead's last position
+        for ids, out in zip((text, text[:1]), outs):
+            plain = torch.log_softmax(model(torch.tensor([ids])).logits[0, -1], -1)
+            prefixed = [
+                torch.log_softmax(model(torch.tensor([[start, *q, *ids[1:]]])).logits[0, -1], -1) for q in prefixes
+            ]
+            torch.testing.assert_close(out[-1], self_debias_logprobs(plain, prefixed), atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(outs[0], outs[2])
