@@ -1,12 +1,13 @@
 """Decoding-time methods at inference: seconds per example under plain scoring, Self-Debias with every prefix run
 whole in front of every text (the path before 2026-12-06), Self-Debias continuing each text from its prefix's cached
-keys / values (the default), and CAFIE, on the same rows through the project's scorer.
+keys / values, text by text, the same with each group's shared tokens (BBQ's context) run once per pass
+(eval/shared_groups.py), and CAFIE, on the same rows through the project's scorer.
 
     python benchmarks/bench_decoding.py [--n 200] [--model-dir DIR] [--threads 2]
 
-Prints one table: examples, seconds, s per example, the cost against plain scoring, the speed-up of the cached
-Self-Debias over the whole-prefix one, and the largest difference of a sentence score (mean token log-prob) from
-the whole-prefix Self-Debias (the cache must not move a score: below 1e-4 in fp32, checked). Workloads: StereoSet
+Prints one table: examples, seconds, s per example, the cost against plain scoring, the speed-up of each Self-Debias
+path over the whole-prefix one, and the largest difference of a sentence score (mean token log-prob) from the
+whole-prefix Self-Debias (neither cache may move a score: below 1e-4 in fp32, checked). Workloads: StereoSet
 intrasentence (three sentences an example), CrowS-Pairs (two) and BBQ (a context and three answers; N / 4 items).
 """
 
@@ -71,20 +72,22 @@ def main() -> None:
     )
     types = ("gender", "profession", "race", "religion")
 
-    def scorer(m):  # a decoding-time model is scored whole: no shared prefixes, no packed rows (eval/scorer.py)
+    def scorer(m, share=False):  # plain: the default auto sharing; a decoding-time model packs no rows (eval/scorer.py)
         decoding = getattr(m, "decoding_time", False)
         return SentenceScorer(
-            m, tokenizer, args.batch_size, share_prefix=not decoding and "auto", pack_rows=not decoding
+            m, tokenizer, args.batch_size, share_prefix=share if decoding else "auto", pack_rows=not decoding
         )
 
+    whole = "Self-Debias, whole prefix per text (previous)"
     methods = {
         "plain": scorer(model),
-        "Self-Debias, whole prefix per text (previous)": scorer(SelfDebiasWhole(model, tokenizer, types)),
-        "Self-Debias, cached prefix (ours)": scorer(SelfDebias(model, tokenizer, types)),
+        whole: scorer(SelfDebiasWhole(model, tokenizer, types)),
+        "Self-Debias, cached prefix, text by text": scorer(SelfDebias(model, tokenizer, types)),
+        "Self-Debias, cached prefix + shared context": scorer(SelfDebias(model, tokenizer, types), share=True),
         "CAFIE": scorer(CAFIE(model, tokenizer, types)),
     }
     print(f"model: {type(model).__name__}, fp32; threads: {torch.get_num_threads()}; batch {args.batch_size}")
-    header = ["workload", "scoring", "examples", "seconds", "s / example", "x plain", "cache speed-up", "max |diff|"]
+    header = ["workload", "scoring", "examples", "seconds", "s / example", "x plain", "speed-up", "max |diff|"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for name, (kind, groups) in workloads(args.n).items():
         seconds, scores = {}, {}
@@ -94,14 +97,10 @@ def main() -> None:
             result = getattr(sc, kind)(groups)
             seconds[label] = time.perf_counter() - start
             scores[label] = [s.value("mean") for g in result for s in g]
-            whole = scores.get("Self-Debias, whole prefix per text (previous)")
-            diff = max(abs(a - b) for a, b in zip(scores[label], whole)) if whole and "Self-Debias" in label else None
+            reference = scores.get(whole)
+            diff = max(abs(a - b) for a, b in zip(scores[label], reference)) if "Self-Debias" in label else None
             assert diff is None or diff < 1e-4, f"{label} disagrees with the whole-prefix path by {diff}"
-            speedup = (
-                f"{seconds['Self-Debias, whole prefix per text (previous)'] / seconds[label]:.2f}x"
-                if label.endswith("(ours)")
-                else ""
-            )
+            speedup = f"{seconds[whole] / seconds[label]:.2f}x" if "cached" in label else ""
             print(
                 f"| {name} | {label} | {len(groups)} | {seconds[label]:.1f} | {seconds[label] / len(groups):.3f} | "
                 f"{seconds[label] / seconds['plain']:.1f}x | {speedup} | {'' if diff is None else f'{diff:.1e}'} |",

@@ -55,6 +55,7 @@ def self_debias_logprobs(
 
 class SelfDebias(DecodingTimeLM):
     method = "self_debias"
+    shares_context = True  # shared_logprobs below: its formula reads one position at a time
 
     def __init__(
         self,
@@ -113,3 +114,60 @@ class SelfDebias(DecodingTimeLM):
         plain = self.plain_logprobs(input_ids, attention_mask)
         prefixed = [self.prefixed_logprobs(k, input_ids, attention_mask) for k in range(len(self.prefix_ids))]
         return self_debias_logprobs(plain, prefixed, self.decay, self.epsilon)
+
+    def shared_pass(self, index: int | None, ids: torch.Tensor, keep: int):
+        """One pass (``index`` None: the plain model; else prefix ``index`` after its cached lead) over a group's
+        shared tokens ``ids`` (1, L): the log-probs at their last ``keep`` positions and the cache after them."""
+        if index is None:
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=keep)
+            return torch.log_softmax(out.logits.float(), dim=-1), out.past_key_values
+        lead_cache, last = self.lead(index)
+        cache = copy.deepcopy(lead_cache)  # the forward extends the cache it is given
+        after_start = int(ids[0, 0]) == self.start_id
+        body = ids[:, 1:] if after_start else ids
+        parts = []
+        if body.shape[1]:
+            mask = torch.ones((1, cache.get_seq_length() + body.shape[1]), dtype=torch.long, device=ids.device)
+            out = self.model(
+                input_ids=body,
+                attention_mask=mask,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=min(keep, body.shape[1]),
+            )
+            parts.append(torch.log_softmax(out.logits.float(), dim=-1))
+            cache = out.past_key_values
+        if after_start and keep > body.shape[1]:  # the start token's prediction is the lead's last position
+            parts.insert(0, last[:, None])
+        return torch.cat(parts, dim=1), cache
+
+    def continue_pass(self, cache, suffix: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Log-probs of every option (right-padded ``suffix``) continuing from one pass's cache of the shared tokens."""
+        rows = len(suffix)
+        cache.reorder_cache(torch.zeros(rows, dtype=torch.long, device=suffix.device))  # one row -> every option
+        shared_mask = torch.ones((rows, cache.get_seq_length()), dtype=mask.dtype, device=mask.device)
+        logits = self.model(
+            input_ids=suffix,
+            attention_mask=torch.cat([shared_mask, mask], dim=1),
+            past_key_values=cache,
+            use_cache=False,
+        ).logits
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    @torch.no_grad()
+    def shared_logprobs(self, shared_ids: torch.Tensor, keep: int, suffix: torch.Tensor, mask: torch.Tensor):
+        """Debiased log-probs of a group of texts that begin with the same tokens ``shared_ids`` (1, L): at the last
+        ``keep`` shared positions (keep, V), and at every position of each right-padded option ``suffix`` (n, S)
+        continuing from them (n, S, V; None when S is 1: an option's last token predicts nothing scored). The
+        shared tokens run once in each pass (plain and every prefix) instead of once per option and pass; the
+        formula reads one position at a time, so the result is the whole texts' (eval/shared_groups.py)."""
+        shared, continued = [], []
+        for index in [None, *range(len(self.prefix_ids))]:
+            logprobs, cache = self.shared_pass(index, shared_ids, keep)
+            shared.append(logprobs)
+            if suffix.shape[1] > 1:
+                continued.append(self.continue_pass(cache, suffix, mask))
+        shared = self_debias_logprobs(shared[0], shared[1:], self.decay, self.epsilon)[0]
+        if not continued:
+            return shared, None
+        return shared, self_debias_logprobs(continued[0], continued[1:], self.decay, self.epsilon)

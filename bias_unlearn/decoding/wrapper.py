@@ -4,8 +4,9 @@ project's scorer (StereoSet, CrowS-Pairs, BBQ), lm-evaluation-harness (perplexit
 log-softmax, which leaves log-probabilities as they are) and the report's greedy completions (``generate``).
 
 Every call runs the forwards the method needs over the whole text (``passes`` per scored token; a text's own
-tokens are never cached across calls), so the scorer is built with prefix sharing and row packing off for it
-(eval/scorer.py). What every text shares (Self-Debias's prefixes) a method may cache once.
+tokens are never cached across calls), so the scorer packs no rows for it (eval/scorer.py). What every text shares
+(Self-Debias's prefixes) a method may cache once; a method whose formula reads one position at a time may also run
+a group's shared tokens (BBQ's context) once per pass, through ``shared_logprobs`` (eval/shared_groups.py).
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ class DecodingTimeLM(torch.nn.Module):
     """
 
     method = "decoding"
-    decoding_time = True  # read by eval/scorer.py: no prefix sharing, no packed rows
+    decoding_time = True  # read by eval/scorer.py: no packed rows
+    shares_context = False  # whether it has shared_logprobs (eval/shared_groups.py)
 
     def __init__(self, model, tokenizer, micro_batch: int = 8):
         super().__init__()
         self.model, self.tokenizer, self.micro_batch = model, tokenizer, micro_batch
-        self.model.eval()
+        # The wrapper itself in eval mode too: a scorer restores the mode it found, and a new module is in train
+        # mode, which would switch the wrapped model's dropout on for whatever reads it next (GPT-2's is 0.1).
+        self.eval()
 
     @property
     def config(self):

@@ -14,6 +14,7 @@ import torch
 from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.config.settings import START_MODES, ScoringConfig
 from bias_unlearn.eval.batching import Request, Score, score_groups, score_requests, shared_prefix_length
+from bias_unlearn.eval.shared_groups import score_shared_groups
 from bias_unlearn.models.reference import evaluation_mode
 from bias_unlearn.models.tokens import continuation_ids, start_token_id
 
@@ -22,10 +23,11 @@ AUTO_SHARE_SAVING = 0.5  # share_prefix=auto shares when that skips this share o
 
 def make_scorer(model, tokenizer, scoring: ScoringConfig, progress: bool = False) -> SentenceScorer:
     """The one way to build a scorer from a scoring config. A decoding-time method (decoding/wrapper.py) is scored
-    through its full forward: no prefix cache, no packed rows."""
-    if getattr(model, "decoding_time", False):
-        return SentenceScorer(model, tokenizer, scoring.batch_size, scoring.start, False, progress, pack_rows=False)
-    return SentenceScorer(model, tokenizer, scoring.batch_size, scoring.start, scoring.share_prefix, progress)
+    through its own forward: no packed rows, and shared prefixes only through its ``shared_logprobs``."""
+    pack_rows = not getattr(model, "decoding_time", False)
+    return SentenceScorer(
+        model, tokenizer, scoring.batch_size, scoring.start, scoring.share_prefix, progress, pack_rows=pack_rows
+    )
 
 
 def first_token_logprobs(model, start_id: int) -> torch.Tensor:
@@ -43,6 +45,8 @@ class SentenceScorer:
 
     ``share_prefix`` runs each group's common prefix once (true), scores every sequence whole in length-sorted
     right-padded batches (false), or chooses per call from how many tokens sharing would skip (auto, the default).
+    A decoding-time method shares prefixes only where it says it can (``shares_context``): a method whose weights
+    read the whole text (CAFIE) is scored text by text whatever ``share_prefix`` says.
     """
 
     def __init__(
@@ -58,6 +62,9 @@ class SentenceScorer:
         if start not in START_MODES:
             raise ConfigError(f"unknown start mode {start!r}; expected one of {START_MODES}")
         self.model, self.tokenizer = model, tokenizer
+        self.decoding_time = getattr(model, "decoding_time", False)
+        if self.decoding_time and not getattr(model, "shares_context", False):
+            share_prefix = False
         self.batch_size, self.start, self.share_prefix, self.progress = batch_size, start, share_prefix, progress
         self.pack_rows = pack_rows  # packed rows and the head at scored positions only (eval/scoring.py)
         self.start_id = start_token_id(tokenizer)
@@ -81,6 +88,8 @@ class SentenceScorer:
 
     def score(self, groups: Sequence[Sequence[Request]], desc: str = "scoring") -> list[list[Score]]:
         if self.shares_prefix(groups):
+            if self.decoding_time:
+                return score_shared_groups(self.model, groups, self.pad_id, self.progress, desc)
             return score_groups(self.model, groups, self.batch_size, self.pad_id, self.progress, desc)
         flat = score_requests(
             self.model,

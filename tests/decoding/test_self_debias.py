@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bias_unlearn.decoding.self_debias import SelfDebias, prefix_text, self_debias_logprobs
+from bias_unlearn.eval.scorer import SentenceScorer
 from tests.helpers import make_model, make_tokenizer
 
 
@@ -105,3 +106,11 @@ def test_each_prefix_runs_once_per_wrapper_and_texts_continue_from_its_cache(sty
             ]
             torch.testing.assert_close(out[-1], self_debias_logprobs(plain, prefixed), atol=2e-5, rtol=1e-4)
     torch.testing.assert_close(outs[0], outs[2])
+
+
+def test_scoring_leaves_the_wrapped_model_without_dropout():
+    tok = make_tokenizer("gpt2")
+    model = make_model("gpt2", len(tok))  # GPT-2's dropout is 0.1
+    debiased = SelfDebias(model, tok, bias_types=["gender"])
+    SentenceScorer(debiased, tok, batch_size=4, share_prefix=False, pack_rows=False).sentences([["The nurse ."]])
+    assert not model.training and not debiased.training
