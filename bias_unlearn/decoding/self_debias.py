@@ -98,16 +98,7 @@ class SelfDebias(DecodingTimeLM):
         body, body_mask = (ids[:, 1:], mask[:, 1:]) if after_start else (ids, mask)
         parts = [last.expand(rows, 1, -1)] if after_start else []
         if body.shape[1]:
-            cache = copy.deepcopy(cache)  # the forward extends the cache it is given
-            cache.reorder_cache(torch.zeros(rows, dtype=torch.long, device=ids.device))  # one row -> every row
-            lead_mask = torch.ones((rows, cache.get_seq_length()), dtype=mask.dtype, device=mask.device)
-            logits = self.model(
-                input_ids=body,
-                attention_mask=torch.cat([lead_mask, body_mask], dim=1),
-                past_key_values=cache,
-                use_cache=False,
-            ).logits
-            parts.append(torch.log_softmax(logits.float(), dim=-1))
+            parts.append(self.continue_from(copy.deepcopy(cache), body, body_mask))  # the forward extends a cache
         return torch.cat(parts, dim=1)[:, : ids.shape[1]]
 
     def debiased_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -141,14 +132,15 @@ class SelfDebias(DecodingTimeLM):
             parts.insert(0, last[:, None])
         return torch.cat(parts, dim=1), cache
 
-    def continue_pass(self, cache, suffix: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Log-probs of every option (right-padded ``suffix``) continuing from one pass's cache of the shared tokens."""
-        rows = len(suffix)
-        cache.reorder_cache(torch.zeros(rows, dtype=torch.long, device=suffix.device))  # one row -> every option
-        shared_mask = torch.ones((rows, cache.get_seq_length()), dtype=mask.dtype, device=mask.device)
+    def continue_from(self, cache, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Log-probs of every row of right-padded ``ids`` continuing from a one-row ``cache`` (a lead, or a group's
+        shared tokens); the cache is extended in place."""
+        rows = len(ids)
+        cache.reorder_cache(torch.zeros(rows, dtype=torch.long, device=ids.device))  # one row -> every row
+        cached_mask = torch.ones((rows, cache.get_seq_length()), dtype=mask.dtype, device=mask.device)
         logits = self.model(
-            input_ids=suffix,
-            attention_mask=torch.cat([shared_mask, mask], dim=1),
+            input_ids=ids,
+            attention_mask=torch.cat([cached_mask, mask], dim=1),
             past_key_values=cache,
             use_cache=False,
         ).logits
@@ -166,7 +158,7 @@ class SelfDebias(DecodingTimeLM):
             logprobs, cache = self.shared_pass(index, shared_ids, keep)
             shared.append(logprobs)
             if suffix.shape[1] > 1:
-                continued.append(self.continue_pass(cache, suffix, mask))
+                continued.append(self.continue_from(cache, suffix, mask))
         shared = self_debias_logprobs(shared[0], shared[1:], self.decay, self.epsilon)[0]
         if not continued:
             return shared, None
