@@ -5,7 +5,9 @@ them afterwards for every run under DIR (a run directory, or a sweep of them; re
 model and the run's delivered adapter on the same items, with the run's own model and scoring settings and this
 job's ``data`` config, and writes both into the run's report.json (replacing what it held for those benchmarks),
 report.md and the adapter's model card. The base model is scored once per model and scoring setting, not once per
-run; nothing is written to a run until both of its sides are scored.
+run, and where the runs trained with ``eval.cache_before`` its side effects are read from and kept in the cache that
+training runs share (eval/side_effect_cache.py), so a later sweep or training run of the same model does not score
+them again; nothing is written to a run until both of its sides are scored.
 
 StereoSet is scored only for a run that trained without it (``eval.before=false eval.after=false``: a dev-only
 study, whose adopted candidate is test-scored once, afterwards): its held-out test split is rebuilt from the run's
@@ -31,7 +33,7 @@ from bias_unlearn.data.sources import build_stereoset_split, load_eval_benchmark
 from bias_unlearn.data.splits import check_held_out
 from bias_unlearn.eval.outcomes import Evaluation, Outcomes
 from bias_unlearn.eval.scorer import make_scorer
-from bias_unlearn.eval.side_effect_cache import SCORING_KEYS
+from bias_unlearn.eval.side_effect_cache import SCORING_KEYS, SideEffectCache
 from bias_unlearn.eval.side_effects import SIDE_EFFECTS, check_side_effect_data, evaluate_model
 from bias_unlearn.io import write_text
 from bias_unlearn.models.policy import load_policy, resolve_device
@@ -111,14 +113,25 @@ def held_out_test(done: FinishedRun) -> list:
 
 
 def score_model(
-    done: FinishedRun, device: str, data: dict, adapter: str | None = None, stereoset: list | None = None
+    done: FinishedRun,
+    device: str,
+    data: dict,
+    adapter: str | None = None,
+    stereoset: list | None = None,
+    data_cfg: DictConfig | None = None,
 ) -> Evaluation:
     """The side effects of the run's base model (or with ``adapter``), and StereoSet on ``stereoset`` when given;
-    the model is freed before the next loads."""
+    the model is freed before the next loads. The base model's side effects go through the shared cache when the run
+    trained with ``eval.cache_before`` (``data_cfg``: this job's data settings, part of the cache key); an adapted
+    model's are its own and never cached."""
     model, tokenizer = load_policy(done.cfg.model, device, adapter)
     try:
         scorer = make_scorer(model, tokenizer, done.scoring, progress=True)
-        return evaluate_model(scorer, done.scoring, data, stereoset)
+        cache = None
+        if adapter is None and data_cfg is not None and done.cfg.get("eval", {}).get("cache_before"):
+            keyed = OmegaConf.create({"model": done.cfg.model, "scoring": done.cfg.scoring, "data": data_cfg})
+            cache = SideEffectCache(keyed, model)
+        return evaluate_model(scorer, done.scoring, data, stereoset, cache)
     finally:
         del model, tokenizer
         if device.startswith("cuda"):
@@ -161,7 +174,7 @@ def complete_runs(cfg: DictConfig) -> list:
         test = tests.get(done.run.path)
         key = done.base_key + (tuple(sorted(f"{ex.bias_type}:{ex.target}:{ex.kind}" for ex in test or ())),)
         if key not in base:  # one base scoring per model, scoring setting and test split
-            base[key] = score_model(done, device, data, stereoset=test)
+            base[key] = score_model(done, device, data, stereoset=test, data_cfg=cfg.data)
         after = score_model(done, device, data, str(done.run.path / ADAPTER), stereoset=test)
         add_side_effects(done.run.report, base[key], after, names)
         write_run(done)

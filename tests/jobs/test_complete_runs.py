@@ -168,3 +168,49 @@ def test_a_dev_only_run_gets_its_held_out_test_scored_once(tmp_path, cfg_train, 
     OmegaConf.save(cfg, run / "config.yaml")
     with pytest.raises(USER_ERRORS, match="trained or chosen on"):
         run_completion.complete_runs(evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={run}", wanted))
+
+
+def test_the_base_side_effects_are_kept_where_training_runs_read_them(
+    sweep, tmp_path, tiny_model_dir, data_overrides, monkeypatch
+):
+    import torch
+
+    from bias_unlearn.eval import side_effects
+    from bias_unlearn.eval.side_effect_cache import SideEffectCache
+
+    monkeypatch.setenv("BIAS_UNLEARN_CACHE", str(tmp_path / "cache"))
+    for name in ("0_a", "1_b"):  # both runs trained with eval.cache_before
+        cfg = OmegaConf.load(sweep / name / "config.yaml")
+        cfg.eval.cache_before = True
+        OmegaConf.save(cfg, sweep / name / "config.yaml")
+    scored = []
+    score = side_effects.score_side_effect
+    monkeypatch.setattr(side_effects, "score_side_effect", lambda name, *a: scored.append(name) or score(name, *a))
+    job = evaluate_cfg(tmp_path, tiny_model_dir, data_overrides, f"runs={sweep}", SIDE)
+    run_completion.complete_runs(job)
+    assert len(scored) == 9  # the base once, each run's adapter once: three benchmarks each
+    before = RunReport.load(sweep / "0_a" / "report.json")
+
+    # A training run of the same model on the same data reads the base's side effects back instead of scoring them.
+    train_cfg = compose_config(
+        "train", "model=local", f"model.name_or_path={tiny_model_dir}", *data_overrides, "eval.cache_before=true"
+    )
+    cache = SideEffectCache(train_cfg, torch.nn.Linear(2, 2))
+    for name in ("crows_pairs", "bbq", "general"):
+        assert getattr(cache.load(name), name) == getattr(before, name).before, name
+
+    # So does the next completion: only the adapters are scored again, and the base's scores are the same.
+    scored.clear()
+    run_completion.complete_runs(job)
+    assert len(scored) == 6
+    again = RunReport.load(sweep / "0_a" / "report.json")
+    assert (again.bbq, again.general, again.crows_pairs) == (before.bbq, before.general, before.crows_pairs)
+
+    # A run trained without eval.cache_before keeps the cache out of it: its base is scored afresh.
+    for name in ("0_a", "1_b"):
+        cfg = OmegaConf.load(sweep / name / "config.yaml")
+        cfg.eval.cache_before = False
+        OmegaConf.save(cfg, sweep / name / "config.yaml")
+    scored.clear()
+    run_completion.complete_runs(job)
+    assert len(scored) == 9
