@@ -14,6 +14,7 @@ FAST = {
     "bench_train_step.py": ["--chunks", "1", "--forget", "2", "--retain", "3", "--kl", "2"],
     "bench_scoring.py": ["--n", "4"],
     "bench_decoding.py": ["--n", "4"],
+    "bench_general.py": ["--max-items", "2", "--batch-sizes", "4,2"],
     "precision_study.py": [],
 }
 

@@ -129,6 +129,7 @@ class ScoringConfig:
     mode: str = "mean"  # sentence score: mean (bias-bench, BiasUnlearn) or sum (lm-evaluation-harness) of log-probs
     start: str = "prepend"  # prepend: [start] + ids in one pass | legacy: bias-bench's two passes
     batch_size: int = 64
+    harness_batch_size: int = 16  # requests a lm-evaluation-harness forward (general ability)
     share_prefix: Any = "auto"  # run an example's shared prefix once (exact): true | false | auto
     n_bootstrap: int = 1000  # replicates for the SS 95% interval (0: none)
     seed: int = 0
@@ -136,8 +137,10 @@ class ScoringConfig:
     def __post_init__(self):
         one_of("scoring.mode", self.mode, SCORE_MODES)
         one_of("scoring.start", self.start, START_MODES)
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"scoring.batch_size must be a positive integer, got {self.batch_size!r}")
+        for key in ("batch_size", "harness_batch_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"scoring.{key} must be a positive integer, got {value!r}")
         if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 0:
             raise ConfigError(f"scoring.n_bootstrap must be an integer >= 0, got {self.n_bootstrap!r}")
         if not isinstance(self.share_prefix, bool) and self.share_prefix != "auto":

@@ -139,9 +139,12 @@ def task_result(raw: dict, version, n: int) -> dict:
     return out
 
 
-def run_harness(scorer, tasks: list[str], limit: int | None = None, defaults: bool = False) -> dict:
-    """lm-evaluation-harness's ``simple_evaluate`` on the scorer's model and tokenizer (0-shot), the model's training
-    mode restored afterwards (the harness leaves it in eval)."""
+def run_harness(
+    scorer, tasks: list[str], limit: int | None = None, defaults: bool = False, batch_size: int | None = None
+) -> dict:
+    """lm-evaluation-harness's ``simple_evaluate`` on the scorer's model and tokenizer (0-shot), ``batch_size``
+    requests a forward (default: the scorer's), the model's training mode restored afterwards (the harness leaves it
+    in eval)."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -149,7 +152,7 @@ def run_harness(scorer, tasks: list[str], limit: int | None = None, defaults: bo
     model, tokenizer = scorer.model, scorer.tokenizer
     was_training = model.training
     try:
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=scorer.batch_size)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size or scorer.batch_size)
         return lm_eval.simple_evaluate(
             model=lm,
             tasks=tasks,
@@ -200,12 +203,13 @@ def harness_crows_pairs(scorer, pairs) -> dict:
     }
 
 
-def evaluate_general(scorer, data: GeneralData) -> dict:
+def evaluate_general(scorer, data: GeneralData, batch_size: int | None = None) -> dict:
     """{task: the harness's results, with its version} for every task of ``data``, on the scorer's model and
-    tokenizer; the model's training mode is restored afterwards (the harness leaves it in eval)."""
+    tokenizer (``batch_size``: requests a harness forward, default the scorer's); the model's training mode is
+    restored afterwards (the harness leaves it in eval)."""
     paths = local_tasks(data.items) if data.items else {}
     tasks = [str(path) for path in paths.values()] + list(data.hub_tasks)
-    result = run_harness(scorer, tasks, data.limit, defaults=bool(data.hub_tasks))
+    result = run_harness(scorer, tasks, data.limit, defaults=bool(data.hub_tasks), batch_size=batch_size)
     names = {PREFIX + task: task for task in paths} | {name: name for name in data.hub_tasks}
     version = result.get("lm_eval_version") or harness_version()
     return {

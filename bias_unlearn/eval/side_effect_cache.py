@@ -23,7 +23,8 @@ from bias_unlearn.io import write_json
 from bias_unlearn.offline import cache_dir
 
 log = logging.getLogger(__name__)
-SCORING_KEYS = ("mode", "start", "batch_size", "share_prefix")  # what side-effect scores depend on (no bootstrap)
+# what side-effect scores depend on (no bootstrap)
+SCORING_KEYS = ("mode", "start", "batch_size", "harness_batch_size", "share_prefix")
 
 
 class SideEffectCache:

@@ -52,5 +52,5 @@ def score_side_effect(name: str, scorer, scoring, data) -> Evaluation:
     elif name == "bbq":
         scored.bbq = evaluate_bbq(scorer, data, scoring.mode)
     else:
-        scored.general = evaluate_general(scorer, data)
+        scored.general = evaluate_general(scorer, data, scoring.harness_batch_size)
     return scored

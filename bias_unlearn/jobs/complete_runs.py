@@ -129,7 +129,8 @@ def score_model(
         scorer = make_scorer(model, tokenizer, done.scoring, progress=True)
         cache = None
         if adapter is None and data_cfg is not None and done.cfg.get("eval", {}).get("cache_before"):
-            keyed = OmegaConf.create({"model": done.cfg.model, "scoring": done.cfg.scoring, "data": data_cfg})
+            scoring = done.scoring.as_dict()  # its defaults filled in, as a training run's config has them
+            keyed = OmegaConf.create({"model": done.cfg.model, "scoring": scoring, "data": data_cfg})
             cache = SideEffectCache(keyed, model)
         return evaluate_model(scorer, done.scoring, data, stereoset, cache)
     finally:

@@ -138,6 +138,7 @@ def test_paper_defaults_for_retention_and_clipping_are_named_options():
         ("scoring.mode=median", "scoring.mode must be one of"),
         ("scoring.start=bos", "scoring.start must be one of"),
         ("scoring.batch_size=0", "scoring.batch_size"),
+        ("scoring.harness_batch_size=0", "scoring.harness_batch_size must be a positive integer"),
         ("data.general.max_items=0", "data.general.max_items must be >= 1"),
         ("method.loss.retain_reduction=sentence", "loss.retain_reduction"),
         ("method.loss.forget_weight=-1", "loss.forget_weight must be >= 0"),

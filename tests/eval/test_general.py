@@ -88,3 +88,29 @@ def test_hub_piqa_is_the_harness_task_which_reads_a_parquet_copy():
     assert "piqa" in cfg.data.general.tasks
     task_file = (Path(lm_eval.__file__).parent / "tasks" / "piqa" / "piqa.yaml").read_text()
     assert "dataset_path: baber/piqa" in task_file and "ybisk" not in task_file
+
+
+def test_the_harness_runs_the_configured_batch_size_with_the_same_results(tiny, monkeypatch):
+    """scoring.harness_batch_size reaches the harness (it pads each batch to its longest request and keeps every
+    position's logits, so the batch size sets its memory); right padding and causal attention leave the results."""
+    from lm_eval.models import huggingface
+
+    from bias_unlearn.config.settings import ScoringConfig
+    from bias_unlearn.eval.side_effects import score_side_effect
+
+    model, tokenizer = tiny
+    sizes = []
+    build = huggingface.HFLM.__init__
+
+    def spy(self, *args, **kwargs):
+        sizes.append(kwargs["batch_size"])
+        build(self, *args, **kwargs)
+
+    monkeypatch.setattr(huggingface.HFLM, "__init__", spy)
+    scorer, data = SentenceScorer(model, tokenizer, 8), fixture_data()
+    results = [score_side_effect("general", scorer, ScoringConfig(harness_batch_size=b), data).general for b in (1, 5)]
+    assert sizes == [1, 5]
+    for task, first in results[0].items():
+        for metric in ("acc", "acc_norm", "perplexity"):
+            if first.get(metric) is not None:
+                assert results[1][task][metric] == pytest.approx(first[metric], rel=1e-5), (task, metric)
