@@ -17,6 +17,7 @@ import argparse
 import time
 
 import torch
+from bench_model import bench_model  # benchmarks/bench_model.py (the script's folder is on sys.path)
 
 from bias_unlearn.data.bbq import load_bbq
 from bias_unlearn.data.crows_pairs import load_crows_pairs
@@ -25,7 +26,6 @@ from bias_unlearn.decoding.cafie import CAFIE
 from bias_unlearn.decoding.self_debias import SelfDebias
 from bias_unlearn.eval.bbq import bbq_prompt
 from bias_unlearn.eval.scorer import SentenceScorer
-from bias_unlearn.models.loading import load_model
 
 
 class SelfDebiasWhole(SelfDebias):
@@ -65,11 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tokenizer = (
-        load_model("local", args.model_dir, torch.float32)
-        if args.model_dir
-        else load_model("offline", "smollm2-135m-instruct", torch.float32)
-    )
+    model, tokenizer = bench_model(args.model_dir)
     types = ("gender", "profession", "race", "religion")
 
     def scorer(m, share=False):  # plain: the default auto sharing; a decoding-time model packs no rows (eval/scorer.py)

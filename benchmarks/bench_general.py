@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_model import bench_model  # benchmarks/bench_model.py (the script's folder is on sys.path)
 from omegaconf import OmegaConf
 
 from bias_unlearn.data.sources import load_general_data
@@ -27,7 +28,6 @@ from bias_unlearn.decoding.cafie import CAFIE
 from bias_unlearn.decoding.self_debias import SelfDebias
 from bias_unlearn.eval.general import evaluate_general
 from bias_unlearn.eval.scorer import SentenceScorer
-from bias_unlearn.models.loading import load_model
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 ACCURACIES, PERPLEXITIES = ("acc", "acc_norm"), ("perplexity", "byte_perplexity")
@@ -63,11 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tokenizer = (
-        load_model("local", args.model_dir, torch.float32)
-        if args.model_dir
-        else load_model("offline", "smollm2-135m-instruct", torch.float32)
-    )
+    model, tokenizer = bench_model(args.model_dir)
     types = ("gender", "profession", "race", "religion")
     wrapped = {"none": model, "self_debias": SelfDebias, "cafie": CAFIE}[args.method]
     if args.method != "none":

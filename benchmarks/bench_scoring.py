@@ -19,6 +19,7 @@ import argparse
 import time
 
 import torch
+from bench_model import bench_model  # benchmarks/bench_model.py (the script's folder is on sys.path)
 from peak import cpu_peaks  # benchmarks/peak.py (the script's folder is on sys.path)
 
 from bias_unlearn.data.bbq import load_bbq
@@ -26,7 +27,6 @@ from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.eval import batching
 from bias_unlearn.eval.bbq import bbq_prompt
 from bias_unlearn.eval.scorer import SentenceScorer
-from bias_unlearn.models.loading import load_model
 
 OPTIONS = ("stereotype", "anti_stereotype", "unrelated")
 
@@ -111,11 +111,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    model, tokenizer = (
-        load_model("local", args.model_dir, dtype)
-        if args.model_dir
-        else load_model("offline", "smollm2-135m-instruct", dtype)
-    )
+    model, tokenizer = bench_model(args.model_dir, dtype)
     counter = FlopCounter(model)
     peaks = cpu_peaks()
     peak = max(peaks.values())

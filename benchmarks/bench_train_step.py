@@ -50,6 +50,7 @@ import sys
 import time
 
 import torch
+from bench_model import bench_model  # benchmarks/bench_model.py (the script's folder is on sys.path)
 from peak import cpu_peaks, matmul_peak_gflops  # benchmarks/peak.py (the script's folder is on sys.path)
 
 MATMUL_OPS = {
@@ -73,17 +74,12 @@ def build(args):
     from bias_unlearn.data.datamodule import UnlearningDataModule
     from bias_unlearn.data.splits import split_by_target
     from bias_unlearn.data.stereoset import load_stereoset
-    from bias_unlearn.models.loading import load_model
     from bias_unlearn.models.lora import wrap_lora
     from bias_unlearn.unlearning.module import BiasUnlearnModule
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    model, tokenizer = (
-        load_model("local", args.model_dir, dtype, device)
-        if args.model_dir
-        else load_model("offline", "smollm2-135m-instruct", dtype, device)
-    )
+    model, tokenizer = bench_model(args.model_dir, dtype, device)
     n_params = sum(p.numel() for p in model.parameters())
     split = split_by_target(load_stereoset("offline"), seed=0)
     dm = UnlearningDataModule(split, tokenizer, args.forget, args.retain, args.kl, 0.25, ["intrasentence"])

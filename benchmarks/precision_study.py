@@ -18,6 +18,7 @@ import argparse
 import time
 
 import torch
+from bench_model import bench_model  # benchmarks/bench_model.py (the script's folder is on sys.path)
 
 from bias_unlearn.config.settings import ScoringConfig
 from bias_unlearn.data.crows_pairs import load_crows_pairs
@@ -26,16 +27,13 @@ from bias_unlearn.data.stereoset import load_stereoset
 from bias_unlearn.eval.crows_pairs import score_crows_pairs
 from bias_unlearn.eval.scorer import make_scorer
 from bias_unlearn.eval.stereoset import score_stereoset
-from bias_unlearn.models.loading import load_model
 from bias_unlearn.reports.paired import paired_difference
 
 DOMAINS = ("overall", "gender", "profession", "race", "religion")
 
 
 def score(dtype: torch.dtype, splits: dict, pairs: list, model_dir: str | None) -> dict:
-    model, tokenizer = (
-        load_model("local", model_dir, dtype) if model_dir else load_model("offline", "smollm2-135m-instruct", dtype)
-    )
+    model, tokenizer = bench_model(model_dir, dtype)
     scorer = make_scorer(model, tokenizer, ScoringConfig(n_bootstrap=0))
     out, start = {}, time.perf_counter()
     for name, examples in splits.items():
