@@ -15,6 +15,7 @@ OpenBookQA, 300 each unless --max-items); the offline model in fp32.
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from bias_unlearn.eval.scorer import SentenceScorer
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 ACCURACIES, PERPLEXITIES = ("acc", "acc_norm"), ("perplexity", "byte_perplexity")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 class PeakMemory:
@@ -45,7 +47,7 @@ class PeakMemory:
     def _sample(self):
         while not self._stop.is_set():
             pages = int(Path("/proc/self/statm").read_text().split()[1])
-            self.peak = max(self.peak, pages * 4096)
+            self.peak = max(self.peak, pages * PAGE)
             time.sleep(0.1)
 
     def __exit__(self, *exc):
@@ -65,9 +67,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     model, tokenizer = bench_model(args.model_dir)
     types = ("gender", "profession", "race", "religion")
-    wrapped = {"none": model, "self_debias": SelfDebias, "cafie": CAFIE}[args.method]
-    if args.method != "none":
-        wrapped = wrapped(model, tokenizer, types)
+    methods = {"self_debias": SelfDebias, "cafie": CAFIE}
+    scored = model if args.method == "none" else methods[args.method](model, tokenizer, types)
     general = OmegaConf.load(CONF / "data" / "offline.yaml").general
     general.max_items = args.max_items or general.max_items
     data = load_general_data(general)
@@ -78,7 +79,7 @@ def main() -> None:
     for size in [int(b) for b in args.batch_sizes.split(",")]:
         with PeakMemory() as memory:
             start = time.perf_counter()
-            result = evaluate_general(SentenceScorer(wrapped, tokenizer, size), data)
+            result = evaluate_general(SentenceScorer(scored, tokenizer), data, batch_size=size)
             seconds = time.perf_counter() - start
         values = {(t, m): r[m] for t, r in result.items() for m in ACCURACIES + PERPLEXITIES if r.get(m) is not None}
         first = first or values
