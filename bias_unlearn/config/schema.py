@@ -66,6 +66,7 @@ class EvaluateJob:
     split: str = "test"
     benchmarks: list[str] = field(default_factory=lambda: ["stereoset", "crows_pairs", "bbq"])
     runs: str | None = None
+    cache: bool = False  # side effects through the cache training runs share (eval/side_effect_cache.py)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
@@ -180,6 +181,11 @@ def evaluate_settings(cfg: DictConfig) -> tuple[ModelConfig, ScoringConfig]:
     if unknown or not cfg.benchmarks:
         raise ConfigError(f"benchmarks must be some of {list(BENCHMARKS)}, got {list(cfg.benchmarks)}")
     typed(cfg, "data")
+    if cfg.get("cache") and (cfg.get("adapter") or cfg.get("runs")):
+        raise ConfigError(
+            "cache=true keeps the side effects of the model itself (or under method=): not with adapter= (a trained "
+            "model's side effects are its own) nor runs= (each run's eval.cache_before decides there)"
+        )
     method = cfg.get("method")
     if method is not None:
         if method.get("decoding") is None:

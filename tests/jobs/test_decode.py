@@ -9,9 +9,10 @@ import pytest
 
 from bias_unlearn.config.errors import ConfigError
 from bias_unlearn.jobs.decode import run_decoding
+from bias_unlearn.jobs.evaluate import run_evaluation
 from bias_unlearn.jobs.train import run_training
 from bias_unlearn.reports.run_report import RunReport
-from tests.helpers import ALL_BENCHMARKS, run_evaluate
+from tests.helpers import ALL_BENCHMARKS, compose_config, run_evaluate
 
 
 @pytest.mark.parametrize("method", ["self_debias", "cafie"])
@@ -93,3 +94,43 @@ def test_a_sweep_scores_the_side_effects_of_a_decoding_method_once(cfg_train, da
         cfg_train(*common, "seed=1", "method.decoding.alpha=0.5", f"paths.output_dir={tmp_path / 'o'}")
     )
     assert other.summary.decoding["side_effects_from_cache"] == {"plain": side}  # other constants: scored afresh
+
+
+def test_evaluate_py_and_the_grid_share_a_decoding_methods_side_effects(
+    cfg_train, data_overrides, tiny_model_dir, tmp_path, monkeypatch
+):
+    """evaluate.py cache=true keeps the plain model's and the method's side effects under the keys a grid run builds
+    (and reads back what a grid run kept): a method's side effects are scored once, by whichever job comes first."""
+    monkeypatch.setenv("BIAS_UNLEARN_CACHE", str(tmp_path / "cache"))
+    side = ["crows_pairs", "bbq", "general"]
+    evaluated = {}
+    for name, method in (("plain", ()), ("method", ("method=cafie",))):
+        cfg = compose_config(
+            "evaluate",
+            f"paths.output_dir={tmp_path / name}",
+            "model=local",
+            f"model.name_or_path={tiny_model_dir}",
+            *data_overrides,
+            "data.general.max_items=2",
+            "benchmarks=[crows_pairs,bbq,general]",
+            "cache=true",
+            *method,
+        )
+        evaluated[name] = run_evaluation(cfg)
+        assert json.loads((tmp_path / name / "results.json").read_text())["meta"]["side_effects_from_cache"] == []
+    common = ("method=cafie", *data_overrides, *ALL_BENCHMARKS, "eval.cache_before=true", "eval.generation.prompts=[]")
+    run = run_decoding(cfg_train(*common, "seed=1", f"paths.output_dir={tmp_path / 's1'}"))
+    assert run.summary.decoding["side_effects_from_cache"] == {"plain": side, "method": side}
+    for name in side:
+        assert getattr(run, name).before == evaluated["plain"][name]
+        assert getattr(run, name).after == evaluated["method"][name]
+    again = run_evaluation(cfg)  # the method's, read back by evaluate.py too
+    assert json.loads((tmp_path / "method" / "results.json").read_text())["meta"]["side_effects_from_cache"] == side
+    assert again == evaluated["method"]
+
+
+def test_evaluate_py_refuses_the_cache_for_an_adapter(tmp_path, tiny_model_dir):
+    model = ("model=local", f"model.name_or_path={tiny_model_dir}")
+    refused = run_evaluate(tmp_path / "no", *model, "adapter=/some/run/adapter", "cache=true")
+    assert refused.returncode == 2 and "not with adapter=" in refused.stderr
+    assert not (tmp_path / "no").exists()
