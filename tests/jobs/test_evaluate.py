@@ -73,9 +73,10 @@ def test_bad_adapter_stops_before_scoring(tmp_path, tiny_model_dir, data_overrid
 
 
 @pytest.mark.parametrize("args", readme_commands("evaluate.py"), ids=" ".join)
-def test_readme_evaluate_commands_compose_and_run_fast(args, tmp_path, tiny_model_dir, data_overrides):
+def test_readme_evaluate_commands_compose_and_run_fast(args, tmp_path, tiny_model_dir, data_overrides, monkeypatch):
     """Each README command composes as written; then runs on the tiny model and the fixture files (its model,
     adapter and file choices name things that exist only on the user's machine)."""
+    monkeypatch.setenv("BIAS_UNLEARN_CACHE", str(tmp_path / "cache"))  # cache=true keeps nothing of a test's
     compose_config("evaluate", *args)
     kept = [
         a for a in args if a.split("=")[0] not in ("model", "model.name_or_path", "adapter", "data.bbq.paths", "runs")
