@@ -213,7 +213,14 @@ def side_effects_markdown(summary: dict) -> str:
         )
         lines.append(
             "| "
-            + " | ".join([label, str(len(e["seeds"])), *[_mean_sd(e[key]) for key, _ in SIDE_EFFECT_COLUMNS], worse])
+            + " | ".join(
+                [
+                    label,
+                    str(len(e["seeds"])),
+                    *[_side_cell(e[key], len(e["seeds"])) for key, _ in SIDE_EFFECT_COLUMNS],
+                    worse,
+                ]
+            )
             + " |"
         )
     return "\n".join(lines)
@@ -227,6 +234,15 @@ def _ci(entry: dict, key: str) -> str:
     """A value with its 95% interval, * where resolved."""
     low, high = entry["ci95"]
     return f"{_f(entry[key])} [{_f(low)}, {_f(high)}]{' *' if entry.get('resolved') else ''}"
+
+
+def _side_cell(stat: dict, seeds: int) -> str:
+    """Mean ± sd of a side effect, naming the runs behind it where fewer than the row's seeds scored it; an sd of 0
+    is shown (runs that read the same cached scores), so a lone value is one run's."""
+    if stat["mean"] is None:
+        return "n/a"
+    cell = _f(stat["mean"]) + (f" ± {_f(stat['sd'])}" if stat["sd"] is not None else "")
+    return cell + (f" ({stat['n_runs']} of {seeds} runs)" if stat["n_runs"] < seeds else "")
 
 
 def _mean_sd(stat: dict) -> str:

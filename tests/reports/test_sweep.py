@@ -497,6 +497,28 @@ def test_side_effects_across_seeds(tmp_path):
     assert "0: age; 1: age" in markdown
 
 
+def test_a_side_effect_cell_names_the_runs_behind_it(tmp_path):
+    """BBQ scored by one of two seeds says so; general ability read back identically by both shows its sd of 0."""
+    sweep = tmp_path / "grid"
+    for seed in (0, 1):
+        run = sweep / f"{seed}_method=cafie,seed={seed}"
+        _seed_run(run, "cafie", seed, 0.5)
+        report = RunReport.load(run / "report.json")
+        report.crows_pairs = BeforeAfter(
+            {"overall": {"pct_stereotype_mean": 50.0}}, {"overall": {"pct_stereotype_mean": 53.0 + seed}}
+        )
+        if seed == 0:
+            report.bbq = BeforeAfter(
+                {"overall": {"acc_ambig": 30.0, "acc_disambig": 60.0}},
+                {"overall": {"acc_ambig": 34.0, "acc_disambig": 59.0}},
+            )
+        report.general = BeforeAfter({"wiki": {"perplexity": 100.0}}, {"wiki": {"perplexity": 110.0}})
+        report.save(run / "report.json")
+    write_sweep_report(sweep)
+    markdown = (sweep / "comparison.md").read_text()
+    assert "| cafie | 2 | 3.50 ± 0.71 | 4.00 (1 of 2 runs) | -1.00 (1 of 2 runs) | 10.00 ± 0.00 |" in markdown
+
+
 def test_report_over_a_sweep_saved_before_the_move(tmp_path):
     """report.py over runs of the code of 2026-12-04 (schema-3 reports with positional outcome rows, old configs:
     tests/fixtures/legacy/sweep_v3) gives the table, the paired statistics and the figures."""
