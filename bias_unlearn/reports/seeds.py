@@ -241,12 +241,13 @@ def _side_cell(stat: dict, seeds: int) -> str:
     is shown (runs that read the same cached scores), so a lone value is one run's."""
     if stat["mean"] is None:
         return "n/a"
-    cell = _f(stat["mean"]) + (f" ± {_f(stat['sd'])}" if stat["sd"] is not None else "")
-    return cell + (f" ({stat['n_runs']} of {seeds} runs)" if stat["n_runs"] < seeds else "")
+    runs = f" ({stat['n_runs']} of {seeds} runs)" if stat["n_runs"] < seeds else ""
+    return _mean_sd(stat, show_zero_sd=True) + runs
 
 
-def _mean_sd(stat: dict) -> str:
-    return "n/a" if stat["mean"] is None else _f(stat["mean"]) + (f" ± {_f(stat['sd'])}" if stat["sd"] else "")
+def _mean_sd(stat: dict, show_zero_sd: bool = False) -> str:
+    shown = stat["sd"] is not None if show_zero_sd else bool(stat["sd"])
+    return "n/a" if stat["mean"] is None else _f(stat["mean"]) + (f" ± {_f(stat['sd'])}" if shown else "")
 
 
 def seeds_markdown(summary: dict) -> str:
